@@ -1,0 +1,643 @@
+//! Model description: the decoder-only architecture a candidate is built from.
+//!
+//! Two families are supported:
+//! - [`Family::Gpt2`]: GPT-2 (Radford et al. 2019) as in LiteTransformerSearch's "gpt2-flex" space
+//!   (Javaheripour et al., NeurIPS 2022): learned positions, pre-LN LayerNorm, GELU (tanh) MLP,
+//!   multi-head attention with biases, **per-layer `d_inner[i]` and `n_head[i]`**, shared `d_model`,
+//!   tied input/output embedding.
+//! - [`Family::Llama`]: Llama (Touvron et al. 2023) as used by SmolLM2: RMSNorm, SwiGLU MLP, rotary
+//!   positions (RoPE, HF "rotate half" convention), grouped-query attention (per-layer `n_head[i]`
+//!   and `n_kv_head[i]`), no biases, optionally tied embeddings.
+//!
+//! An [`Arch`] is plain serde data (JSON or TOML) so a host can send it to a board. It is validated
+//! whenever it is built or loaded: a violation names the field and the rule.
+//! Per-layer fields may be written as one number (the same for every layer) or as a list.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Default upper bound on total parameters: an fp32 ONNX file must stay below protobuf's 2 GiB
+/// limit (we do not emit external-data files), so 500 M parameters (2.0 GB) is the ceiling.
+pub const DEFAULT_MAX_PARAMS: u64 = 500_000_000;
+
+/// Which decoder family an [`Arch`] belongs to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// GPT-2: LayerNorm, GELU MLP, learned positions, MHA with biases, tied embeddings.
+    Gpt2,
+    /// Llama: RMSNorm, SwiGLU MLP, RoPE, grouped-query attention, no biases.
+    Llama,
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::Gpt2 => "gpt2",
+            Family::Llama => "llama",
+        })
+    }
+}
+
+/// A validated decoder-only architecture. Per-layer vectors have exactly `n_layer` entries.
+///
+/// Build one with [`Arch::from_json`], [`Arch::from_toml`], [`Arch::load`] or [`Arch::preset`];
+/// deserializing always validates (see [`ArchSpec`] for the accepted file format).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(try_from = "ArchSpec")]
+pub struct Arch {
+    /// Decoder family.
+    pub family: Family,
+    /// Number of transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size shared by every block.
+    pub d_model: usize,
+    /// Per-layer MLP inner size (GPT-2 `n_inner`, Llama `intermediate_size`).
+    pub d_inner: Vec<usize>,
+    /// Per-layer number of query heads; `d_model % n_head[i] == 0`.
+    pub n_head: Vec<usize>,
+    /// Per-layer number of key/value heads (grouped-query attention); equals `n_head` for GPT-2.
+    pub n_kv_head: Vec<usize>,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Maximum sequence length (GPT-2: rows of the learned position table; Llama:
+    /// `max_position_embeddings`).
+    pub n_positions: usize,
+    /// Whether the LM head reuses the token embedding (always true for GPT-2).
+    pub tie_embeddings: bool,
+    /// Epsilon of LayerNorm / RMSNorm.
+    pub norm_eps: f64,
+    /// RoPE base (Llama only; ignored for GPT-2).
+    pub rope_theta: f64,
+}
+
+/// A per-layer value in a file: one number for all layers, or one per layer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PerLayer {
+    /// The same value for every layer.
+    All(usize),
+    /// One value per layer (length must be `n_layer`).
+    Each(Vec<usize>),
+}
+
+/// The on-disk form of an [`Arch`]: the same fields, with per-layer fields as [`PerLayer`] and
+/// defaults for the optional ones. Unknown fields are rejected so typos do not pass silently.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSpec {
+    /// Decoder family (`gpt2` or `llama`).
+    pub family: Family,
+    /// Number of transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub d_model: usize,
+    /// MLP inner size, one value or one per layer.
+    pub d_inner: PerLayer,
+    /// Query heads, one value or one per layer.
+    pub n_head: PerLayer,
+    /// Key/value heads (Llama), one value or one per layer; defaults to `n_head`.
+    #[serde(default)]
+    pub n_kv_head: Option<PerLayer>,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Maximum sequence length.
+    pub n_positions: usize,
+    /// Tie LM head to the token embedding (default true; must be true for GPT-2).
+    #[serde(default)]
+    pub tie_embeddings: Option<bool>,
+    /// Norm epsilon (default 1e-5, as GPT-2 and SmolLM2).
+    #[serde(default)]
+    pub norm_eps: Option<f64>,
+    /// RoPE base (default 10000).
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+}
+
+/// Why an architecture is invalid. Every variant names the field, the rule and a fix.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ArchError {
+    /// A size that must be positive is zero.
+    #[error("`{field}` must be > 0 (got 0)")]
+    Zero {
+        /// Offending field (with layer index where relevant).
+        field: String,
+    },
+    /// A per-layer list has the wrong length.
+    #[error("`{field}` has {got} entries but n_layer is {n_layer}: give one value per layer, or a single number for all layers")]
+    Length {
+        /// Offending field.
+        field: String,
+        /// Entries given.
+        got: usize,
+        /// Expected entries.
+        n_layer: usize,
+    },
+    /// A divisibility rule is broken.
+    #[error("{rule} (layer {layer}: {detail})")]
+    Divides {
+        /// The rule, e.g. "d_model must be divisible by n_head[i]".
+        rule: &'static str,
+        /// Layer index.
+        layer: usize,
+        /// The numbers involved.
+        detail: String,
+    },
+    /// A family-specific rule is broken.
+    #[error("{0}")]
+    Family(String),
+    /// The model is larger than the configured bound.
+    #[error("the model has {total} parameters, above the limit of {limit} ({reason}); choose a smaller arch or raise the limit with --max-params")]
+    TooLarge {
+        /// Total parameters of the arch.
+        total: u64,
+        /// The bound in force.
+        limit: u64,
+        /// Why the bound exists.
+        reason: &'static str,
+    },
+}
+
+impl PerLayer {
+    fn expand(&self, field: &str, n_layer: usize) -> Result<Vec<usize>, ArchError> {
+        match self {
+            PerLayer::All(v) => Ok(vec![*v; n_layer]),
+            PerLayer::Each(v) if v.len() == n_layer => Ok(v.clone()),
+            PerLayer::Each(v) => Err(ArchError::Length {
+                field: field.to_string(),
+                got: v.len(),
+                n_layer,
+            }),
+        }
+    }
+}
+
+impl TryFrom<ArchSpec> for Arch {
+    type Error = ArchError;
+
+    fn try_from(s: ArchSpec) -> Result<Self, ArchError> {
+        if s.n_layer == 0 {
+            return Err(ArchError::Zero {
+                field: "n_layer".into(),
+            });
+        }
+        let n_head = s.n_head.expand("n_head", s.n_layer)?;
+        let n_kv_head = match (&s.n_kv_head, s.family) {
+            (Some(kv), _) => kv.expand("n_kv_head", s.n_layer)?,
+            (None, _) => n_head.clone(),
+        };
+        let arch = Arch {
+            family: s.family,
+            n_layer: s.n_layer,
+            d_model: s.d_model,
+            d_inner: s.d_inner.expand("d_inner", s.n_layer)?,
+            n_head,
+            n_kv_head,
+            vocab_size: s.vocab_size,
+            n_positions: s.n_positions,
+            tie_embeddings: s.tie_embeddings.unwrap_or(true),
+            norm_eps: s.norm_eps.unwrap_or(1e-5),
+            rope_theta: s.rope_theta.unwrap_or(10_000.0),
+        };
+        arch.validate()?;
+        Ok(arch)
+    }
+}
+
+impl From<Arch> for ArchSpec {
+    fn from(a: Arch) -> Self {
+        ArchSpec {
+            family: a.family,
+            n_layer: a.n_layer,
+            d_model: a.d_model,
+            d_inner: PerLayer::Each(a.d_inner),
+            n_head: PerLayer::Each(a.n_head),
+            n_kv_head: Some(PerLayer::Each(a.n_kv_head)),
+            vocab_size: a.vocab_size,
+            n_positions: a.n_positions,
+            tie_embeddings: Some(a.tie_embeddings),
+            norm_eps: Some(a.norm_eps),
+            rope_theta: Some(a.rope_theta),
+        }
+    }
+}
+
+/// Exact parameter counts and compute of an [`Arch`] (the LTS proxy is `decoder`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamCounts {
+    /// Decoder (non-embedding) parameters: every trainable weight except token/position
+    /// embeddings and an untied LM head. LTS's training-free perplexity proxy.
+    pub decoder: u64,
+    /// Token embedding + learned positions (GPT-2) + untied LM head (Llama).
+    pub embedding: u64,
+    /// `decoder + embedding`: the number of weights stored in the ONNX graph.
+    pub total: u64,
+}
+
+/// Names of the built-in presets accepted by [`Arch::preset`].
+pub const PRESETS: &[&str] = &["gpt2-small", "smollm2-135m", "gpt2-tiny", "llama-tiny"];
+
+impl Arch {
+    /// Checks every rule; called by every constructor.
+    pub fn validate(&self) -> Result<(), ArchError> {
+        let zero = |field: &str| ArchError::Zero {
+            field: field.to_string(),
+        };
+        for (name, v) in [
+            ("n_layer", self.n_layer),
+            ("d_model", self.d_model),
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+        ] {
+            if v == 0 {
+                return Err(zero(name));
+            }
+        }
+        for (name, list) in [
+            ("d_inner", &self.d_inner),
+            ("n_head", &self.n_head),
+            ("n_kv_head", &self.n_kv_head),
+        ] {
+            if list.len() != self.n_layer {
+                return Err(ArchError::Length {
+                    field: name.into(),
+                    got: list.len(),
+                    n_layer: self.n_layer,
+                });
+            }
+            if let Some(i) = list.iter().position(|&v| v == 0) {
+                return Err(zero(&format!("{name}[{i}]")));
+            }
+        }
+        for i in 0..self.n_layer {
+            let (h, kv) = (self.n_head[i], self.n_kv_head[i]);
+            if self.d_model % h != 0 {
+                return Err(ArchError::Divides {
+                    rule: "d_model must be divisible by n_head[i]",
+                    layer: i,
+                    detail: format!(
+                        "d_model {} % n_head {} = {}",
+                        self.d_model,
+                        h,
+                        self.d_model % h
+                    ),
+                });
+            }
+            if h % kv != 0 {
+                return Err(ArchError::Divides {
+                    rule: "n_head[i] must be divisible by n_kv_head[i] (grouped-query attention)",
+                    layer: i,
+                    detail: format!("n_head {h} % n_kv_head {kv} = {}", h % kv),
+                });
+            }
+            if self.family == Family::Llama && (self.d_model / h) % 2 != 0 {
+                return Err(ArchError::Divides {
+                    rule: "RoPE needs an even head size d_model / n_head[i]",
+                    layer: i,
+                    detail: format!("head size {}", self.d_model / h),
+                });
+            }
+        }
+        match self.family {
+            Family::Gpt2 => {
+                if self.n_kv_head != self.n_head {
+                    return Err(ArchError::Family(
+                        "gpt2 uses multi-head attention: n_kv_head must equal n_head (leave it out)"
+                            .into(),
+                    ));
+                }
+                if !self.tie_embeddings {
+                    return Err(ArchError::Family(
+                        "gpt2 ties the LM head to the token embedding: tie_embeddings must be true"
+                            .into(),
+                    ));
+                }
+            }
+            Family::Llama => {
+                if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+                    return Err(ArchError::Family(format!(
+                        "rope_theta must be a finite number > 1 (got {})",
+                        self.rope_theta
+                    )));
+                }
+            }
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0 && self.norm_eps < 1.0) {
+            return Err(ArchError::Family(format!(
+                "norm_eps must be in (0, 1) (got {})",
+                self.norm_eps
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails when the total parameter count exceeds `max_params` (see [`DEFAULT_MAX_PARAMS`]).
+    pub fn check_size(&self, max_params: u64) -> Result<(), ArchError> {
+        let total = self.params().total;
+        if total > max_params {
+            return Err(ArchError::TooLarge {
+                total,
+                limit: max_params,
+                reason: if max_params == DEFAULT_MAX_PARAMS {
+                    "an fp32 ONNX file must stay below protobuf's 2 GiB limit"
+                } else {
+                    "set by --max-params"
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Head size of layer `i` (`d_model / n_head[i]`).
+    pub fn head_dim(&self, i: usize) -> usize {
+        self.d_model / self.n_head[i]
+    }
+
+    /// Parses and validates JSON.
+    pub fn from_json(text: &str) -> anyhow::Result<Arch> {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    /// Parses and validates TOML.
+    pub fn from_toml(text: &str) -> anyhow::Result<Arch> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Loads an arch file (`.json` or `.toml`, by extension; otherwise JSON is tried first).
+    pub fn load(path: &Path) -> anyhow::Result<Arch> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read arch file {}", path.display()))?;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let parsed = match ext {
+            "toml" => Arch::from_toml(&text),
+            "json" => Arch::from_json(&text),
+            _ => Arch::from_json(&text).or_else(|_| Arch::from_toml(&text)),
+        };
+        parsed.with_context(|| {
+            format!(
+                "invalid arch file {} (see `lts params --help` for the format)",
+                path.display()
+            )
+        })
+    }
+
+    /// Canonical JSON (every field explicit, per-layer lists expanded): what the arch id hashes.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(&ArchSpec::from(self.clone())).expect("arch serializes")
+    }
+
+    /// Pretty JSON, suitable for an arch file that [`Arch::load`] reads back.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&ArchSpec::from(self.clone())).expect("arch serializes")
+    }
+
+    /// Stable id: family plus the first 12 hex digits of SHA-256 of [`Arch::canonical_json`].
+    /// Used as the key of a candidate everywhere in results.
+    pub fn id(&self) -> String {
+        let digest = Sha256::digest(self.canonical_json().as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("{}-{hex}", self.family)
+    }
+
+    /// Parameters of transformer block `i` (attention + MLP + its norms).
+    pub fn layer_params(&self, i: usize) -> u64 {
+        let d = self.d_model as u64;
+        let inner = self.d_inner[i] as u64;
+        let hd = self.head_dim(i) as u64;
+        let (h, kv) = (self.n_head[i] as u64, self.n_kv_head[i] as u64);
+        match self.family {
+            // ln_1, ln_2 (weight + bias); c_attn [d, 3d] + bias; c_proj [d, d] + bias;
+            // c_fc [d, inner] + bias; mlp c_proj [inner, d] + bias.
+            Family::Gpt2 => 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (2 * d * inner + inner + d),
+            // input/post-attention RMSNorm weights; q, k, v, o without bias; gate, up, down.
+            Family::Llama => 2 * d + d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * inner,
+        }
+    }
+
+    /// Exact parameter counts (see [`ParamCounts`]).
+    pub fn params(&self) -> ParamCounts {
+        let d = self.d_model as u64;
+        let v = self.vocab_size as u64;
+        let layers: u64 = (0..self.n_layer).map(|i| self.layer_params(i)).sum();
+        let (final_norm, embedding) = match self.family {
+            Family::Gpt2 => (2 * d, v * d + self.n_positions as u64 * d),
+            Family::Llama => (
+                d,
+                if self.tie_embeddings {
+                    v * d
+                } else {
+                    2 * v * d
+                },
+            ),
+        };
+        let decoder = layers + final_norm;
+        ParamCounts {
+            decoder,
+            embedding,
+            total: decoder + embedding,
+        }
+    }
+
+    /// Forward FLOPs for one token attending to `context` positions: 2 x (matmul weights of the
+    /// blocks + LM head) + 2 x n_layer x context x d_model for attention scores and mixing
+    /// (Kaplan et al. 2020, "Scaling Laws for Neural Language Models", Table 1, with the LM head
+    /// added because it is real work at inference). Norms, activations and softmax are excluded.
+    pub fn flops_per_token(&self, context: usize) -> u64 {
+        let d = self.d_model as u64;
+        let matmul: u64 = (0..self.n_layer)
+            .map(|i| {
+                let hd = self.head_dim(i) as u64;
+                let (h, kv) = (self.n_head[i] as u64, self.n_kv_head[i] as u64);
+                let inner = self.d_inner[i] as u64;
+                let mlp = match self.family {
+                    Family::Gpt2 => 2 * d * inner,
+                    Family::Llama => 3 * d * inner,
+                };
+                d * h * hd + 2 * d * kv * hd + h * hd * d + mlp
+            })
+            .sum();
+        let lm_head = self.vocab_size as u64 * d;
+        2 * (matmul + lm_head) + 2 * self.n_layer as u64 * context as u64 * d
+    }
+
+    /// Forward FLOPs of a prefill of `seq` tokens (token t attends to t + 1 positions).
+    pub fn prefill_flops(&self, seq: usize) -> u64 {
+        (0..seq).map(|t| self.flops_per_token(t + 1)).sum()
+    }
+
+    /// A built-in architecture by name (see [`PRESETS`]).
+    pub fn preset(name: &str) -> anyhow::Result<Arch> {
+        let gpt2 = |n_layer, d_model, n_head, d_inner, vocab_size, n_positions| ArchSpec {
+            family: Family::Gpt2,
+            n_layer,
+            d_model,
+            d_inner: PerLayer::All(d_inner),
+            n_head: PerLayer::All(n_head),
+            n_kv_head: None,
+            vocab_size,
+            n_positions,
+            tie_embeddings: None,
+            norm_eps: None,
+            rope_theta: None,
+        };
+        let spec = match name {
+            "gpt2-small" => gpt2(12, 768, 12, 3072, 50257, 1024),
+            "gpt2-tiny" => ArchSpec {
+                d_inner: PerLayer::Each(vec![96, 64]),
+                n_head: PerLayer::Each(vec![4, 2]),
+                ..gpt2(2, 32, 4, 64, 97, 64)
+            },
+            "smollm2-135m" => ArchSpec {
+                family: Family::Llama,
+                n_layer: 30,
+                d_model: 576,
+                d_inner: PerLayer::All(1536),
+                n_head: PerLayer::All(9),
+                n_kv_head: Some(PerLayer::All(3)),
+                vocab_size: 49152,
+                n_positions: 8192,
+                tie_embeddings: Some(true),
+                norm_eps: Some(1e-5),
+                rope_theta: Some(100_000.0),
+            },
+            "llama-tiny" => ArchSpec {
+                family: Family::Llama,
+                n_layer: 2,
+                d_model: 32,
+                d_inner: PerLayer::Each(vec![80, 48]),
+                n_head: PerLayer::Each(vec![4, 2]),
+                n_kv_head: Some(PerLayer::Each(vec![2, 1])),
+                vocab_size: 101,
+                n_positions: 128,
+                tie_embeddings: Some(false),
+                norm_eps: Some(1e-5),
+                rope_theta: Some(10_000.0),
+            },
+            other => anyhow::bail!(
+                "unknown preset `{other}`; built-in presets are: {}",
+                PRESETS.join(", ")
+            ),
+        };
+        Ok(Arch::try_from(spec)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt2_small_matches_published_counts() {
+        let p = Arch::preset("gpt2-small").unwrap().params();
+        assert_eq!(p.decoder, 85_056_000);
+        assert_eq!(p.total, 124_439_808);
+    }
+
+    #[test]
+    fn smollm2_matches_published_counts() {
+        let p = Arch::preset("smollm2-135m").unwrap().params();
+        assert_eq!(p.decoder, 106_203_456);
+        assert_eq!(p.total, 134_515_008);
+    }
+
+    #[test]
+    fn heterogeneous_gpt2_counts_by_hand() {
+        // d=64, layer 0: inner 128, 2 heads; layer 1: inner 256, 8 heads; vocab 100, 32 positions.
+        let a = Arch::from_json(
+            r#"{"family":"gpt2","n_layer":2,"d_model":64,"d_inner":[128,256],"n_head":[2,8],
+                "vocab_size":100,"n_positions":32}"#,
+        )
+        .unwrap();
+        let d = 64u64;
+        let block =
+            |inner: u64| 4 * d + 3 * d * d + 3 * d + d * d + d + d * inner + inner + inner * d + d;
+        let p = a.params();
+        assert_eq!(p.decoder, block(128) + block(256) + 2 * d);
+        assert_eq!(p.embedding, 100 * d + 32 * d);
+        // Heads do not change the count for GPT-2 (qkv is always d x 3d).
+        assert_eq!(
+            block(128),
+            4 * 64 + 12288 + 192 + 4096 + 64 + 8192 + 128 + 8192 + 64
+        );
+    }
+
+    #[test]
+    fn untied_llama_counts_lm_head_as_embedding() {
+        let a = Arch::preset("llama-tiny").unwrap();
+        let p = a.params();
+        assert_eq!(p.embedding, 2 * 101 * 32);
+        // layer 0: d=32, 4 heads (hd 8), 2 kv heads, inner 80
+        let l0 = 2 * 32 + 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 80;
+        // layer 1: 2 heads (hd 16), 1 kv head, inner 48
+        let l1 = 2 * 32 + 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 48;
+        assert_eq!(p.decoder, l0 + l1 + 32);
+    }
+
+    #[test]
+    fn invalid_archs_name_the_field_and_rule() {
+        let bad_heads = r#"{"family":"gpt2","n_layer":2,"d_model":64,"d_inner":128,"n_head":[2,6],
+            "vocab_size":100,"n_positions":32}"#;
+        let e = Arch::from_json(bad_heads).unwrap_err().to_string();
+        assert!(
+            e.contains("divisible by n_head") && e.contains("layer 1"),
+            "{e}"
+        );
+
+        let bad_len = r#"{"family":"gpt2","n_layer":3,"d_model":64,"d_inner":[128,128],"n_head":2,
+            "vocab_size":100,"n_positions":32}"#;
+        let e = Arch::from_json(bad_len).unwrap_err().to_string();
+        assert!(
+            e.contains("`d_inner` has 2 entries but n_layer is 3"),
+            "{e}"
+        );
+
+        let bad_kv = r#"{"family":"llama","n_layer":1,"d_model":64,"d_inner":128,"n_head":4,
+            "n_kv_head":3,"vocab_size":100,"n_positions":32}"#;
+        let e = Arch::from_json(bad_kv).unwrap_err().to_string();
+        assert!(e.contains("divisible by n_kv_head"), "{e}");
+
+        let zero = r#"{"family":"llama","n_layer":1,"d_model":64,"d_inner":0,"n_head":4,
+            "vocab_size":100,"n_positions":32}"#;
+        let e = Arch::from_json(zero).unwrap_err().to_string();
+        assert!(e.contains("`d_inner[0]` must be > 0"), "{e}");
+
+        let typo = r#"{"family":"gpt2","n_layers":2,"d_model":64,"d_inner":128,"n_head":2,
+            "vocab_size":100,"n_positions":32}"#;
+        let e = Arch::from_json(typo).unwrap_err().to_string();
+        assert!(e.contains("n_layers"), "{e}");
+    }
+
+    #[test]
+    fn size_limit_is_enforced() {
+        let a = Arch::preset("gpt2-small").unwrap();
+        assert!(a.check_size(DEFAULT_MAX_PARAMS).is_ok());
+        let e = a.check_size(1_000_000).unwrap_err().to_string();
+        assert!(e.contains("--max-params"), "{e}");
+    }
+
+    #[test]
+    fn id_is_stable_and_json_round_trips() {
+        let a = Arch::preset("llama-tiny").unwrap();
+        let b = Arch::from_json(&a.to_json_pretty()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.id(), b.id());
+        assert!(a.id().starts_with("llama-"));
+        assert_ne!(a.id(), Arch::preset("gpt2-tiny").unwrap().id());
+        let t = toml::to_string(&ArchSpec::from(a.clone())).unwrap();
+        assert_eq!(Arch::from_toml(&t).unwrap(), a);
+    }
+
+    #[test]
+    fn flops_count_matmuls_and_attention() {
+        let a = Arch::preset("gpt2-small").unwrap();
+        // 2 * (12 * (4 d^2 + 2 d * 4d) + V d) + 2 * 12 * 1 * d at context 1.
+        let d = 768u64;
+        let expect = 2 * (12 * (12 * d * d) + 50257 * d) + 2 * 12 * d;
+        assert_eq!(a.flops_per_token(1), expect);
+        assert!(a.prefill_flops(4) > 4 * a.flops_per_token(1));
+    }
+}

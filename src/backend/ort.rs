@@ -1,0 +1,306 @@
+//! ONNX Runtime backend through the `ort` crate (2.0.0-rc.15, `load-dynamic`).
+//!
+//! One process-wide ONNX Runtime environment is created from the library [`super::ortlib`]
+//! finds. Sessions are created from in-memory ONNX bytes with the recorded [`OrtOptions`]
+//! (LTS's defaults: one intra-op thread, `ORT_ENABLE_ALL`, CPU provider).
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ndarray::{Array2, Array3, Array4, Ix3, Ix4};
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use super::{ortlib, Runner, RuntimeInfo};
+use crate::arch::Arch;
+use crate::job::{Mode, Workload};
+use crate::reference::{KvCache, Output};
+
+/// ONNX Runtime graph optimisation level (`GraphOptimizationLevel`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptLevel {
+    /// `ORT_DISABLE_ALL`.
+    Disable,
+    /// `ORT_ENABLE_BASIC`: constant folding, redundant node elimination.
+    Basic,
+    /// `ORT_ENABLE_EXTENDED`: adds fusions (GELU, LayerNorm, attention…).
+    Extended,
+    /// `ORT_ENABLE_ALL` (LTS's setting): adds layout optimisations.
+    All,
+}
+
+/// Session settings, recorded with every measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrtOptions {
+    /// Intra-op threads (LTS measured with 1).
+    pub intra_threads: usize,
+    /// Inter-op threads (parallel execution of independent nodes when > 1).
+    pub inter_threads: usize,
+    /// Graph optimisation level.
+    pub opt_level: OptLevel,
+    /// Execution provider; only `cpu` today (the loaded library's list is in `lts device`).
+    pub provider: String,
+    /// Whether idle intra-op threads spin (`session.intra_op.allow_spinning`, ORT's default on).
+    pub allow_spinning: bool,
+}
+
+impl Default for OrtOptions {
+    fn default() -> Self {
+        OrtOptions {
+            intra_threads: 1,
+            inter_threads: 1,
+            opt_level: OptLevel::All,
+            provider: "cpu".into(),
+            allow_spinning: true,
+        }
+    }
+}
+
+static ENV: OnceLock<std::result::Result<(Environment, RuntimeInfo), String>> = OnceLock::new();
+
+/// A loaded ONNX Runtime: the process-wide environment and what was loaded.
+#[derive(Clone, Copy)]
+pub struct Ort {
+    env: &'static Environment,
+    info: &'static RuntimeInfo,
+}
+
+impl Ort {
+    /// Finds the library (see [`ortlib::locate`]) and creates the environment, once per process.
+    pub fn load() -> Result<Ort> {
+        let loaded = ENV.get_or_init(|| init().map_err(|e| format!("{e:#}")));
+        match loaded {
+            Ok((env, info)) => Ok(Ort { env, info }),
+            Err(e) => Err(anyhow!("{e}")),
+        }
+    }
+
+    /// Version, library path and providers of the loaded runtime.
+    pub fn info(&self) -> &RuntimeInfo {
+        self.info
+    }
+
+    /// Creates a session from serialized ONNX bytes.
+    pub fn session(&self, model: &[u8], opts: &OrtOptions) -> Result<Session> {
+        if opts.provider != "cpu" {
+            bail!(
+                "execution provider `{}` is not supported yet; use `cpu` (available in this library: {})",
+                opts.provider,
+                self.info.providers.join(", ")
+            );
+        }
+        if opts.intra_threads == 0 || opts.inter_threads == 0 {
+            bail!("--threads and --inter-threads must be >= 1");
+        }
+        let level = match opts.opt_level {
+            OptLevel::Disable => GraphOptimizationLevel::Disable,
+            OptLevel::Basic => GraphOptimizationLevel::Level1,
+            OptLevel::Extended => GraphOptimizationLevel::Level2,
+            OptLevel::All => GraphOptimizationLevel::All,
+        };
+        let builder = Session::builder(self.env)?;
+        let fail = |e: ort::Error<_>| anyhow!("cannot configure the ONNX Runtime session: {e}");
+        let mut builder = builder
+            .with_optimization_level(level)
+            .map_err(fail)?
+            .with_intra_threads(opts.intra_threads)
+            .map_err(fail)?
+            .with_inter_threads(opts.inter_threads)
+            .map_err(fail)?
+            .with_parallel_execution(opts.inter_threads > 1)
+            .map_err(fail)?
+            .with_config_entry(
+                "session.intra_op.allow_spinning",
+                if opts.allow_spinning { "1" } else { "0" },
+            )
+            .map_err(fail)?;
+        builder
+            .commit_from_memory(model)
+            .context("ONNX Runtime could not load the model")
+    }
+}
+
+fn init() -> Result<(Environment, RuntimeInfo)> {
+    let located = ortlib::locate()?;
+    let builder = ort::init_from(&located.path).map_err(|e| {
+        anyhow!(
+            "cannot load ONNX Runtime from {} (found via {}): {e}\nRun `lts setup --force` to reinstall it, or point ORT_DYLIB_PATH at a working libonnxruntime.so (>= 1.31).",
+            located.path.display(),
+            located.how
+        )
+    })?;
+    let env = builder.with_name("lts").build()?;
+    let version = library_version(&located.path).unwrap_or_else(|| "unknown".into());
+    let info = RuntimeInfo {
+        name: "onnxruntime".into(),
+        version,
+        library: Some(located.path.display().to_string()),
+        providers: available_providers()?,
+    };
+    Ok((env, info))
+}
+
+/// Version from the build info (`git-branch=rel-1.31.1`), else from the file name.
+fn library_version(path: &std::path::Path) -> Option<String> {
+    let info = ort::info();
+    if let Some(rest) = info.split("git-branch=rel-").nth(1) {
+        let v: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        if !v.is_empty() {
+            return Some(v);
+        }
+    }
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    name.split(".so.").nth(1).map(str::to_string)
+}
+
+/// Execution providers compiled into the loaded library (`GetAvailableProviders`).
+fn available_providers() -> Result<Vec<String>> {
+    let api = ort::api();
+    let mut list: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: documented C API; the list is released below with the matching call.
+    let status = unsafe { (api.GetAvailableProviders)(&mut list, &mut n) };
+    if !status.0.is_null() {
+        // SAFETY: a non-null status is owned by us and released once.
+        unsafe { (api.ReleaseStatus)(status.0) };
+        bail!("ONNX Runtime could not list its execution providers");
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        // SAFETY: `list` holds `n` valid C strings until released.
+        let s = unsafe { std::ffi::CStr::from_ptr(*list.add(i)) };
+        out.push(s.to_string_lossy().into_owned());
+    }
+    // SAFETY: releases the list obtained above.
+    let status = unsafe { (api.ReleaseAvailableProviders)(list, n) };
+    if !status.0.is_null() {
+        unsafe { (api.ReleaseStatus)(status.0) };
+    }
+    Ok(out)
+}
+
+/// Seeded inputs for a workload: `input_ids` uniform over the vocabulary and, in decode mode,
+/// a past cache of `seq_len` positions drawn from N(0, 1). Same seed, same inputs.
+pub fn make_inputs(arch: &Arch, workload: &Workload) -> Result<Vec<(String, DynValue)>> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(workload.seed);
+    let new_tokens = match workload.mode {
+        Mode::Prefill => workload.seq_len,
+        Mode::Decode => 1,
+    };
+    let ids: Vec<i64> = (0..workload.batch * new_tokens)
+        .map(|_| rng.random_range(0..arch.vocab_size as i64))
+        .collect();
+    let mut inputs = vec![(
+        "input_ids".to_string(),
+        Tensor::from_array(([workload.batch, new_tokens], ids))?.into_dyn(),
+    )];
+    if workload.mode == Mode::Decode {
+        for i in 0..arch.n_layer {
+            let shape = [
+                workload.batch,
+                arch.n_kv_head[i],
+                workload.seq_len,
+                arch.head_dim(i),
+            ];
+            let n: usize = shape.iter().product();
+            for part in ["key", "value"] {
+                let data: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+                inputs.push((
+                    format!("past_key_values.{i}.{part}"),
+                    Tensor::from_array((shape, data))?.into_dyn(),
+                ));
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// A session plus its fixed inputs: one [`Runner::run`] is one `Session::run`.
+pub struct OrtRunner {
+    session: Session,
+    inputs: Vec<(String, DynValue)>,
+}
+
+impl OrtRunner {
+    /// Wraps a session with the seeded inputs of `workload`.
+    pub fn new(session: Session, arch: &Arch, workload: &Workload) -> Result<OrtRunner> {
+        Ok(OrtRunner {
+            session,
+            inputs: make_inputs(arch, workload)?,
+        })
+    }
+}
+
+impl Runner for OrtRunner {
+    fn run(&mut self) -> Result<Option<Duration>> {
+        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = self
+            .inputs
+            .iter()
+            .map(|(n, v)| (Cow::Borrowed(n.as_str()), SessionInputValue::from(v)))
+            .collect();
+        let outputs = self
+            .session
+            .run(inputs)
+            .context("ONNX Runtime inference failed")?;
+        drop(outputs);
+        Ok(None)
+    }
+}
+
+/// Runs one graph of `arch` on given tokens (and a past cache for decode graphs) and returns
+/// logits and the present cache, in the same form as the reference forward pass.
+pub fn infer(
+    session: &mut Session,
+    arch: &Arch,
+    input_ids: &Array2<i64>,
+    past: Option<&KvCache>,
+) -> Result<Output> {
+    let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![(
+        "input_ids".into(),
+        Tensor::from_array(input_ids.clone())?.into_dyn().into(),
+    )];
+    if let Some(cache) = past {
+        for (i, (k, v)) in cache.layers.iter().enumerate() {
+            inputs.push((
+                format!("past_key_values.{i}.key").into(),
+                Tensor::from_array(k.clone())?.into_dyn().into(),
+            ));
+            inputs.push((
+                format!("past_key_values.{i}.value").into(),
+                Tensor::from_array(v.clone())?.into_dyn().into(),
+            ));
+        }
+    }
+    let outputs = session.run(inputs)?;
+    let logits: Array3<f32> = outputs["logits"]
+        .try_extract_array::<f32>()?
+        .into_dimensionality::<Ix3>()?
+        .to_owned();
+    let mut layers = Vec::with_capacity(arch.n_layer);
+    for i in 0..arch.n_layer {
+        let get = |part: &str| -> Result<Array4<f32>> {
+            Ok(outputs[format!("present.{i}.{part}").as_str()]
+                .try_extract_array::<f32>()?
+                .into_dimensionality::<Ix4>()?
+                .to_owned())
+        };
+        layers.push((get("key")?, get("value")?));
+    }
+    Ok(Output {
+        logits,
+        present: KvCache { layers },
+    })
+}

@@ -1,0 +1,256 @@
+//! Command-line interface (clap): the subcommands and their flags. The work itself is in
+//! [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::arch::{Arch, DEFAULT_MAX_PARAMS, PRESETS};
+use crate::backend::ort::OptLevel;
+use crate::backend::ortlib::Target;
+use crate::graph::GraphKind;
+use crate::job::Mode;
+
+const ARCH_HELP: &str = "\
+Arch files (JSON or TOML) hold: family (gpt2|llama), n_layer, d_model, d_inner, n_head,
+[n_kv_head], vocab_size, n_positions, [tie_embeddings], [norm_eps], [rope_theta].
+Per-layer fields (d_inner, n_head, n_kv_head) take one number or a list of n_layer numbers.
+Example: {\"family\":\"gpt2\",\"n_layer\":2,\"d_model\":256,\"d_inner\":[512,1024],
+          \"n_head\":[4,8],\"vocab_size\":50257,\"n_positions\":1024}";
+
+/// `lts`: find fast small decoder-only language models for a device without training them.
+///
+/// Candidates are real ONNX graphs with real weights, timed on this machine with ONNX Runtime;
+/// the decoder (non-embedding) parameter count is the training-free perplexity proxy of
+/// LiteTransformerSearch (Javaheripour et al., NeurIPS 2022).
+#[derive(Parser, Debug)]
+#[command(name = "lts", version, about, long_about = None, after_help = ARCH_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print exact parameter counts (decoder = LTS proxy, embedding, total) and FLOPs.
+    #[command(after_help = ARCH_HELP)]
+    Params(ParamsArgs),
+    /// Write the ONNX graph(s) of an arch with seeded or imported weights, plus the arch JSON.
+    #[command(after_help = ARCH_HELP)]
+    Export(ExportArgs),
+    /// Time one candidate with ONNX Runtime on this machine (latency statistics + peak memory).
+    #[command(after_help = ARCH_HELP)]
+    Measure(MeasureArgs),
+    /// Describe this machine: OS, CPU, frequencies, memory, temperatures, ONNX Runtime.
+    Device(DeviceArgs),
+    /// Fetch the pinned ONNX Runtime library (onnxruntime==1.31.1 wheel from PyPI) into the cache.
+    Setup(SetupArgs),
+}
+
+/// Which architecture to use: a preset or a file.
+#[derive(Args, Debug, Clone)]
+pub struct ArchArgs {
+    /// Built-in arch: gpt2-small, smollm2-135m, gpt2-tiny, llama-tiny.
+    #[arg(long, conflicts_with = "arch")]
+    pub preset: Option<String>,
+    /// Arch file (.json or .toml), e.g. one written by `lts export`.
+    #[arg(long, value_name = "FILE")]
+    pub arch: Option<PathBuf>,
+}
+
+impl ArchArgs {
+    /// The arch named on the command line (validated).
+    pub fn resolve(&self) -> anyhow::Result<Arch> {
+        match (&self.preset, &self.arch) {
+            (Some(p), _) => Arch::preset(p),
+            (None, Some(f)) => Arch::load(f),
+            (None, None) => anyhow::bail!(
+                "no architecture given: use --preset NAME ({}) or --arch FILE",
+                PRESETS.join(", ")
+            ),
+        }
+    }
+
+    /// True when neither flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.preset.is_none() && self.arch.is_none()
+    }
+}
+
+/// Where weights come from.
+#[derive(Args, Debug, Clone)]
+pub struct WeightArgs {
+    /// Import weights from a Hugging Face safetensors checkpoint (HF names; F32/F16/BF16).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Seed of the random weights (GPT-2 init: N(0, 0.02)) when --weights is not given.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `lts params`.
+#[derive(Args, Debug)]
+pub struct ParamsArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `lts export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// Which graph(s): prefill (input_ids -> logits, present) and/or decode (+ past_key_values).
+    #[arg(long, value_enum, default_value = "both")]
+    pub kind: ExportKind,
+    /// Output directory (created). Files: <arch-id>.prefill.onnx, <arch-id>.decode.onnx,
+    /// <arch-id>.arch.json.
+    #[arg(long, short, default_value = "results/export")]
+    pub out: PathBuf,
+    /// Also write the weights as <arch-id>.safetensors (HF names, F32).
+    #[arg(long)]
+    pub save_weights: bool,
+    /// Refuse archs above this many total parameters (fp32 ONNX must stay below 2 GiB).
+    #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
+    pub max_params: u64,
+}
+
+/// Graphs `lts export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportKind {
+    /// Only the prefill graph.
+    Prefill,
+    /// Only the decode graph.
+    Decode,
+    /// Both.
+    Both,
+}
+
+impl ExportKind {
+    /// Graph kinds to write.
+    pub fn kinds(self) -> Vec<GraphKind> {
+        match self {
+            ExportKind::Prefill => vec![GraphKind::Prefill],
+            ExportKind::Decode => vec![GraphKind::Decode],
+            ExportKind::Both => vec![GraphKind::Prefill, GraphKind::Decode],
+        }
+    }
+}
+
+/// `lts measure`.
+#[derive(Args, Debug)]
+pub struct MeasureArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// Time an ONNX file written by `lts export` instead of generating one (its arch is read
+    /// from the file).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch", "weights"])]
+    pub onnx: Option<PathBuf>,
+    /// prefill: one prompt of --seq-len tokens; decode: one token after a KV cache of --seq-len.
+    #[arg(long, value_enum, default_value = "prefill")]
+    pub mode: Mode,
+    /// Sequence length (LTS: 192).
+    #[arg(long, default_value_t = 192)]
+    pub seq_len: usize,
+    /// Batch size (LTS: 1).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Seed of the generated inputs.
+    #[arg(long, default_value_t = 0)]
+    pub input_seed: u64,
+    /// ONNX Runtime intra-op threads (LTS: 1).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// ONNX Runtime inter-op threads.
+    #[arg(long, default_value_t = 1)]
+    pub inter_threads: usize,
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, value_enum, default_value = "all")]
+    pub opt_level: OptLevel,
+    /// Disable spinning of idle intra-op threads.
+    #[arg(long)]
+    pub no_spin: bool,
+    /// Warm-up time in seconds (after the first run, at least one warm-up run).
+    #[arg(long)]
+    pub warmup_s: Option<f64>,
+    /// Minimum timed runs (both this and --min-duration-s must be met).
+    #[arg(long)]
+    pub min_runs: Option<usize>,
+    /// Minimum timed duration in seconds.
+    #[arg(long)]
+    pub min_duration_s: Option<f64>,
+    /// Hard cap on timed runs.
+    #[arg(long)]
+    pub max_runs: Option<usize>,
+    /// Hard cap on timed duration in seconds (measurement is invalid if hit before --min-runs).
+    #[arg(long)]
+    pub max_duration_s: Option<f64>,
+    /// Coefficient of variation above which the measurement is flagged noisy.
+    #[arg(long)]
+    pub cv_threshold: Option<f64>,
+    /// Refuse archs above this many total parameters.
+    #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
+    pub max_params: u64,
+    /// Print the full result as JSON (raw samples included) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the full JSON result to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `lts device`.
+#[derive(Args, Debug)]
+pub struct DeviceArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `lts setup`.
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// CPU architecture to fetch the library for (default: this machine's), e.g. aarch64 to
+    /// provision a board without internet.
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+    /// Directory to install into (default: the cache lts searches, see `lts setup --help`).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Download again even if the library is already there.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn onnx_conflicts_with_preset() {
+        let r = Cli::try_parse_from([
+            "lts",
+            "measure",
+            "--preset",
+            "gpt2-tiny",
+            "--onnx",
+            "x.onnx",
+        ]);
+        assert!(r.is_err());
+    }
+}

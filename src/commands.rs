@@ -1,0 +1,220 @@
+//! The subcommands' work: each takes its parsed arguments and prints or writes results.
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::Arch;
+use crate::backend::ort::{Ort, OrtOptions};
+use crate::backend::ortlib::{self, Target};
+use crate::cli::{DeviceArgs, ExportArgs, MeasureArgs, ParamsArgs, SetupArgs};
+use crate::device::DeviceInfo;
+use crate::graph;
+use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
+use crate::measure::Protocol;
+use crate::report;
+use crate::util::write_atomic;
+use crate::weights::Weights;
+
+/// `lts params`.
+pub fn params(args: &ParamsArgs) -> Result<()> {
+    let arch = args.arch.resolve()?;
+    if args.json {
+        let v = serde_json::json!({
+            "arch_id": arch.id(),
+            "arch": arch,
+            "params": arch.params(),
+            "flops_per_token_ctx192": arch.flops_per_token(192),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report::params_table(&arch, 192));
+    }
+    Ok(())
+}
+
+/// `lts export`.
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let arch = args.arch.resolve()?;
+    arch.check_size(args.max_params)?;
+    let weights = match &args.weights.weights {
+        Some(path) => Weights::from_safetensors(&arch, path)?,
+        None => Weights::random(&arch, args.weights.seed),
+    };
+    let id = arch.id();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    for kind in args.kind.kinds() {
+        let model = graph::build_model(&arch, &weights, kind)?;
+        let path = args.out.join(format!("{id}.{}.onnx", kind.as_str()));
+        graph::save(&model, &path)?;
+        println!("wrote {}", path.display());
+    }
+    let arch_path = args.out.join(format!("{id}.arch.json"));
+    write_atomic(&arch_path, arch.to_json_pretty().as_bytes())?;
+    println!("wrote {}", arch_path.display());
+    if args.save_weights {
+        let p = args.out.join(format!("{id}.safetensors"));
+        weights.save_safetensors(&p)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn protocol_from(args: &MeasureArgs) -> Protocol {
+    let mut p = Protocol::default();
+    if let Some(v) = args.warmup_s {
+        p.warmup_s = v;
+    }
+    if let Some(v) = args.min_runs {
+        p.min_runs = v;
+    }
+    if let Some(v) = args.min_duration_s {
+        p.min_duration_s = v;
+    }
+    if let Some(v) = args.max_runs {
+        p.max_runs = v;
+    }
+    if let Some(v) = args.max_duration_s {
+        p.max_duration_s = v;
+    }
+    if let Some(v) = args.cv_threshold {
+        p.cv_threshold = v;
+    }
+    p
+}
+
+/// Builds the job `lts measure` describes.
+pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
+    let (arch, weights) = match &args.onnx {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+            let info = job::read_onnx_info(&bytes).with_context(|| {
+                format!(
+                    "{} is not an ONNX file written by `lts export`",
+                    path.display()
+                )
+            })?;
+            (info.arch, WeightsSpec::Onnx { path: path.clone() })
+        }
+        None => {
+            let arch: Arch = args.arch.resolve()?;
+            let w = match &args.weights.weights {
+                Some(path) => WeightsSpec::Safetensors { path: path.clone() },
+                None => WeightsSpec::Random {
+                    seed: args.weights.seed,
+                },
+            };
+            (arch, w)
+        }
+    };
+    Ok(Job {
+        arch,
+        weights,
+        workload: Workload {
+            mode: args.mode,
+            batch: args.batch,
+            seq_len: args.seq_len,
+            seed: args.input_seed,
+        },
+        protocol: protocol_from(args),
+        backend: BackendSpec::Ort(OrtOptions {
+            intra_threads: args.threads,
+            inter_threads: args.inter_threads,
+            opt_level: args.opt_level,
+            allow_spinning: !args.no_spin,
+            ..OrtOptions::default()
+        }),
+        max_params: args.max_params,
+    })
+}
+
+/// `lts measure`.
+pub fn measure(args: &MeasureArgs) -> Result<()> {
+    let job = measure_job(args)?;
+    if let Some(path) = &args.onnx {
+        let kind = job::read_onnx_info(&std::fs::read(path)?)?.kind;
+        if kind != args.mode.graph_kind() {
+            bail!(
+                "{} is a {kind:?} graph: pass --mode {}",
+                path.display(),
+                kind.as_str()
+            );
+        }
+    }
+    let result = job::execute(&job)?;
+    let json = serde_json::to_string_pretty(&result)?;
+    if let Some(path) = &args.out {
+        write_atomic(path, json.as_bytes())?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report::measurement_table(&result));
+        if let Some(path) = &args.out {
+            println!("full result with raw samples: {}", path.display());
+        } else {
+            println!("(raw samples: --json or --out FILE)");
+        }
+    }
+    Ok(())
+}
+
+/// `lts device`.
+pub fn device(args: &DeviceArgs) -> Result<()> {
+    let mut info = DeviceInfo::collect();
+    let runtime_error = match Ort::load() {
+        Ok(ort) => {
+            info.runtime = Some(ort.info().clone());
+            None
+        }
+        Err(e) => Some(e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print!("{}", info.table());
+    }
+    if let Some(e) = runtime_error {
+        eprintln!("note: ONNX Runtime unavailable: {e:#}");
+    }
+    Ok(())
+}
+
+/// `lts setup`.
+pub fn setup(args: &SetupArgs) -> Result<()> {
+    let target = match args.target.or_else(Target::host) {
+        Some(t) => t,
+        None => bail!(
+            "no ONNX Runtime wheel for this CPU ({}): pass --target x86_64|aarch64, or bring your own library with ORT_DYLIB_PATH",
+            std::env::consts::ARCH
+        ),
+    };
+    let dir = match &args.dest {
+        Some(d) => d.clone(),
+        None => {
+            ortlib::cache_dir().context("no cache directory: set LTS_CACHE_DIR or pass --dest")?
+        }
+    };
+    let path = ortlib::setup(target, &dir, args.force)?;
+    println!(
+        "ONNX Runtime {} for {:?}: {}",
+        ortlib::ORT_VERSION,
+        target,
+        path.display()
+    );
+    if Some(target) == Target::host() && args.dest.is_none() {
+        let ort = Ort::load()?;
+        println!(
+            "loaded: {} {} (providers: {})",
+            ort.info().name,
+            ort.info().version,
+            ort.info().providers.join(", ")
+        );
+    } else {
+        println!(
+            "copy it to the board and set ORT_DYLIB_PATH={}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+    }
+    Ok(())
+}

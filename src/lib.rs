@@ -1,0 +1,30 @@
+//! `lts`: find fast small decoder-only language models for a device without training them.
+//!
+//! Follows LiteTransformerSearch (Javaheripour et al., "LiteTransformerSearch: Training-free
+//! Neural Architecture Search for Efficient Language Models", NeurIPS 2022): candidates are
+//! ranked by decoder (non-embedding) parameter count, a training-free perplexity proxy, against
+//! latency and peak memory measured on the target device.
+//!
+//! Modules, one per concern:
+//! - [`arch`]: the model description and its exact parameter counts (the proxy).
+//! - [`weights`]: parameters in Hugging Face naming (seeded random or safetensors import).
+//! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers.
+//! - [`reference`]: a plain-Rust forward pass that graphs are checked against.
+//! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime today).
+//! - [`measure`]: the measurement protocol and its statistics.
+//! - [`device`]: what machine the numbers come from.
+//! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
+//! - [`report`]: human-readable tables.
+
+pub mod arch;
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod device;
+pub mod graph;
+pub mod job;
+pub mod measure;
+pub mod reference;
+pub mod report;
+pub mod util;
+pub mod weights;

@@ -1,0 +1,20 @@
+//! The `lts` binary: parses the command line and hands off to [`lts::commands`].
+
+use clap::Parser;
+use lts::cli::{Cli, Command};
+use lts::commands;
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Params(a) => commands::params(a),
+        Command::Export(a) => commands::export(a),
+        Command::Measure(a) => commands::measure(a),
+        Command::Device(a) => commands::device(a),
+        Command::Setup(a) => commands::setup(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

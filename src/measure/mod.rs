@@ -1,0 +1,725 @@
+//! The measurement protocol: how one candidate's latency and peak memory are measured.
+//!
+//! Follows the rules of the trusted benchmark tools (see `shared/reference/measurement.md`):
+//! - session creation and the first inference are timed and reported separately
+//!   (onnxruntime_perf_test's "Session creation time" / "First inference time");
+//! - warm-up for a set time before timing (TFLite `benchmark_model` `warmup_min_secs`);
+//! - timed runs continue until BOTH a minimum run count and a minimum duration are met, with hard
+//!   caps, and each measurement is marked valid or invalid (MLPerf LoadGen `min_query_count`,
+//!   `min_duration`);
+//! - only the inference call is timed, with the monotonic `std::time::Instant`, or with the
+//!   backend's own device-side time when it reports one;
+//! - raw samples are kept in run order; outliers are flagged with hyperfine's modified z-score and
+//!   never dropped; the coefficient of variation flags noisy measurements (trtexec);
+//! - tail percentiles carry LoadGen's early-stopping sample minimums (64 for P90, 662 for P99);
+//! - the median carries a distribution-free confidence interval (Conover).
+//!
+//! Split as hyperfine splits its benchmark code: [`stats`] (summary statistics), [`outliers`]
+//! (modified z-score), [`memory`] (peak memory).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Runner;
+
+pub mod memory;
+pub mod outliers;
+pub mod stats;
+
+pub use memory::PeakMemory;
+pub use stats::Stats;
+
+/// Timer name recorded when the caller's monotonic wall clock timed each run.
+pub const TIMER_WALL: &str = "wall clock (std::time::Instant, monotonic)";
+/// Timer name recorded when the backend reported device-side durations.
+pub const TIMER_DEVICE: &str = "device";
+
+/// How long and how often to run one candidate. Serde fills missing fields with the defaults and
+/// rejects unknown ones, so a job file cannot silently misspell a setting.
+///
+/// Defaults and their sources:
+/// - `warmup_s = 0.2`: warm-up by time, as TFLite `benchmark_model` (`warmup_min_secs`, 0.5 s)
+///   and criterion (3 s) do; 0.2 s suffices to fill caches and let allocators settle for the
+///   small models searched here. At least one warm-up run always follows the first run.
+/// - `min_runs = 10`, `min_duration_s = 1.0`: MLPerf LoadGen runs until both a minimum query
+///   count and a minimum duration are met (library defaults 100 queries and 10 s); smaller
+///   values keep a search over hundreds of candidates affordable, and the `p90_enough_samples` /
+///   `p99_enough_samples` flags say when a tail percentile lacks LoadGen's sample minimum.
+/// - `max_runs = 100_000`, `max_duration_s = 120`: hard caps so no candidate can stall a search;
+///   hitting one before both minimums are met marks the measurement invalid.
+/// - `cv_threshold = 0.05`: trtexec warns when the coefficient of variation exceeds 1%, but the
+///   shared 2-core VMs this runs on show 5-30% run-to-run spread, so 1% would flag everything;
+///   above 5% the measurement is flagged `noisy` (never discarded).
+/// - `outlier_threshold = 14.826`: hyperfine's modified z-score limit, `1.4826 x 10` (about ten
+///   standard deviations for normal data); outliers are flagged, never dropped.
+/// - `confidence = 0.95`: the customary level for the median's distribution-free interval.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Protocol {
+    /// Warm-up duration in seconds (TFLite `warmup_min_secs`); runs continue until this much time
+    /// has passed, at least one run after the first run. `>= 0`.
+    pub warmup_s: f64,
+    /// Minimum number of timed runs (LoadGen `min_query_count`). `>= 1`.
+    pub min_runs: usize,
+    /// Minimum wall time of the timed loop in seconds (LoadGen `min_duration`). `>= 0`.
+    pub min_duration_s: f64,
+    /// Hard cap on timed runs. `>= min_runs`.
+    pub max_runs: usize,
+    /// Hard cap on the timed loop's wall time in seconds; hitting it before `min_runs` marks the
+    /// measurement invalid. `> 0` and `>= min_duration_s`.
+    pub max_duration_s: f64,
+    /// Coefficient of variation above which the measurement is flagged `noisy` (trtexec: 1%).
+    pub cv_threshold: f64,
+    /// Absolute modified z-score above which a sample is flagged as an outlier (hyperfine).
+    pub outlier_threshold: f64,
+    /// Requested confidence of the median's distribution-free interval, in (0, 1).
+    pub confidence: f64,
+}
+
+impl Default for Protocol {
+    /// The defaults documented on [`Protocol`].
+    fn default() -> Self {
+        Protocol {
+            warmup_s: 0.2,
+            min_runs: 10,
+            min_duration_s: 1.0,
+            max_runs: 100_000,
+            max_duration_s: 120.0,
+            cv_threshold: 0.05,
+            outlier_threshold: outliers::HYPERFINE_OUTLIER_THRESHOLD,
+            confidence: 0.95,
+        }
+    }
+}
+
+impl Protocol {
+    /// A short protocol for tests and smoke runs: no timed warm-up (still one warm-up run),
+    /// 3 timed runs, no minimum duration; other fields as [`Protocol::default`].
+    pub fn quick() -> Protocol {
+        Protocol {
+            warmup_s: 0.0,
+            min_runs: 3,
+            min_duration_s: 0.0,
+            ..Protocol::default()
+        }
+    }
+
+    /// Checks every field; the error names the offending field and its value.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        fn non_negative(name: &str, v: f64) -> anyhow::Result<()> {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("protocol.{name} must be a finite number >= 0 (got {v})");
+            }
+            Ok(())
+        }
+        fn positive(name: &str, v: f64) -> anyhow::Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("protocol.{name} must be a finite number > 0 (got {v})");
+            }
+            Ok(())
+        }
+        non_negative("warmup_s", self.warmup_s)?;
+        non_negative("min_duration_s", self.min_duration_s)?;
+        positive("max_duration_s", self.max_duration_s)?;
+        positive("cv_threshold", self.cv_threshold)?;
+        positive("outlier_threshold", self.outlier_threshold)?;
+        if self.min_runs == 0 {
+            bail!("protocol.min_runs must be >= 1 (got 0)");
+        }
+        if self.max_runs < self.min_runs {
+            bail!(
+                "protocol.max_runs ({}) must be >= protocol.min_runs ({})",
+                self.max_runs,
+                self.min_runs
+            );
+        }
+        if self.max_duration_s < self.min_duration_s {
+            bail!(
+                "protocol.max_duration_s ({}) must be >= protocol.min_duration_s ({})",
+                self.max_duration_s,
+                self.min_duration_s
+            );
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            bail!(
+                "protocol.confidence must be strictly between 0 and 1 (got {})",
+                self.confidence
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Everything one run of the protocol measured, raw samples included (criterion and hyperfine
+/// keep raw per-iteration data next to the summary).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Wall time of the runner's creation (onnxruntime_perf_test "Session creation time").
+    pub session_creation_ms: f64,
+    /// Time of the first inference, same timer as the samples (onnxruntime_perf_test "First
+    /// inference time"); not part of the samples.
+    pub first_run_ms: f64,
+    /// Number of warm-up runs after the first run (>= 1).
+    pub warmup_runs: usize,
+    /// Wall time of the warm-up phase.
+    pub warmup_ms: f64,
+    /// Number of timed runs, `samples_ms.len()`.
+    pub timed_runs: usize,
+    /// Wall time of the whole timed loop, harness included.
+    pub timed_loop_ms: f64,
+    /// Sum of the timed samples.
+    pub timed_sum_ms: f64,
+    /// True when both `min_runs` and `min_duration_s` were met before a hard cap (LoadGen's
+    /// VALID / INVALID).
+    pub valid: bool,
+    /// Why the measurement is invalid, `None` when valid.
+    pub invalid_reason: Option<String>,
+    /// Which clock produced the samples: [`TIMER_WALL`] or [`TIMER_DEVICE`].
+    pub timer: String,
+    /// Summary statistics of `samples_ms`.
+    pub stats: Stats,
+    /// Peak memory from session creation to the last timed run.
+    pub memory: PeakMemory,
+    /// Raw samples in run order, never filtered.
+    pub samples_ms: Vec<f64>,
+    /// The protocol that produced this measurement.
+    pub protocol: Protocol,
+}
+
+impl Measurement {
+    /// Time spent in the harness rather than in timed inference: `timed_loop_ms - timed_sum_ms`
+    /// (clock reads, sample storage, loop checks; with device timing also the host-side work
+    /// around each device interval).
+    pub fn harness_overhead_ms(&self) -> f64 {
+        self.timed_loop_ms - self.timed_sum_ms
+    }
+}
+
+/// One measurement at a time per process: peak memory is process-wide and concurrent
+/// measurements would also compete for the cores they time.
+static MEASURE_LOCK: Mutex<()> = Mutex::new(());
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs the runner once, timing it with `Instant` unless it reports a device time. Returns the
+/// duration and whether it came from the device.
+fn time_one(runner: &mut dyn Runner) -> anyhow::Result<(Duration, bool)> {
+    let start = Instant::now();
+    let device = runner.run()?;
+    let wall = start.elapsed();
+    Ok(match device {
+        Some(d) => (d, true),
+        None => (wall, false),
+    })
+}
+
+/// Checks that every run used the same timer as the first run.
+fn check_timer(first_device: bool, device: bool, what: &str) -> anyhow::Result<()> {
+    if device != first_device {
+        let name = |d: bool| if d { TIMER_DEVICE } else { TIMER_WALL };
+        bail!(
+            "{what} was timed by the {} but the first run by the {}: the runner must report \
+             device time on every run or on none",
+            name(device),
+            name(first_device)
+        );
+    }
+    Ok(())
+}
+
+/// Measures one runner with `protocol` (validated first). Steps: reset the peak-memory mark and
+/// read the baseline RSS ([`memory`]); time `create()` (session creation); time the first run;
+/// warm up for `warmup_s` (at least one run); time runs with `Instant` around `Runner::run` only
+/// (or the runner's device time when it returns one) until both `min_runs` and `min_duration_s`
+/// are met (LoadGen) or `max_runs` / `max_duration_s` is hit, which marks the result invalid when
+/// a minimum is still unmet; read the peak memory; summarise.
+///
+/// Durations (`min_duration_s`, `max_duration_s`, `warmup_s`) are wall time, also when the
+/// samples are device times. Measurements are serialised by a process-wide lock, so `create`
+/// must not call `run_protocol` itself. Errors from `create` or any run are returned with the
+/// phase and run number as context; no partial result is returned.
+pub fn run_protocol(
+    protocol: &Protocol,
+    create: impl FnOnce() -> anyhow::Result<Box<dyn Runner>>,
+) -> anyhow::Result<Measurement> {
+    protocol.validate()?;
+    let _one_at_a_time = MEASURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+
+    let tracker = memory::PeakTracker::start();
+
+    let start = Instant::now();
+    let mut runner = create().context("session creation failed")?;
+    let session_creation = start.elapsed();
+
+    let (first_run, device) = time_one(runner.as_mut()).context("first run failed")?;
+
+    let warmup_start = Instant::now();
+    let mut warmup_runs = 0usize;
+    loop {
+        let (_, d) = time_one(runner.as_mut())
+            .with_context(|| format!("warm-up run {} failed", warmup_runs + 1))?;
+        warmup_runs += 1;
+        check_timer(device, d, &format!("warm-up run {warmup_runs}"))?;
+        if warmup_start.elapsed().as_secs_f64() >= protocol.warmup_s {
+            break;
+        }
+    }
+    let warmup = warmup_start.elapsed();
+
+    let mut samples: Vec<f64> = Vec::with_capacity(protocol.min_runs.min(1 << 16));
+    let loop_start = Instant::now();
+    loop {
+        let i = samples.len() + 1;
+        let (d, dev) =
+            time_one(runner.as_mut()).with_context(|| format!("timed run {i} failed"))?;
+        check_timer(device, dev, &format!("timed run {i}"))?;
+        samples.push(ms(d));
+        let elapsed = loop_start.elapsed().as_secs_f64();
+        let n = samples.len();
+        if (n >= protocol.min_runs && elapsed >= protocol.min_duration_s)
+            || n >= protocol.max_runs
+            || elapsed >= protocol.max_duration_s
+        {
+            break;
+        }
+    }
+    let timed_loop = loop_start.elapsed();
+    let memory = tracker.finish();
+    drop(runner);
+
+    let n = samples.len();
+    let loop_s = timed_loop.as_secs_f64();
+    let mut reasons = Vec::new();
+    if n < protocol.min_runs {
+        reasons.push(format!(
+            "only {n} of min_runs {} timed runs before the cap ({})",
+            protocol.min_runs,
+            if loop_s >= protocol.max_duration_s {
+                format!("max_duration_s {} s reached", protocol.max_duration_s)
+            } else {
+                format!("max_runs {} reached", protocol.max_runs)
+            }
+        ));
+    }
+    if loop_s < protocol.min_duration_s {
+        reasons.push(format!(
+            "timed loop ran {loop_s:.3} s, below min_duration_s {} s (max_runs {} reached)",
+            protocol.min_duration_s, protocol.max_runs
+        ));
+    }
+    let invalid_reason = if reasons.is_empty() {
+        None
+    } else {
+        Some(reasons.join("; "))
+    };
+
+    let stats = Stats::from_samples(
+        &samples,
+        protocol.cv_threshold,
+        protocol.outlier_threshold,
+        protocol.confidence,
+    );
+    Ok(Measurement {
+        session_creation_ms: ms(session_creation),
+        first_run_ms: ms(first_run),
+        warmup_runs,
+        warmup_ms: ms(warmup),
+        timed_runs: n,
+        timed_loop_ms: ms(timed_loop),
+        timed_sum_ms: samples.iter().sum(),
+        valid: invalid_reason.is_none(),
+        invalid_reason,
+        timer: if device { TIMER_DEVICE } else { TIMER_WALL }.to_string(),
+        stats,
+        memory,
+        samples_ms: samples,
+        protocol: protocol.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::sleep;
+
+    /// Sleeps a fixed time per run.
+    struct Sleeper(Duration);
+    impl Runner for Sleeper {
+        fn run(&mut self) -> anyhow::Result<Option<Duration>> {
+            sleep(self.0);
+            Ok(None)
+        }
+    }
+
+    /// Returns immediately.
+    struct Noop;
+    impl Runner for Noop {
+        fn run(&mut self) -> anyhow::Result<Option<Duration>> {
+            Ok(None)
+        }
+    }
+
+    /// Reports a fixed device time without taking it.
+    struct Device(Duration);
+    impl Runner for Device {
+        fn run(&mut self) -> anyhow::Result<Option<Duration>> {
+            Ok(Some(self.0))
+        }
+    }
+
+    /// Fails on call number `fail_at` (1-based).
+    struct FailsAt {
+        calls: usize,
+        fail_at: usize,
+    }
+    impl Runner for FailsAt {
+        fn run(&mut self) -> anyhow::Result<Option<Duration>> {
+            self.calls += 1;
+            if self.calls == self.fail_at {
+                bail!("boom on call {}", self.calls);
+            }
+            Ok(None)
+        }
+    }
+
+    /// Reports device time on the first call only.
+    struct Mixed(usize);
+    impl Runner for Mixed {
+        fn run(&mut self) -> anyhow::Result<Option<Duration>> {
+            self.0 += 1;
+            Ok((self.0 == 1).then_some(Duration::from_millis(1)))
+        }
+    }
+
+    /// Structural equality of two JSON values, numbers within a relative 1e-12.
+    fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value) {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!((x - y).abs() <= 1e-12 * x.abs().max(y.abs()), "{x} vs {y}");
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                assert_eq!(x.len(), y.len());
+                x.iter().zip(y).for_each(|(x, y)| assert_json_close(x, y));
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+                x.iter().for_each(|(k, v)| assert_json_close(v, &y[k]));
+            }
+            _ => assert_eq!(a, b),
+        }
+    }
+
+    fn boxed(r: impl Runner + 'static) -> anyhow::Result<Box<dyn Runner>> {
+        Ok(Box::new(r))
+    }
+
+    #[test]
+    fn wall_clock_sleeper() {
+        let m = run_protocol(&Protocol::quick(), || {
+            boxed(Sleeper(Duration::from_millis(2)))
+        })
+        .unwrap();
+        assert!(m.valid, "{:?}", m.invalid_reason);
+        assert_eq!(m.timer, TIMER_WALL);
+        assert_eq!(m.timed_runs, 3);
+        assert_eq!(m.samples_ms.len(), 3);
+        assert_eq!(m.stats.n, 3);
+        assert_eq!(m.warmup_runs, 1, "warmup_s 0 still runs once");
+        assert!(m.first_run_ms >= 2.0);
+        assert!(m.samples_ms.iter().all(|&s| (2.0..100.0).contains(&s)));
+        assert!((m.timed_sum_ms - m.samples_ms.iter().sum::<f64>()).abs() < 1e-12);
+        assert!(m.timed_loop_ms >= m.timed_sum_ms);
+        assert!(m.harness_overhead_ms() >= 0.0);
+        assert_eq!(m.protocol, Protocol::quick());
+        // JSON round trip keeps everything (floats to the last bit or two: serde_json's default
+        // float parser is not exactly round-tripping without its `float_roundtrip` feature).
+        let json = serde_json::to_value(&m).unwrap();
+        let back: Measurement = serde_json::from_value(json.clone()).unwrap();
+        assert_json_close(&serde_json::to_value(&back).unwrap(), &json);
+        assert_eq!(back.samples_ms.len(), m.samples_ms.len());
+        assert_eq!(back.memory, m.memory);
+    }
+
+    #[test]
+    fn device_time_is_used_when_reported() {
+        let p = Protocol {
+            min_runs: 50,
+            ..Protocol::quick()
+        };
+        let m = run_protocol(&p, || boxed(Device(Duration::from_millis(7)))).unwrap();
+        assert_eq!(m.timer, TIMER_DEVICE);
+        assert_eq!(m.first_run_ms, 7.0);
+        assert_eq!(m.timed_runs, 50);
+        assert!(m.samples_ms.iter().all(|&s| s == 7.0));
+        assert!((m.timed_sum_ms - 350.0).abs() < 1e-9);
+        // The loop itself took far less than the reported device time.
+        assert!(m.timed_loop_ms < 100.0, "{}", m.timed_loop_ms);
+        assert_eq!(m.stats.cv, 0.0);
+        assert_eq!(m.stats.median_ms, 7.0);
+    }
+
+    #[test]
+    fn mixed_timers_are_rejected() {
+        let err = run_protocol(&Protocol::quick(), || boxed(Mixed(0))).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("warm-up run 1"), "{msg}");
+        assert!(msg.contains("every run or on none"), "{msg}");
+    }
+
+    #[test]
+    fn run_error_propagates_with_context() {
+        // Call 1 = first run, 2 = warm-up, 3 = timed run 1, 4 = timed run 2.
+        let err = run_protocol(&Protocol::quick(), || {
+            boxed(FailsAt {
+                calls: 0,
+                fail_at: 4,
+            })
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("timed run 2 failed"), "{msg}");
+        assert!(msg.contains("boom on call 4"), "{msg}");
+
+        let err = run_protocol(&Protocol::quick(), || {
+            boxed(FailsAt {
+                calls: 0,
+                fail_at: 1,
+            })
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("first run failed"));
+    }
+
+    #[test]
+    fn create_error_propagates_with_context() {
+        let err = run_protocol(&Protocol::quick(), || -> anyhow::Result<Box<dyn Runner>> {
+            bail!("no such model")
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("session creation failed"), "{msg}");
+        assert!(msg.contains("no such model"), "{msg}");
+    }
+
+    #[test]
+    fn max_duration_before_min_runs_is_invalid() {
+        let p = Protocol {
+            min_runs: 1000,
+            max_duration_s: 0.05,
+            ..Protocol::quick()
+        };
+        let m = run_protocol(&p, || boxed(Sleeper(Duration::from_millis(5)))).unwrap();
+        assert!(!m.valid);
+        let reason = m.invalid_reason.as_deref().unwrap();
+        assert!(reason.contains("max_duration_s"), "{reason}");
+        assert!(reason.contains("min_runs 1000"), "{reason}");
+        assert!(m.timed_runs < 1000 && m.timed_runs >= 1);
+        assert!(m.timed_loop_ms >= 50.0);
+        assert_eq!(m.samples_ms.len(), m.timed_runs);
+    }
+
+    #[test]
+    fn max_runs_before_min_duration_is_invalid() {
+        let p = Protocol {
+            min_runs: 5,
+            max_runs: 5,
+            min_duration_s: 10.0,
+            ..Protocol::quick()
+        };
+        let m = run_protocol(&p, || boxed(Noop)).unwrap();
+        assert_eq!(m.timed_runs, 5);
+        assert!(!m.valid);
+        let reason = m.invalid_reason.unwrap();
+        assert!(reason.contains("min_duration_s"), "{reason}");
+    }
+
+    #[test]
+    fn min_runs_and_min_duration_both_honoured() {
+        // Runs bind: a free runner stops exactly at min_runs.
+        let p = Protocol {
+            min_runs: 20,
+            ..Protocol::quick()
+        };
+        let m = run_protocol(&p, || boxed(Noop)).unwrap();
+        assert!(m.valid);
+        assert_eq!(m.timed_runs, 20);
+
+        // Duration binds: 2 runs required but 0.1 s of 5 ms runs.
+        let p = Protocol {
+            min_runs: 2,
+            min_duration_s: 0.1,
+            ..Protocol::quick()
+        };
+        let m = run_protocol(&p, || boxed(Sleeper(Duration::from_millis(5)))).unwrap();
+        assert!(m.valid, "{:?}", m.invalid_reason);
+        assert!(m.timed_loop_ms >= 100.0);
+        assert!(m.timed_runs > 2);
+        assert!(m.timed_runs <= 21, "{}", m.timed_runs);
+    }
+
+    #[test]
+    fn warmup_runs_for_its_duration() {
+        let p = Protocol {
+            warmup_s: 0.05,
+            ..Protocol::quick()
+        };
+        let m = run_protocol(&p, || boxed(Sleeper(Duration::from_millis(5)))).unwrap();
+        assert!(m.warmup_ms >= 50.0);
+        assert!((2..=10).contains(&m.warmup_runs), "{}", m.warmup_runs);
+    }
+
+    #[test]
+    fn protocol_defaults_and_validation() {
+        let d = Protocol::default();
+        d.validate().unwrap();
+        Protocol::quick().validate().unwrap();
+        assert_eq!(d.outlier_threshold, 14.826);
+        assert_eq!((d.min_runs, d.max_runs), (10, 100_000));
+
+        let cases: Vec<(Protocol, &str)> = vec![
+            (
+                Protocol {
+                    warmup_s: -1.0,
+                    ..d.clone()
+                },
+                "warmup_s",
+            ),
+            (
+                Protocol {
+                    min_duration_s: f64::NAN,
+                    ..d.clone()
+                },
+                "min_duration_s",
+            ),
+            (
+                Protocol {
+                    max_duration_s: 0.0,
+                    ..d.clone()
+                },
+                "max_duration_s",
+            ),
+            (
+                Protocol {
+                    max_duration_s: 0.5,
+                    ..d.clone()
+                },
+                "max_duration_s (0.5) must be >= protocol.min_duration_s",
+            ),
+            (
+                Protocol {
+                    min_runs: 0,
+                    ..d.clone()
+                },
+                "min_runs",
+            ),
+            (
+                Protocol {
+                    max_runs: 5,
+                    ..d.clone()
+                },
+                "max_runs (5) must be >= protocol.min_runs (10)",
+            ),
+            (
+                Protocol {
+                    cv_threshold: f64::INFINITY,
+                    ..d.clone()
+                },
+                "cv_threshold",
+            ),
+            (
+                Protocol {
+                    outlier_threshold: -2.0,
+                    ..d.clone()
+                },
+                "outlier_threshold",
+            ),
+            (
+                Protocol {
+                    confidence: 1.0,
+                    ..d.clone()
+                },
+                "confidence",
+            ),
+        ];
+        for (p, want) in cases {
+            let msg = p.validate().unwrap_err().to_string();
+            assert!(msg.contains(want), "{msg:?} should mention {want:?}");
+        }
+        // run_protocol validates before creating anything.
+        let bad = Protocol {
+            min_runs: 0,
+            ..d.clone()
+        };
+        let err = run_protocol(&bad, || -> anyhow::Result<Box<dyn Runner>> {
+            panic!("create must not be called")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("min_runs"));
+    }
+
+    #[test]
+    fn protocol_serde_defaults_and_unknown_fields() {
+        let p: Protocol = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, Protocol::default());
+        let p: Protocol = serde_json::from_str(r#"{"min_runs": 3, "warmup_s": 0}"#).unwrap();
+        assert_eq!(p.min_runs, 3);
+        assert_eq!(p.warmup_s, 0.0);
+        assert_eq!(p.max_runs, 100_000);
+        let err = serde_json::from_str::<Protocol>(r#"{"min_run": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("min_run"), "{err}");
+        let json = serde_json::to_string(&Protocol::default()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Protocol>(&json).unwrap(),
+            Protocol::default()
+        );
+    }
+
+    /// Holds 64 MiB, written so that it is resident, allocated in `create()`.
+    struct Holds(#[allow(dead_code)] Vec<u8>);
+    impl Runner for Holds {
+        fn run(&mut self) -> anyhow::Result<Option<Duration>> {
+            Ok(None)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peak_memory_of_create() {
+        memory::isolated::run_in_child("measure::tests::peak_memory_child");
+    }
+
+    /// Runs its checks only in the isolated child process started by `peak_memory_of_create`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peak_memory_child() {
+        if !memory::isolated::in_child() {
+            return;
+        }
+        const MIB: u64 = 1 << 20;
+        let m = run_protocol(&Protocol::quick(), || {
+            let v = vec![1u8; 64 << 20];
+            boxed(Holds(std::hint::black_box(v)))
+        })
+        .unwrap();
+        println!("with 64 MiB: {:?}", m.memory);
+        let delta = m.memory.peak_delta_bytes.expect("peak delta on Linux");
+        assert!(delta >= 60 * MIB, "delta {delta} B");
+        assert!(
+            m.memory.method.contains("clear_refs"),
+            "{}",
+            m.memory.method
+        );
+
+        let m2 = run_protocol(&Protocol::quick(), || boxed(Noop)).unwrap();
+        println!("without: {:?}", m2.memory);
+        let delta2 = m2.memory.peak_delta_bytes.expect("peak delta on Linux");
+        assert!(delta2 < 8 * MIB, "delta after reset {delta2} B");
+    }
+}

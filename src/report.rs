@@ -1,0 +1,207 @@
+//! Human-readable tables for the terminal (JSON output is the serde form of the same structs).
+
+use std::fmt::Write;
+
+use crate::arch::Arch;
+use crate::job::JobResult;
+
+/// Formats an integer with thousands separators: `85056000` -> `85,056,000`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Formats bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The `lts params` table.
+pub fn params_table(arch: &Arch, seq_len: usize) -> String {
+    let p = arch.params();
+    let mut s = String::new();
+    let _ = writeln!(s, "arch            {}", arch.id());
+    let _ = writeln!(
+        s,
+        "family          {}  (n_layer {}, d_model {}, vocab {}, positions {})",
+        arch.family, arch.n_layer, arch.d_model, arch.vocab_size, arch.n_positions
+    );
+    let _ = writeln!(s, "d_inner         {:?}", arch.d_inner);
+    let _ = writeln!(s, "n_head          {:?}", arch.n_head);
+    if arch.n_kv_head != arch.n_head {
+        let _ = writeln!(s, "n_kv_head       {:?}", arch.n_kv_head);
+    }
+    let _ = writeln!(
+        s,
+        "decoder params  {:>15}   (LTS proxy: non-embedding)",
+        thousands(p.decoder)
+    );
+    let _ = writeln!(s, "embedding       {:>15}", thousands(p.embedding));
+    let _ = writeln!(
+        s,
+        "total params    {:>15}   ({} as fp32)",
+        thousands(p.total),
+        mib(p.total * 4)
+    );
+    let _ = writeln!(
+        s,
+        "FLOPs/token     {:>15}   (forward, context {seq_len})",
+        thousands(arch.flops_per_token(seq_len))
+    );
+    s
+}
+
+/// The `lts measure` table.
+pub fn measurement_table(r: &JobResult) -> String {
+    let m = &r.measurement;
+    let st = &m.stats;
+    let mut s = String::new();
+    let w = &r.workload;
+    let _ = writeln!(
+        s,
+        "arch {}  decoder params {}  total {}",
+        r.arch_id,
+        thousands(r.params.decoder),
+        thousands(r.params.total)
+    );
+    let crate::job::BackendSpec::Ort(o) = &r.backend;
+    let _ = writeln!(
+        s,
+        "{:?} batch {} seq {}  |  {} {} ({}), {} intra / {} inter threads, opt {:?}",
+        w.mode,
+        w.batch,
+        w.seq_len,
+        r.runtime.name,
+        r.runtime.version,
+        o.provider,
+        o.intra_threads,
+        o.inter_threads,
+        o.opt_level
+    );
+    let _ = writeln!(
+        s,
+        "weights {}  model {}",
+        r.weights_source,
+        mib(r.model_bytes)
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "graph emission      {:>10.1} ms", r.graph_emission_ms);
+    let _ = writeln!(s, "session creation    {:>10.1} ms", m.session_creation_ms);
+    let _ = writeln!(s, "first run           {:>10.2} ms", m.first_run_ms);
+    let _ = writeln!(
+        s,
+        "warm-up             {:>10.1} ms ({} runs)",
+        m.warmup_ms, m.warmup_runs
+    );
+    let _ = writeln!(
+        s,
+        "timed               {:>10.1} ms ({} runs, loop wall {:.1} ms)",
+        m.timed_sum_ms, m.timed_runs, m.timed_loop_ms
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "latency (ms)   mean {:.3}  median {:.3}  [{:.0}% CI {:.3} .. {:.3}]",
+        st.mean_ms,
+        st.median_ms,
+        st.median_ci_confidence * 100.0,
+        st.median_ci_low_ms,
+        st.median_ci_high_ms
+    );
+    let _ = writeln!(
+        s,
+        "               p90 {:.3}{}  p95 {:.3}  p99 {:.3}{}",
+        st.p90_ms,
+        if st.p90_enough_samples { "" } else { "*" },
+        st.p95_ms,
+        st.p99_ms,
+        if st.p99_enough_samples { "" } else { "*" }
+    );
+    let _ = writeln!(
+        s,
+        "               min {:.3}  max {:.3}  std {:.3}  CV {:.2}%",
+        st.min_ms,
+        st.max_ms,
+        st.std_ms,
+        st.cv * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "throughput     {:.1} tokens/s   {:.2} GFLOP/s",
+        (w.batch
+            * if w.mode == crate::job::Mode::Prefill {
+                w.seq_len
+            } else {
+                1
+            }) as f64
+            / (st.median_ms / 1e3),
+        r.flops_per_run as f64 / (st.median_ms / 1e3) / 1e9
+    );
+    let mem = &m.memory;
+    let _ = writeln!(
+        s,
+        "peak memory    {}  (process peak {}; {})",
+        mem.peak_delta_bytes
+            .map(mib)
+            .unwrap_or_else(|| "not available".into()),
+        mem.peak_rss_bytes.map(mib).unwrap_or_else(|| "n/a".into()),
+        mem.method
+    );
+    let mut flags = Vec::new();
+    if !m.valid {
+        flags.push(format!(
+            "INVALID: {}",
+            m.invalid_reason.as_deref().unwrap_or("protocol not met")
+        ));
+    }
+    if st.noisy {
+        flags.push(format!(
+            "NOISY: CV {:.1}% above the {:.1}% threshold",
+            st.cv * 100.0,
+            m.protocol.cv_threshold * 100.0
+        ));
+    }
+    if st.outliers > 0 {
+        flags.push(format!(
+            "{} outlier(s) flagged (kept; MAD z-score)",
+            st.outliers
+        ));
+    }
+    if !st.p90_enough_samples {
+        flags.push(format!(
+            "* fewer samples ({}) than LoadGen needs for a p90 (64) / p99 (662) estimate",
+            st.n
+        ));
+    }
+    for f in flags {
+        let _ = writeln!(s, "{f}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(85_056_000), "85,056,000");
+        assert_eq!(thousands(124_439_808), "124,439,808");
+    }
+
+    #[test]
+    fn params_table_shows_proxy() {
+        let t = params_table(&Arch::preset("gpt2-small").unwrap(), 192);
+        assert!(t.contains("85,056,000") && t.contains("124,439,808"), "{t}");
+    }
+}

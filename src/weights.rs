@@ -1,0 +1,468 @@
+//! Model weights in Hugging Face naming and layout: seeded random initialisation or import from
+//! a safetensors checkpoint, with shape checks.
+//!
+//! Names and layouts follow `transformers`:
+//! - GPT-2 (`GPT2LMHeadModel`): `transformer.wte.weight [V, D]`, `transformer.wpe.weight [P, D]`,
+//!   `transformer.h.{i}.ln_1.{weight,bias}`, `…attn.c_attn.weight [D, 3D]` (Conv1D: `[in, out]`),
+//!   `…attn.c_proj.weight [D, D]`, `…ln_2.*`, `…mlp.c_fc.weight [D, I]`, `…mlp.c_proj.weight [I, D]`
+//!   (each with a bias), `transformer.ln_f.{weight,bias}`.
+//! - Llama (`LlamaForCausalLM`): `model.embed_tokens.weight [V, D]`,
+//!   `model.layers.{i}.input_layernorm.weight`, `…self_attn.{q,k,v,o}_proj.weight` (Linear:
+//!   `[out, in]`), `…post_attention_layernorm.weight`, `…mlp.{gate,up,down}_proj.weight`,
+//!   `model.norm.weight`, and `lm_head.weight [V, D]` when embeddings are untied.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::arch::{Arch, Family};
+
+/// A dense row-major f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values, row-major.
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// How a parameter is initialised by [`Weights::random`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Normal with mean 0 and this standard deviation.
+    Normal(f32),
+    /// All zeros (biases).
+    Zeros,
+    /// All ones (norm scales).
+    Ones,
+}
+
+/// One expected parameter of an arch: HF name, HF shape, and its random initialisation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// Hugging Face name.
+    pub name: String,
+    /// Hugging Face layout.
+    pub shape: Vec<usize>,
+    /// Initialisation used by [`Weights::random`].
+    pub init: Init,
+    /// True for token/position embeddings and an untied LM head (not counted by the proxy).
+    pub embedding: bool,
+}
+
+/// The parameters of an arch, in canonical order, with HF names and shapes.
+///
+/// Random init follows GPT-2 / `transformers` (`_init_weights`): weights N(0, 0.02), biases 0,
+/// norm scales 1, and residual output projections (`c_proj`, `o_proj`, `down_proj`) N(0,
+/// 0.02/sqrt(2 n_layer)) as in the GPT-2 paper.
+pub fn param_specs(arch: &Arch) -> Vec<ParamSpec> {
+    let d = arch.d_model;
+    let std = 0.02f32;
+    let resid = std / (2.0 * arch.n_layer as f32).sqrt();
+    let mut out = Vec::new();
+    let mut p = |name: String, shape: Vec<usize>, init: Init, embedding: bool| {
+        out.push(ParamSpec {
+            name,
+            shape,
+            init,
+            embedding,
+        })
+    };
+    match arch.family {
+        Family::Gpt2 => {
+            p(
+                "transformer.wte.weight".into(),
+                vec![arch.vocab_size, d],
+                Init::Normal(std),
+                true,
+            );
+            p(
+                "transformer.wpe.weight".into(),
+                vec![arch.n_positions, d],
+                Init::Normal(0.01),
+                true,
+            );
+            for i in 0..arch.n_layer {
+                let inner = arch.d_inner[i];
+                let l = format!("transformer.h.{i}");
+                p(format!("{l}.ln_1.weight"), vec![d], Init::Ones, false);
+                p(format!("{l}.ln_1.bias"), vec![d], Init::Zeros, false);
+                p(
+                    format!("{l}.attn.c_attn.weight"),
+                    vec![d, 3 * d],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.attn.c_attn.bias"),
+                    vec![3 * d],
+                    Init::Zeros,
+                    false,
+                );
+                p(
+                    format!("{l}.attn.c_proj.weight"),
+                    vec![d, d],
+                    Init::Normal(resid),
+                    false,
+                );
+                p(format!("{l}.attn.c_proj.bias"), vec![d], Init::Zeros, false);
+                p(format!("{l}.ln_2.weight"), vec![d], Init::Ones, false);
+                p(format!("{l}.ln_2.bias"), vec![d], Init::Zeros, false);
+                p(
+                    format!("{l}.mlp.c_fc.weight"),
+                    vec![d, inner],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.mlp.c_fc.bias"),
+                    vec![inner],
+                    Init::Zeros,
+                    false,
+                );
+                p(
+                    format!("{l}.mlp.c_proj.weight"),
+                    vec![inner, d],
+                    Init::Normal(resid),
+                    false,
+                );
+                p(format!("{l}.mlp.c_proj.bias"), vec![d], Init::Zeros, false);
+            }
+            p("transformer.ln_f.weight".into(), vec![d], Init::Ones, false);
+            p("transformer.ln_f.bias".into(), vec![d], Init::Zeros, false);
+        }
+        Family::Llama => {
+            p(
+                "model.embed_tokens.weight".into(),
+                vec![arch.vocab_size, d],
+                Init::Normal(std),
+                true,
+            );
+            for i in 0..arch.n_layer {
+                let inner = arch.d_inner[i];
+                let hd = arch.head_dim(i);
+                let (h, kv) = (arch.n_head[i], arch.n_kv_head[i]);
+                let l = format!("model.layers.{i}");
+                p(
+                    format!("{l}.input_layernorm.weight"),
+                    vec![d],
+                    Init::Ones,
+                    false,
+                );
+                p(
+                    format!("{l}.self_attn.q_proj.weight"),
+                    vec![h * hd, d],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.self_attn.k_proj.weight"),
+                    vec![kv * hd, d],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.self_attn.v_proj.weight"),
+                    vec![kv * hd, d],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.self_attn.o_proj.weight"),
+                    vec![d, h * hd],
+                    Init::Normal(resid),
+                    false,
+                );
+                p(
+                    format!("{l}.post_attention_layernorm.weight"),
+                    vec![d],
+                    Init::Ones,
+                    false,
+                );
+                p(
+                    format!("{l}.mlp.gate_proj.weight"),
+                    vec![inner, d],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.mlp.up_proj.weight"),
+                    vec![inner, d],
+                    Init::Normal(std),
+                    false,
+                );
+                p(
+                    format!("{l}.mlp.down_proj.weight"),
+                    vec![d, inner],
+                    Init::Normal(resid),
+                    false,
+                );
+            }
+            p("model.norm.weight".into(), vec![d], Init::Ones, false);
+            if !arch.tie_embeddings {
+                p(
+                    "lm_head.weight".into(),
+                    vec![arch.vocab_size, d],
+                    Init::Normal(std),
+                    true,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Tensors in a checkpoint that are buffers, not parameters, and are skipped on import.
+fn is_known_buffer(name: &str) -> bool {
+    name.ends_with(".attn.bias")
+        || name.ends_with(".attn.masked_bias")
+        || name.ends_with("rotary_emb.inv_freq")
+}
+
+/// All parameters of one arch, keyed by HF name, in HF layout.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    /// Parameters by HF name.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Where they came from (`random(seed=…)` or the checkpoint path), for reports.
+    pub source: String,
+}
+
+impl Weights {
+    /// Seeded random weights (see [`param_specs`] for the scheme). The same arch and seed give
+    /// bit-identical weights on every platform (xoshiro256++ and `rand_distr`'s ziggurat normal).
+    pub fn random(arch: &Arch, seed: u64) -> Weights {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut tensors = BTreeMap::new();
+        for spec in param_specs(arch) {
+            let n: usize = spec.shape.iter().product();
+            let data = match spec.init {
+                Init::Zeros => vec![0.0; n],
+                Init::Ones => vec![1.0; n],
+                Init::Normal(std) => {
+                    let dist = Normal::new(0.0f32, std).expect("std is finite and positive");
+                    (0..n).map(|_| dist.sample(&mut rng)).collect()
+                }
+            };
+            tensors.insert(
+                spec.name,
+                Tensor {
+                    shape: spec.shape,
+                    data,
+                },
+            );
+        }
+        Weights {
+            tensors,
+            source: format!("random(seed={seed})"),
+        }
+    }
+
+    /// Looks up a parameter; panics on a missing name (a bug: weights are checked on creation).
+    pub fn get(&self, name: &str) -> &Tensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("weight `{name}` missing (weights not built for this arch?)"))
+    }
+
+    /// Total number of parameter values held.
+    pub fn count(&self) -> u64 {
+        self.tensors.values().map(|t| t.len() as u64).sum()
+    }
+
+    /// Loads a safetensors checkpoint in HF naming for `arch`, checking that every expected
+    /// tensor is present with the expected shape. F32, F16 and BF16 tensors are accepted
+    /// (converted to f32). GPT-2 checkpoints without the `transformer.` prefix (as published by
+    /// OpenAI/HF) are accepted; buffers (`attn.bias`, `rotary_emb.inv_freq`) and a tied
+    /// `lm_head.weight` are ignored; any other extra tensor is an error (wrong arch?).
+    pub fn from_safetensors(arch: &Arch, path: &Path) -> Result<Weights> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read weights file {}", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid safetensors file (expected a Hugging Face `model.safetensors`)",
+                path.display()
+            )
+        })?;
+        let mut available: BTreeMap<String, String> = BTreeMap::new();
+        for name in st.names() {
+            let canonical = if arch.family == Family::Gpt2 && !name.starts_with("transformer.") {
+                if name == "lm_head.weight" {
+                    name.to_string()
+                } else {
+                    format!("transformer.{name}")
+                }
+            } else {
+                name.to_string()
+            };
+            available.insert(canonical, name.to_string());
+        }
+        let mut tensors = BTreeMap::new();
+        let mut problems = Vec::new();
+        for spec in param_specs(arch) {
+            let Some(file_name) = available.remove(&spec.name) else {
+                problems.push(format!(
+                    "missing tensor `{}` (expected shape {:?})",
+                    spec.name, spec.shape
+                ));
+                continue;
+            };
+            let view = st.tensor(&file_name)?;
+            if view.shape() != spec.shape.as_slice() {
+                problems.push(format!(
+                    "tensor `{}` has shape {:?} but the arch needs {:?}",
+                    file_name,
+                    view.shape(),
+                    spec.shape
+                ));
+                continue;
+            }
+            let data = to_f32(&view).with_context(|| format!("tensor `{file_name}`"))?;
+            tensors.insert(
+                spec.name,
+                Tensor {
+                    shape: spec.shape,
+                    data,
+                },
+            );
+        }
+        let tied_head = arch.tie_embeddings && available.contains_key("lm_head.weight");
+        let extra: Vec<&String> = available
+            .keys()
+            .filter(|n| !is_known_buffer(n) && (!tied_head || n.as_str() != "lm_head.weight"))
+            .collect();
+        if !extra.is_empty() {
+            let shown: Vec<_> = extra.iter().take(5).map(|s| format!("`{s}`")).collect();
+            problems.push(format!(
+                "{} tensor(s) not used by this arch: {}{}",
+                extra.len(),
+                shown.join(", "),
+                if extra.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        if !problems.is_empty() {
+            let shown: Vec<_> = problems.iter().take(8).cloned().collect();
+            bail!(
+                "weights file {} does not fit arch {} ({} problem(s)):\n  - {}{}\nCheck that the arch file describes the checkpoint (n_layer, d_model, d_inner, heads, vocab_size, n_positions, tie_embeddings).",
+                path.display(),
+                arch.id(),
+                problems.len(),
+                shown.join("\n  - "),
+                if problems.len() > 8 { "\n  - …" } else { "" }
+            );
+        }
+        Ok(Weights {
+            tensors,
+            source: path.display().to_string(),
+        })
+    }
+
+    /// Writes all parameters as an F32 safetensors file in HF naming (readable by
+    /// `transformers`/`safetensors`). Writes to a temporary file and renames, so a crash never
+    /// leaves a partial file.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = self
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    t.shape.clone(),
+                    bytemuck::cast_slice(&t.data),
+                )
+                .expect("shape matches data");
+                (name.clone(), view)
+            })
+            .collect();
+        let bytes = safetensors::serialize(views, None)?;
+        crate::util::write_atomic(path, &bytes)
+    }
+}
+
+fn to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
+    let raw = view.data();
+    Ok(match view.dtype() {
+        safetensors::Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        safetensors::Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => bail!("dtype {other:?} is not supported (use F32, F16 or BF16)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_weights_match_param_count_and_are_seeded() {
+        for name in ["gpt2-tiny", "llama-tiny"] {
+            let arch = Arch::preset(name).unwrap();
+            let w = Weights::random(&arch, 7);
+            assert_eq!(w.count(), arch.params().total, "{name}");
+            let emb: u64 = param_specs(&arch)
+                .iter()
+                .filter(|s| s.embedding)
+                .map(|s| s.shape.iter().product::<usize>() as u64)
+                .sum();
+            assert_eq!(emb, arch.params().embedding, "{name}");
+            let w2 = Weights::random(&arch, 7);
+            assert_eq!(w.tensors, w2.tensors);
+            let w3 = Weights::random(&arch, 8);
+            assert_ne!(w.tensors, w3.tensors);
+        }
+    }
+
+    #[test]
+    fn safetensors_round_trip_and_shape_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let arch = Arch::preset("llama-tiny").unwrap();
+        let w = Weights::random(&arch, 1);
+        let path = dir.path().join("model.safetensors");
+        w.save_safetensors(&path).unwrap();
+        let back = Weights::from_safetensors(&arch, &path).unwrap();
+        assert_eq!(back.tensors, w.tensors);
+
+        // Same file read with a wider arch: every mismatching tensor is named.
+        let mut other = arch.clone();
+        other.d_inner[1] = 64;
+        let e = format!(
+            "{:#}",
+            Weights::from_safetensors(&other, &path).unwrap_err()
+        );
+        assert!(
+            e.contains("model.layers.1.mlp.gate_proj.weight") && e.contains("[48, 32]"),
+            "{e}"
+        );
+        assert!(e.contains("[64, 32]"), "{e}");
+
+        let junk = dir.path().join("junk.safetensors");
+        std::fs::write(&junk, b"not a safetensors file").unwrap();
+        let e = format!("{:#}", Weights::from_safetensors(&arch, &junk).unwrap_err());
+        assert!(e.contains("not a valid safetensors"), "{e}");
+    }
+}

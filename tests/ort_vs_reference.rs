@@ -1,0 +1,212 @@
+//! The emitted ONNX graphs, run by ONNX Runtime, against the plain-Rust reference forward pass:
+//! prefill and decode, both families, heterogeneous layers, batch 2; and decode-with-cache
+//! against prefill of the full sequence.
+
+use lts::arch::Arch;
+use lts::backend::ort::{infer, OptLevel, Ort, OrtOptions};
+use lts::graph::{self, GraphKind};
+use lts::reference::{self, KvCache};
+use lts::weights::Weights;
+use ndarray::{s, Array2, ArrayD};
+use ort::session::Session;
+
+/// Max |a - b| / (atol + rtol * |b|) over all elements must stay below 1.
+fn assert_close(what: &str, a: &ArrayD<f32>, b: &ArrayD<f32>, atol: f32, rtol: f32) {
+    assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
+    let mut worst = 0.0f32;
+    let mut max_abs = 0.0f32;
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert!(x.is_finite(), "{what}: non-finite value {x}");
+        let d = (x - y).abs();
+        max_abs = max_abs.max(d);
+        worst = worst.max(d / (atol + rtol * y.abs()));
+    }
+    assert!(
+        worst <= 1.0,
+        "{what}: max abs diff {max_abs} exceeds atol {atol} + rtol {rtol}"
+    );
+}
+
+fn session(arch: &Arch, w: &Weights, kind: GraphKind, opt: OptLevel) -> Session {
+    let ort = Ort::load().expect("ONNX Runtime available (run `lts setup`)");
+    let bytes = graph::to_bytes(&graph::build_model(arch, w, kind).unwrap());
+    let opts = OrtOptions {
+        opt_level: opt,
+        ..OrtOptions::default()
+    };
+    ort.session(&bytes, &opts).unwrap()
+}
+
+fn tokens(arch: &Arch, batch: usize, seq: usize, salt: i64) -> Array2<i64> {
+    Array2::from_shape_fn((batch, seq), |(b, t)| {
+        (b as i64 * 31 + t as i64 * 7 + salt * 13) % arch.vocab_size as i64
+    })
+}
+
+fn cache_close(what: &str, a: &KvCache, b: &KvCache) {
+    assert_eq!(a.layers.len(), b.layers.len());
+    for (i, ((ka, va), (kb, vb))) in a.layers.iter().zip(&b.layers).enumerate() {
+        assert_close(
+            &format!("{what} layer {i} key"),
+            &ka.clone().into_dyn(),
+            &kb.clone().into_dyn(),
+            1e-5,
+            1e-4,
+        );
+        assert_close(
+            &format!("{what} layer {i} value"),
+            &va.clone().into_dyn(),
+            &vb.clone().into_dyn(),
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+/// Random weights scaled up 8x (norm scales and biases perturbed too) so attention is peaked
+/// and a wrong mask, position or head mapping changes the logits visibly; with GPT-2's
+/// N(0, 0.02) init the softmax is nearly uniform and such bugs would hide.
+fn sharpened(arch: &Arch, seed: u64) -> Weights {
+    let mut w = Weights::random(arch, seed);
+    for (name, t) in w.tensors.iter_mut() {
+        let is_norm = name.contains("ln_") || name.contains("norm");
+        for (j, x) in t.data.iter_mut().enumerate() {
+            if t.shape.len() == 1 {
+                // Biases and norm scales: deterministic non-trivial values.
+                let wiggle = ((j * 37 + name.len()) % 17) as f32 / 17.0 - 0.5;
+                *x = if is_norm {
+                    *x + 0.3 * wiggle
+                } else {
+                    0.2 * wiggle
+                };
+            } else {
+                *x *= 8.0;
+            }
+        }
+    }
+    w
+}
+
+/// Prefill and decode of ORT against the reference, and ORT decode vs ORT prefill.
+fn check_arch(arch: &Arch, seed: u64) {
+    let w = sharpened(arch, seed);
+    let batch = 2;
+    let (prompt, extra) = (6, 3);
+    let ids = tokens(arch, batch, prompt + extra, seed as i64);
+    for opt in [OptLevel::Disable, OptLevel::All] {
+        let mut pre = session(arch, &w, GraphKind::Prefill, opt);
+        let mut dec = session(arch, &w, GraphKind::Decode, opt);
+
+        // Prefill of the whole sequence.
+        let ort_full = infer(&mut pre, arch, &ids, None).unwrap();
+        let ref_full = reference::forward(arch, &w, &ids, None).unwrap();
+        assert_close(
+            &format!("{} {opt:?} prefill logits", arch.id()),
+            &ort_full.logits.clone().into_dyn(),
+            &ref_full.logits.clone().into_dyn(),
+            1e-5,
+            1e-4,
+        );
+        cache_close("prefill present", &ort_full.present, &ref_full.present);
+
+        // Decode: prompt through the prefill graph, then the rest through the decode graph
+        // (a chunk of 2, then one token), fed with ORT's own cache.
+        let head = ids.slice(s![.., ..prompt]).to_owned();
+        let mut cache = infer(&mut pre, arch, &head, None).unwrap().present;
+        let mut pos = prompt;
+        for chunk in [2usize, 1] {
+            let step = ids.slice(s![.., pos..pos + chunk]).to_owned();
+            let ort_step = infer(&mut dec, arch, &step, Some(&cache)).unwrap();
+            let ref_step = reference::forward(arch, &w, &step, Some(&cache)).unwrap();
+            assert_close(
+                &format!("{} {opt:?} decode logits at {pos}", arch.id()),
+                &ort_step.logits.clone().into_dyn(),
+                &ref_step.logits.clone().into_dyn(),
+                1e-5,
+                1e-4,
+            );
+            // Decode-with-cache equals prefill of the full sequence at the same positions.
+            let full_slice: ArrayD<f32> = ort_full
+                .logits
+                .slice(s![.., pos..pos + chunk, ..])
+                .to_owned()
+                .into_dyn();
+            assert_close(
+                &format!("{} {opt:?} decode vs prefill at {pos}", arch.id()),
+                &ort_step.logits.clone().into_dyn(),
+                &full_slice,
+                1e-5,
+                1e-4,
+            );
+            cache_close("decode present", &ort_step.present, &ref_step.present);
+            cache = ort_step.present;
+            pos += chunk;
+        }
+        assert_eq!(cache.len(), prompt + extra);
+        cache_close("final cache vs prefill", &cache, &ort_full.present);
+
+        // Decode graph with an empty cache (past_seq = 0) equals prefill.
+        let empty = KvCache::empty(arch, batch);
+        let from_empty = infer(&mut dec, arch, &head, Some(&empty)).unwrap();
+        let pre_head = infer(&mut pre, arch, &head, None).unwrap();
+        assert_close(
+            "decode from empty cache vs prefill",
+            &from_empty.logits.into_dyn(),
+            &pre_head.logits.into_dyn(),
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn gpt2_tiny_matches_reference() {
+    check_arch(&Arch::preset("gpt2-tiny").unwrap(), 1);
+}
+
+#[test]
+fn llama_tiny_untied_gqa_matches_reference() {
+    check_arch(&Arch::preset("llama-tiny").unwrap(), 2);
+}
+
+#[test]
+fn gpt2_mid_heterogeneous_matches_reference() {
+    let arch = Arch::from_json(
+        r#"{"family":"gpt2","n_layer":3,"d_model":128,"d_inner":[256,512,192],
+            "n_head":[2,8,4],"vocab_size":500,"n_positions":64}"#,
+    )
+    .unwrap();
+    check_arch(&arch, 3);
+}
+
+#[test]
+fn llama_mid_tied_gqa_matches_reference() {
+    let arch = Arch::from_json(
+        r#"{"family":"llama","n_layer":3,"d_model":96,"d_inner":[256,128,192],
+            "n_head":[6,4,3],"n_kv_head":[2,4,1],"vocab_size":300,"n_positions":64,
+            "tie_embeddings":true,"rope_theta":100000.0}"#,
+    )
+    .unwrap();
+    check_arch(&arch, 4);
+}
+
+#[test]
+fn safetensors_weights_give_the_same_graph_outputs() {
+    let arch = Arch::preset("llama-tiny").unwrap();
+    let w = Weights::random(&arch, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    w.save_safetensors(&path).unwrap();
+    let back = Weights::from_safetensors(&arch, &path).unwrap();
+    let ids = tokens(&arch, 1, 5, 0);
+    let mut a = session(&arch, &w, GraphKind::Prefill, OptLevel::All);
+    let mut b = session(&arch, &back, GraphKind::Prefill, OptLevel::All);
+    let la = infer(&mut a, &arch, &ids, None).unwrap().logits;
+    let lb = infer(&mut b, &arch, &ids, None).unwrap().logits;
+    assert_eq!(la, lb);
+    // And the logits actually depend on the weights.
+    let other = Weights::random(&arch, 10);
+    let mut c = session(&arch, &other, GraphKind::Prefill, OptLevel::All);
+    let lc = infer(&mut c, &arch, &ids, None).unwrap().logits;
+    assert_ne!(la, lc);
+}
