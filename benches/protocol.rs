@@ -117,7 +117,7 @@ fn main() -> anyhow::Result<()> {
             "--preset",
             "gpt2-small",
         ])
-        .args(["--seq-len", "192", "--pairs", "5", "--runs", "15"])
+        .args(["--seq-len", "192", "--pairs", "8", "--runs", "8"])
         .status()?;
     if !status.success() {
         println!("comparison outside tolerance (see above)");

@@ -3,9 +3,10 @@
 
 Both time only the inference call on the same file with the same settings (1 intra-op thread,
 1 inter-op thread, ORT_ENABLE_ALL, sequential execution, CPU provider, batch 1). The runs are
-interleaved (lts, python, lts, python, ...) because these shared machines drift by 10-30% from
-one minute to the next (see shared/reference/measurement.md); each pair gives a ratio
-lts_median / python_median and the verdict uses the median of the ratios.
+interleaved in ABBA order (lts, python, python, lts, ...) because these shared machines drift by
+10-30% from one minute to the next (see shared/reference/measurement.md) and a fixed order would
+favour one side; each pair gives a ratio lts_median / python_median and the verdict uses the
+median of the ratios.
 
 Usage:
   python3 scripts/compare_ort_python.py --lts target/release/lts --preset gpt2-small \
@@ -69,11 +70,12 @@ def lts_median_ms(lts, path, seq_len, runs, warmup_s, threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lts", default="target/release/lts", help="path of the lts binary")
-    ap.add_argument("--preset", default="gpt2-small")
+    ap.add_argument("--preset", default="gpt2-small", help="built-in arch to export and time")
+    ap.add_argument("--arch", help="arch file to export and time instead of --preset")
     ap.add_argument("--seq-len", type=int, default=192)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--pairs", type=int, default=5, help="interleaved lts/python pairs")
-    ap.add_argument("--runs", type=int, default=20, help="timed runs per side per pair")
+    ap.add_argument("--pairs", type=int, default=8, help="interleaved lts/python pairs (ABBA order)")
+    ap.add_argument("--runs", type=int, default=10, help="timed runs per side per pair")
     ap.add_argument("--warmup-s", type=float, default=0.5)
     ap.add_argument("--tolerance", type=float, default=0.05)
     ap.add_argument("--json", help="write the comparison as JSON to this file")
@@ -90,7 +92,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [args.lts, "export", "--preset", args.preset, "--kind", "prefill", "--out", tmp],
+            [args.lts, "export", *(["--arch", args.arch] if args.arch else ["--preset", args.preset]),
+             "--kind", "prefill", "--out", tmp],
             check=True, capture_output=True, text=True,
         )
         path = next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".prefill.onnx"))
@@ -98,8 +101,14 @@ def main():
         vocab = arch["vocab_size"]
         pairs = []
         for i in range(args.pairs):
-            l_med, _ = lts_median_ms(args.lts, path, args.seq_len, args.runs, args.warmup_s, args.threads)
-            p_med, _ = python_median_ms(path, args.seq_len, vocab, args.runs, args.warmup_s, args.threads, i)
+            run_lts = lambda: lts_median_ms(args.lts, path, args.seq_len, args.runs, args.warmup_s, args.threads)[0]
+            run_py = lambda: python_median_ms(path, args.seq_len, vocab, args.runs, args.warmup_s, args.threads, i)[0]
+            if i % 2 == 0:
+                l_med = run_lts()
+                p_med = run_py()
+            else:
+                p_med = run_py()
+                l_med = run_lts()
             pairs.append({"lts_median_ms": l_med, "python_median_ms": p_med, "ratio": l_med / p_med})
             print(f"pair {i + 1}: lts {l_med:9.3f} ms   python {p_med:9.3f} ms   ratio {l_med / p_med:.3f}", flush=True)
 
@@ -107,13 +116,13 @@ def main():
     med = statistics.median(ratios)
     ok = abs(med - 1.0) <= args.tolerance
     print(
-        f"{args.preset} seq {args.seq_len} threads {args.threads}: median ratio lts/python {med:.3f} "
+        f"{args.arch or args.preset} seq {args.seq_len} threads {args.threads}: median ratio lts/python {med:.3f} "
         f"(min {ratios[0]:.3f}, max {ratios[-1]:.3f}, {len(ratios)} pairs) -> "
         f"{'within' if ok else 'OUTSIDE'} +-{args.tolerance * 100:.0f}%"
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"preset": args.preset, "seq_len": args.seq_len, "pairs": pairs,
+            json.dump({"model": args.arch or args.preset, "seq_len": args.seq_len, "pairs": pairs,
                        "median_ratio": med, "within_tolerance": ok}, f, indent=2)
     return 0 if ok else 1
 
