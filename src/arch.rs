@@ -469,6 +469,51 @@ impl Arch {
         (0..seq).map(|t| self.flops_per_token(t + 1)).sum()
     }
 
+    /// A Hugging Face `config.json` (transformers `GPT2Config` / `LlamaConfig`) a team can
+    /// train from, or `None` when the arch is heterogeneous (per-layer sizes differ), which a
+    /// single HF config cannot express.
+    pub fn hf_config(&self) -> Option<serde_json::Value> {
+        let same = |v: &[usize]| v.iter().all(|&x| x == v[0]);
+        if !(same(&self.d_inner) && same(&self.n_head) && same(&self.n_kv_head)) {
+            return None;
+        }
+        Some(match self.family {
+            Family::Gpt2 => serde_json::json!({
+                "architectures": ["GPT2LMHeadModel"],
+                "model_type": "gpt2",
+                "vocab_size": self.vocab_size,
+                "n_positions": self.n_positions,
+                "n_embd": self.d_model,
+                "n_layer": self.n_layer,
+                "n_head": self.n_head[0],
+                "n_inner": self.d_inner[0],
+                "activation_function": "gelu_new",
+                "layer_norm_epsilon": self.norm_eps,
+                "tie_word_embeddings": true,
+                "torch_dtype": "float32",
+            }),
+            Family::Llama => serde_json::json!({
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.d_model,
+                "intermediate_size": self.d_inner[0],
+                "num_hidden_layers": self.n_layer,
+                "num_attention_heads": self.n_head[0],
+                "num_key_value_heads": self.n_kv_head[0],
+                "head_dim": self.head_dim(0),
+                "max_position_embeddings": self.n_positions,
+                "rms_norm_eps": self.norm_eps,
+                "rope_theta": self.rope_theta,
+                "hidden_act": "silu",
+                "attention_bias": false,
+                "mlp_bias": false,
+                "tie_word_embeddings": self.tie_embeddings,
+                "torch_dtype": "float32",
+            }),
+        })
+    }
+
     /// A built-in architecture by name (see [`PRESETS`]).
     pub fn preset(name: &str) -> anyhow::Result<Arch> {
         let gpt2 = |n_layer, d_model, n_head, d_inner, vocab_size, n_positions| ArchSpec {
@@ -629,6 +674,17 @@ mod tests {
         assert_ne!(a.id(), Arch::preset("gpt2-tiny").unwrap().id());
         let t = toml::to_string(&ArchSpec::from(a.clone())).unwrap();
         assert_eq!(Arch::from_toml(&t).unwrap(), a);
+    }
+
+    #[test]
+    fn hf_config_only_for_homogeneous_archs() {
+        let c = Arch::preset("smollm2-135m").unwrap().hf_config().unwrap();
+        assert_eq!(c["num_key_value_heads"], 3);
+        assert_eq!(c["intermediate_size"], 1536);
+        assert_eq!(c["model_type"], "llama");
+        let c = Arch::preset("gpt2-small").unwrap().hf_config().unwrap();
+        assert_eq!(c["n_inner"], 3072);
+        assert!(Arch::preset("gpt2-tiny").unwrap().hf_config().is_none());
     }
 
     #[test]

@@ -184,6 +184,19 @@ pub fn setup(target: Target, dir: &Path, force: bool) -> Result<PathBuf> {
     if dest.is_file() && !force {
         return Ok(dest);
     }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+    // Several lts processes may start at once on a fresh machine (a test suite, a fleet
+    // script): one downloads, the others wait for it and reuse the result.
+    let lock = std::fs::File::create(dir.join(".setup.lock"))
+        .with_context(|| format!("cannot create a lock file in {}", dir.display()))?;
+    // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+    unsafe {
+        libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX);
+    }
+    if dest.is_file() && !force {
+        return Ok(dest);
+    }
     let work = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&work)
         .with_context(|| format!("cannot create cache directory {}", work.display()))?;
@@ -215,7 +228,11 @@ fn fetch_into(target: Target, work: &Path, dest: &Path) -> Result<()> {
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .context("pip reported success but left no wheel")?;
     let member = format!("onnxruntime/capi/{}", lib_file_name());
-    let tmp = dest.with_extension("partial");
+    let tmp = dest.with_file_name(format!(
+        ".{}.partial-{}",
+        lib_file_name(),
+        std::process::id()
+    ));
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)?;
     }
