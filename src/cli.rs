@@ -43,6 +43,10 @@ pub enum Command {
     /// Time one candidate with ONNX Runtime on this machine (latency statistics + peak memory).
     #[command(after_help = ARCH_HELP)]
     Measure(MeasureArgs),
+    /// Run the LTS evolutionary search: Pareto frontier of decoder params vs latency and memory,
+    /// measured on this machine; writes results/<run-id>/ (CSV, JSON, plot, summary).
+    #[command(after_help = SEARCH_HELP)]
+    Search(SearchArgs),
     /// Describe this machine: OS, CPU, frequencies, memory, temperatures, ONNX Runtime.
     Device(DeviceArgs),
     /// Fetch the pinned ONNX Runtime library (onnxruntime==1.31.1 wheel from PyPI) into the cache.
@@ -90,6 +94,103 @@ pub struct WeightArgs {
     pub seed: u64,
 }
 
+const SEARCH_HELP: &str = "\
+Built-in spaces: quick (default, ~2 min on 2 cores), gpt2-flex (the LTS GPT-2 space),
+llama-flex. Or give a TOML file (see models/*.toml for the format).
+Output: results/<run-id>/ with candidates.csv, frontier.csv, measurements.jsonl (raw samples),
+run.json, frontier.svg/.png and summary.md. Every measurement is on disk before the next starts:
+after a crash or Ctrl-C, `lts search --resume results/<run-id>` continues without re-measuring.";
+
+/// `lts search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Search space: a built-in name (quick, gpt2-flex, llama-flex) or a TOML file.
+    #[arg(long, default_value = "quick")]
+    pub space: String,
+    /// Continue an interrupted run from its folder (all other settings come from its run.json).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Algorithm: lts (evolutionary) or random (baseline with the same budget).
+    #[arg(long, value_enum, default_value = "lts")]
+    pub algo: crate::search::Algo,
+    /// Seed of the candidate sequence (same seed + same measurements = same candidates).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Initial population (default: the space's [search] value, else LTS's 100).
+    #[arg(long)]
+    pub population: Option<usize>,
+    /// Iterations after the initial population (default: space, else 30).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Parents drawn from the Pareto front per iteration (default: space, else 20).
+    #[arg(long)]
+    pub parents: Option<usize>,
+    /// Mutants per iteration (default: space, else 40).
+    #[arg(long)]
+    pub mutations: Option<usize>,
+    /// Crossovers per iteration (default: space, else 40).
+    #[arg(long)]
+    pub crossovers: Option<usize>,
+    /// Per-gene resampling probability of a mutation.
+    #[arg(long, default_value_t = 0.3)]
+    pub mutation_prob: f64,
+    /// Per-gene probability of taking the second parent's gene in a crossover.
+    #[arg(long, default_value_t = 0.5)]
+    pub crossover_prob: f64,
+    /// Latency objective: prefill (a prompt of --seq-len) or decode (one token, cache of --seq-len).
+    #[arg(long, value_enum, default_value = "prefill")]
+    pub objective: Mode,
+    /// Sequence length (default: the space's, else 192).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// ort: measure for real. cost-model: latency = FLOPs / --cost-gflops, NO measurement
+    /// (preview a space in seconds; never read its numbers as latencies).
+    #[arg(long, value_enum, default_value = "ort")]
+    pub backend: SearchBackend,
+    /// Throughput assumed by --backend cost-model, in GFLOP/s.
+    #[arg(long, default_value_t = 10.0)]
+    pub cost_gflops: f64,
+    /// Screening protocol: minimum timed runs.
+    #[arg(long, default_value_t = 5)]
+    pub short_min_runs: usize,
+    /// Full protocol (frontier candidates): minimum timed runs.
+    #[arg(long, default_value_t = 10)]
+    pub full_min_runs: usize,
+    /// Full protocol: minimum timed seconds.
+    #[arg(long, default_value_t = 0.3)]
+    pub full_min_duration_s: f64,
+    /// Seed of the candidates' random weights.
+    #[arg(long, default_value_t = 0)]
+    pub weights_seed: u64,
+    /// Results root folder.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Name of the run folder (default: <space>-<algo>-s<seed>-<UTC time>).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// No progress bar or per-iteration lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Evaluation backend of `lts search`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchBackend {
+    /// ONNX Runtime on this machine.
+    Ort,
+    /// Analytic FLOPs model (no measurement).
+    CostModel,
+}
+
 /// `lts params`.
 #[derive(Args, Debug)]
 pub struct ParamsArgs {
@@ -105,13 +206,19 @@ pub struct ParamsArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
+    /// Take the arch from a search results folder (with --arch-id).
+    #[arg(long, value_name = "DIR", requires = "arch_id", conflicts_with_all = ["preset", "arch"])]
+    pub from: Option<PathBuf>,
+    /// Arch id of a candidate in --from (see its frontier.csv).
+    #[arg(long, requires = "from")]
+    pub arch_id: Option<String>,
     #[command(flatten)]
     pub weights: WeightArgs,
     /// Which graph(s): prefill (input_ids -> logits, present) and/or decode (+ past_key_values).
     #[arg(long, value_enum, default_value = "both")]
     pub kind: ExportKind,
     /// Output directory (created). Files: <arch-id>.prefill.onnx, <arch-id>.decode.onnx,
-    /// <arch-id>.arch.json.
+    /// <arch-id>.arch.json and, for homogeneous archs, <arch-id>.config.json (Hugging Face).
     #[arg(long, short, default_value = "results/export")]
     pub out: PathBuf,
     /// Also write the weights as <arch-id>.safetensors (HF names, F32).

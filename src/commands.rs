@@ -5,12 +5,16 @@ use anyhow::{bail, Context, Result};
 use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
-use crate::cli::{DeviceArgs, ExportArgs, MeasureArgs, ParamsArgs, SetupArgs};
+use crate::cli::{
+    DeviceArgs, ExportArgs, MeasureArgs, ParamsArgs, SearchArgs, SearchBackend, SetupArgs,
+};
 use crate::device::DeviceInfo;
 use crate::graph;
 use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
 use crate::measure::Protocol;
 use crate::report;
+use crate::search::space::SearchSpace;
+use crate::search::{EvaluatorSpec, RunOptions, SearchConfig};
 use crate::util::write_atomic;
 use crate::weights::Weights;
 
@@ -33,7 +37,19 @@ pub fn params(args: &ParamsArgs) -> Result<()> {
 
 /// `lts export`.
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let arch = args.arch.resolve()?;
+    let arch = match (&args.from, &args.arch_id) {
+        (Some(dir), Some(id)) => {
+            let records = crate::search::store::RunDir::read_records(dir)?;
+            match records.into_iter().find(|r| &r.arch_id == id) {
+                Some(r) => r.arch,
+                None => bail!(
+                    "no candidate `{id}` in {} (see its candidates.csv or frontier.csv for arch ids)",
+                    dir.display()
+                ),
+            }
+        }
+        _ => args.arch.resolve()?,
+    };
     arch.check_size(args.max_params)?;
     let weights = match &args.weights.weights {
         Some(path) => Weights::from_safetensors(&arch, path)?,
@@ -51,6 +67,16 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let arch_path = args.out.join(format!("{id}.arch.json"));
     write_atomic(&arch_path, arch.to_json_pretty().as_bytes())?;
     println!("wrote {}", arch_path.display());
+    match arch.hf_config() {
+        Some(cfg) => {
+            let p = args.out.join(format!("{id}.config.json"));
+            write_atomic(&p, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+            println!("wrote {} (Hugging Face config to train from)", p.display());
+        }
+        None => println!(
+            "no Hugging Face config.json: per-layer sizes differ, which one HF config cannot express"
+        ),
+    }
     if args.save_weights {
         let p = args.out.join(format!("{id}.safetensors"));
         weights.save_safetensors(&p)?;
@@ -155,6 +181,136 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
         } else {
             println!("(raw samples: --json or --out FILE)");
         }
+    }
+    Ok(())
+}
+
+/// The search configuration `lts search` describes (not used with --resume).
+pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
+    let space = SearchSpace::resolve(&args.space)?;
+    let mut cfg = SearchConfig::for_space(space);
+    cfg.algo = args.algo;
+    cfg.seed = args.seed;
+    if let Some(v) = args.population {
+        cfg.population = v;
+    }
+    if let Some(v) = args.iterations {
+        cfg.iterations = v;
+    }
+    if let Some(v) = args.parents {
+        cfg.parents = v;
+    }
+    if let Some(v) = args.mutations {
+        cfg.mutations = v;
+    }
+    if let Some(v) = args.crossovers {
+        cfg.crossovers = v;
+    }
+    cfg.mutation_prob = args.mutation_prob;
+    cfg.crossover_prob = args.crossover_prob;
+    cfg.workload.mode = args.objective;
+    cfg.workload.batch = args.batch;
+    if let Some(v) = args.seq_len {
+        cfg.workload.seq_len = v;
+    }
+    cfg.short_protocol.min_runs = args.short_min_runs;
+    cfg.full_protocol.min_runs = args.full_min_runs;
+    cfg.full_protocol.min_duration_s = args.full_min_duration_s;
+    cfg.weights_seed = args.weights_seed;
+    cfg.evaluator = match args.backend {
+        SearchBackend::Ort => EvaluatorSpec::Measure {
+            backend: BackendSpec::Ort(OrtOptions {
+                intra_threads: args.threads,
+                ..OrtOptions::default()
+            }),
+        },
+        SearchBackend::CostModel => EvaluatorSpec::CostModel {
+            gflops: args.cost_gflops,
+        },
+    };
+    Ok(cfg)
+}
+
+/// `lts search`.
+pub fn search(args: &SearchArgs) -> Result<()> {
+    let opts = RunOptions {
+        quiet: args.quiet || args.json,
+    };
+    let outcome = match &args.resume {
+        Some(dir) => {
+            if !args.quiet && !args.json {
+                eprintln!("resuming {} (settings from its run.json)", dir.display());
+            }
+            crate::search::resume(dir, &opts)?
+        }
+        None => {
+            let cfg = search_config(args)?;
+            if matches!(cfg.evaluator, EvaluatorSpec::Measure { .. }) {
+                // Fail before creating the folder when the runtime is missing.
+                Ort::load()?;
+            }
+            let run_id = args.run_id.clone().unwrap_or_else(|| {
+                let t = crate::util::now_rfc3339().replace([':', '-'], "");
+                format!(
+                    "{}-{}-s{}-{}",
+                    cfg.space.name,
+                    match cfg.algo {
+                        crate::search::Algo::Lts => "lts",
+                        crate::search::Algo::Random => "random",
+                    },
+                    cfg.seed,
+                    t.trim_end_matches('Z')
+                )
+            });
+            let dir = args.out.join(run_id);
+            if !args.quiet && !args.json {
+                eprintln!(
+                    "searching space `{}` ({} candidates at most) into {}",
+                    cfg.space.name,
+                    cfg.budget(),
+                    dir.display()
+                );
+            }
+            crate::search::run_new(cfg, &dir, &opts)?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        let front = crate::search::store::read_csv(&outcome.dir.join("frontier.csv"))?;
+        println!(
+            "{} candidates ({} measured now, {} reused), frontier {} points, hypervolume {:.4}, {:.0} s ({:.0}% in timed inference)",
+            outcome.candidates,
+            outcome.measured_now,
+            outcome.reused,
+            front.len(),
+            outcome.hypervolume,
+            outcome.wall_s,
+            100.0 * outcome.timed_inference_s / outcome.wall_s.max(1e-9)
+        );
+        println!(
+            "params-latency frontier ({} points; all {} frontier points with memory in frontier.csv):",
+            front.iter().filter(|r| r.on_latency_frontier).count(),
+            front.len()
+        );
+        println!(
+            "{:<20} {:>7} {:>8} {:>15} {:>11} {:>10}",
+            "arch id", "layers", "d_model", "decoder params", "median ms", "peak MiB"
+        );
+        for r in front.iter().filter(|r| r.on_latency_frontier) {
+            println!(
+                "{:<20} {:>7} {:>8} {:>15} {:>11.3} {:>10}",
+                r.arch_id,
+                r.n_layer,
+                r.d_model,
+                report::thousands(r.decoder_params),
+                r.latency_median_ms,
+                r.peak_memory_bytes
+                    .map(|b| format!("{:.1}", b as f64 / 1048576.0))
+                    .unwrap_or_else(|| "n/a".into())
+            );
+        }
+        println!("report: {}", outcome.dir.join("summary.md").display());
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ fn main() {
         Command::Params(a) => commands::params(a),
         Command::Export(a) => commands::export(a),
         Command::Measure(a) => commands::measure(a),
+        Command::Search(a) => commands::search(a),
         Command::Device(a) => commands::device(a),
         Command::Setup(a) => commands::setup(a),
     };

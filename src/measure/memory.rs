@@ -41,6 +41,14 @@ pub struct PeakTracker {
 impl PeakTracker {
     /// Resets the kernel's high-water mark to the current RSS and reads the baseline RSS.
     pub fn start() -> PeakTracker {
+        // Memory freed by earlier work (a previous candidate's session) stays resident in the
+        // allocator's free lists; new allocations would reuse it without raising RSS and the
+        // delta would read ~0. Hand free memory back to the OS first so the baseline is honest.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: glibc's malloc_trim only releases free memory; it is thread-safe.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let reset_error = reset_peak().err();
         let baseline = read_status_bytes("VmRSS");
         PeakTracker {
@@ -63,7 +71,7 @@ impl PeakTracker {
         let (delta, method) = match (&self.reset_error, peak, self.baseline) {
             (None, Some(peak), Some(base)) => (
                 Some(peak.saturating_sub(base)),
-                "VmHWM after clear_refs reset, minus VmRSS before session creation \
+                "VmHWM after malloc_trim + clear_refs reset, minus VmRSS before session creation \
                  (Linux /proc/self; process-wide)"
                     .to_string(),
             ),
@@ -222,7 +230,7 @@ mod tests {
         assert!(
             with_alloc
                 .method
-                .starts_with("VmHWM after clear_refs reset"),
+                .starts_with("VmHWM after malloc_trim + clear_refs reset"),
             "{}",
             with_alloc.method
         );

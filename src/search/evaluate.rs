@@ -1,0 +1,138 @@
+//! How the search gets a candidate's objectives: by measuring it for real on this machine
+//! ([`Measured`], ONNX Runtime through [`crate::job`]) or, for previews and tests of the search
+//! itself, from an analytic cost model ([`CostModel`]) that measures nothing.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
+use crate::measure::{Measurement, Protocol, Stats};
+
+/// Which protocol produced a record: the short screening protocol or the full one. Every
+/// frontier point carries a `Full` record.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Screening measurement (few runs).
+    Short,
+    /// Full-protocol measurement.
+    Full,
+}
+
+/// The numbers one evaluation produced.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Evaluation {
+    /// Latency statistics (milliseconds).
+    pub stats: Stats,
+    /// Raw latency samples in run order.
+    pub samples_ms: Vec<f64>,
+    /// Peak memory attributable to the candidate (bytes), when the platform can tell.
+    pub peak_memory_bytes: Option<u64>,
+    /// Whether the protocol's minimums were met.
+    pub valid: bool,
+    /// Session creation time (ms).
+    pub session_creation_ms: f64,
+    /// Graph emission time (ms).
+    pub graph_emission_ms: f64,
+    /// Full measurement (protocol, timings, memory method), absent for the cost model.
+    pub measurement: Option<Measurement>,
+}
+
+/// Produces objectives for candidates.
+pub trait Evaluator {
+    /// Evaluates `arch` with the protocol of `stage`.
+    fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation>;
+    /// Runtime description for run.json (e.g. `onnxruntime 1.31.1`).
+    fn describe(&self) -> String;
+}
+
+/// Real measurement through a backend ([`job::execute`]).
+pub struct Measured {
+    /// Backend and settings.
+    pub backend: BackendSpec,
+    /// What one timed run computes.
+    pub workload: Workload,
+    /// Screening protocol.
+    pub short: Protocol,
+    /// Full protocol.
+    pub full: Protocol,
+    /// Seed of the random weights.
+    pub weights_seed: u64,
+    /// Upper bound on total parameters.
+    pub max_params: u64,
+    /// Runtime description, filled after the first evaluation.
+    pub runtime: Option<String>,
+}
+
+impl Evaluator for Measured {
+    fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation> {
+        let job = Job {
+            arch: arch.clone(),
+            weights: WeightsSpec::Random {
+                seed: self.weights_seed,
+            },
+            workload: self.workload.clone(),
+            protocol: match stage {
+                Stage::Short => self.short.clone(),
+                Stage::Full => self.full.clone(),
+            },
+            backend: self.backend.clone(),
+            max_params: self.max_params,
+        };
+        let r = job::execute(&job)?;
+        self.runtime = Some(format!("{} {}", r.runtime.name, r.runtime.version));
+        let m = r.measurement;
+        Ok(Evaluation {
+            stats: m.stats.clone(),
+            samples_ms: m.samples_ms.clone(),
+            peak_memory_bytes: m.memory.peak_delta_bytes,
+            valid: m.valid,
+            session_creation_ms: m.session_creation_ms,
+            graph_emission_ms: r.graph_emission_ms,
+            measurement: Some(m),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.runtime.clone().unwrap_or_else(|| "onnxruntime".into())
+    }
+}
+
+/// Analytic cost model, no measurement: latency = forward FLOPs / `gflops` (GFLOP/s), memory =
+/// fp32 weights + the logits of one run. For previewing a search space in seconds and for
+/// testing the search; results are labelled `cost-model` and must never be read as latencies.
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    /// What one run computes.
+    pub workload: Workload,
+    /// Assumed throughput in GFLOP/s.
+    pub gflops: f64,
+}
+
+impl Evaluator for CostModel {
+    fn evaluate(&mut self, arch: &Arch, _stage: Stage) -> Result<Evaluation> {
+        let flops = self.workload.flops(arch) as f64;
+        let ms = flops / (self.gflops * 1e9) * 1e3;
+        let tokens = match self.workload.mode {
+            job::Mode::Prefill => self.workload.seq_len,
+            job::Mode::Decode => 1,
+        };
+        let memory =
+            arch.params().total * 4 + (self.workload.batch * tokens * arch.vocab_size * 4) as u64;
+        let samples = vec![ms; 3];
+        Ok(Evaluation {
+            stats: Stats::from_samples(&samples, 0.05, 14.826, 0.95),
+            samples_ms: samples,
+            peak_memory_bytes: Some(memory),
+            valid: true,
+            session_creation_ms: 0.0,
+            graph_emission_ms: 0.0,
+            measurement: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("cost-model ({} GFLOP/s, no measurement)", self.gflops)
+    }
+}

@@ -1,0 +1,996 @@
+//! LiteTransformerSearch: evolutionary Pareto search over a search space (Javaheripour et al.,
+//! NeurIPS 2022, and the reference implementation in microsoft/archai).
+//!
+//! Objectives: maximise decoder (non-embedding) parameters, the training-free perplexity proxy;
+//! minimise latency (median of the prefill, or of one decode step with a KV cache); minimise peak
+//! memory. Dominance is weak Pareto dominance ([`pareto::dominates`]).
+//!
+//! The algorithm ([`Algo::Lts`]): an initial population of random valid candidates; then each
+//! iteration draws parents from the current Pareto front, weighted by how rarely each was used
+//! ([`pareto::parent_weights`]), and produces mutants (each gene resampled with probability 0.3)
+//! and uniform crossovers. Candidates are deduplicated by arch id, and constraints that need no
+//! measurement (decoder-parameter range) are checked **before** measuring, unlike the reference
+//! implementation, which measured first. [`Algo::Random`] samples the same number of candidates
+//! uniformly, as a baseline.
+//!
+//! Measurement is two-stage: every candidate is measured with a short protocol; a candidate that
+//! could be on the frontier given the confidence intervals (optimistic bounds for it,
+//! pessimistic for the others) is measured again with the full protocol, until every frontier
+//! point carries full-protocol statistics.
+//!
+//! Determinism and resume: the candidates of iteration `k` depend only on the seed, `k` and the
+//! measurements recorded before; the journal keeps every measurement, so `--resume` replays the
+//! run, reuses what was recorded and measures only the rest.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::backend::ort::OrtOptions;
+use crate::device::DeviceInfo;
+use crate::job::{BackendSpec, Mode, Workload};
+use crate::measure::Protocol;
+
+pub mod evaluate;
+pub mod pareto;
+pub mod space;
+pub mod store;
+
+use evaluate::{CostModel, Evaluator, Measured, Stage};
+use space::{Genome, SearchSpace};
+use store::{CandidateRow, Origin, Record, RunDir};
+
+/// Search algorithm.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// LTS evolutionary search (parents from the Pareto front, mutation, crossover).
+    Lts,
+    /// Uniform random sampling with the same budget (baseline).
+    Random,
+}
+
+/// How candidates are evaluated.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EvaluatorSpec {
+    /// Real measurement with a backend.
+    Measure {
+        /// Backend and settings.
+        backend: BackendSpec,
+    },
+    /// Analytic cost model (FLOPs / throughput): no measurement; previews and tests only.
+    CostModel {
+        /// Assumed GFLOP/s.
+        gflops: f64,
+    },
+}
+
+/// Everything that defines a search run (stored in `run.json`; `--resume` reads it back).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SearchConfig {
+    /// The search space (stored whole, so a resume does not depend on the file).
+    pub space: SearchSpace,
+    /// Algorithm.
+    pub algo: Algo,
+    /// Seed of the candidate sequence.
+    pub seed: u64,
+    /// Initial population (random valid candidates).
+    pub population: usize,
+    /// Iterations after the initial population.
+    pub iterations: usize,
+    /// Parents drawn from the front per iteration.
+    pub parents: usize,
+    /// Mutants per iteration.
+    pub mutations: usize,
+    /// Crossovers per iteration.
+    pub crossovers: usize,
+    /// Per-gene resampling probability of a mutation (LTS: 0.3).
+    pub mutation_prob: f64,
+    /// Per-gene probability of taking the second parent's gene in a crossover (LTS: 0.5).
+    pub crossover_prob: f64,
+    /// What one timed run computes (prefill or decode objective).
+    pub workload: Workload,
+    /// Screening protocol.
+    pub short_protocol: Protocol,
+    /// Full protocol (every frontier point).
+    pub full_protocol: Protocol,
+    /// Measurement or cost model.
+    pub evaluator: EvaluatorSpec,
+    /// Seed of the random weights of every candidate.
+    pub weights_seed: u64,
+    /// Upper bound on total parameters.
+    pub max_params: u64,
+}
+
+impl SearchConfig {
+    /// Candidates the run measures at most: population + iterations x (mutations + crossovers).
+    pub fn budget(&self) -> usize {
+        self.population + self.iterations * (self.mutations + self.crossovers)
+    }
+
+    /// The short protocol used by default: a quick screen (no timed warm-up beyond one run,
+    /// 5 runs and 0.1 s at least).
+    pub fn default_short_protocol() -> Protocol {
+        Protocol {
+            warmup_s: 0.05,
+            min_runs: 5,
+            min_duration_s: 0.1,
+            ..Protocol::default()
+        }
+    }
+
+    /// The full protocol used by default for frontier candidates: [`Protocol::default`] with a
+    /// 0.3 s minimum duration (at least 10 runs, LTS's own count; small search-space models run
+    /// in milliseconds, so 0.3 s is 30-300 samples). `--full-min-duration-s` raises it.
+    pub fn default_full_protocol() -> Protocol {
+        Protocol {
+            min_duration_s: 0.3,
+            ..Protocol::default()
+        }
+    }
+
+    /// Defaults for `space`: its `[search]` values, else LTS's (population 100, 30 iterations,
+    /// 20 parents, 40 mutations, 40 crossovers, seq 192).
+    pub fn for_space(space: SearchSpace) -> SearchConfig {
+        let d = space.search.clone();
+        SearchConfig {
+            algo: Algo::Lts,
+            seed: 0,
+            population: d.population.unwrap_or(100),
+            iterations: d.iterations.unwrap_or(30),
+            parents: d.parents.unwrap_or(20),
+            mutations: d.mutations.unwrap_or(40),
+            crossovers: d.crossovers.unwrap_or(40),
+            mutation_prob: 0.3,
+            crossover_prob: 0.5,
+            workload: Workload {
+                mode: Mode::Prefill,
+                batch: 1,
+                seq_len: d.seq_len.unwrap_or(192),
+                seed: 0,
+            },
+            short_protocol: SearchConfig::default_short_protocol(),
+            full_protocol: SearchConfig::default_full_protocol(),
+            evaluator: EvaluatorSpec::Measure {
+                backend: BackendSpec::Ort(OrtOptions::default()),
+            },
+            weights_seed: 0,
+            max_params: crate::arch::DEFAULT_MAX_PARAMS,
+            space,
+        }
+    }
+
+    /// Checks the settings; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.population >= 1, "--population must be >= 1");
+        anyhow::ensure!(
+            self.algo == Algo::Random || self.iterations == 0 || self.parents >= 1,
+            "--parents must be >= 1"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.mutation_prob),
+            "--mutation-prob must be in [0, 1]"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.crossover_prob),
+            "--crossover-prob must be in [0, 1]"
+        );
+        self.short_protocol.validate().context("short protocol")?;
+        self.full_protocol.validate().context("full protocol")?;
+        anyhow::ensure!(
+            self.workload.batch >= 1 && self.workload.seq_len >= 1,
+            "--batch and --seq-len must be >= 1"
+        );
+        let positions = self.workload.seq_len + usize::from(self.workload.mode == Mode::Decode);
+        anyhow::ensure!(
+            positions <= self.space.n_positions,
+            "--seq-len {} needs {positions} positions but the space has n_positions = {}",
+            self.workload.seq_len,
+            self.space.n_positions
+        );
+        if let EvaluatorSpec::CostModel { gflops } = self.evaluator {
+            anyhow::ensure!(
+                gflops > 0.0 && gflops.is_finite(),
+                "--cost-gflops must be > 0"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One line of the per-iteration log in `run.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IterationLog {
+    /// Iteration (0 = initial population).
+    pub iteration: usize,
+    /// Distinct candidates measured so far.
+    pub candidates: usize,
+    /// Of which re-measured with the full protocol.
+    pub full_measured: usize,
+    /// Candidates rejected before measurement (static constraints) so far.
+    pub pruned: usize,
+    /// Frontier size after this iteration.
+    pub frontier_size: usize,
+    /// Normalised 2-D hypervolume (decoder params x latency), see [`HvReference`].
+    pub hypervolume: f64,
+    /// Normalised 3-D hypervolume (decoder params x latency x memory).
+    pub hypervolume_3d: f64,
+    /// Wall seconds since the run (or resumed session) started.
+    pub wall_s: f64,
+    /// Seconds spent in timed inference (sum of samples) so far, this session.
+    pub timed_inference_s: f64,
+}
+
+/// Reference point of the hypervolume, fixed after the initial population: decoder params 0,
+/// 1.1 x the largest latency and 1.1 x the largest peak memory measured in iteration 0. Volumes
+/// are normalised by the box from the space's largest decoder-parameter count (capped by its
+/// `decoder_params_max` constraint) to that point, so
+/// they lie in [0, 1] and compare across runs with the same seed and space (the initial
+/// population is the same for `lts` and `random`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HvReference {
+    /// Normalising decoder-parameter range (the space's maximum).
+    pub max_decoder_params: f64,
+    /// Latency bound (ms).
+    pub latency_ms: f64,
+    /// Memory bound (bytes).
+    pub memory_bytes: f64,
+}
+
+/// `run.json`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RunInfo {
+    /// lts version.
+    pub tool_version: String,
+    /// Folder name.
+    pub run_id: String,
+    /// Settings.
+    pub config: SearchConfig,
+    /// Machine description.
+    pub device: DeviceInfo,
+    /// Runtime used (e.g. `onnxruntime 1.31.1`) or `cost-model`.
+    pub runtime: String,
+    /// UTC start.
+    pub started_at: String,
+    /// UTC end, when complete.
+    pub finished_at: Option<String>,
+    /// `running` or `complete`.
+    pub status: String,
+    /// Times the run was resumed.
+    pub resumed_at: Vec<String>,
+    /// Hypervolume reference.
+    pub hv_reference: Option<HvReference>,
+    /// Per-iteration log.
+    pub iterations: Vec<IterationLog>,
+}
+
+/// Output options of a run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// No progress bar and no per-iteration lines.
+    pub quiet: bool,
+}
+
+/// A proposed, not yet measured candidate.
+struct Proposal {
+    arch: Arch,
+    id: String,
+    genome: Genome,
+    origin: Origin,
+    parents: Vec<String>,
+    iteration: usize,
+}
+
+/// A measured candidate: its screening record and, if taken, its full record.
+struct Candidate {
+    short: Record,
+    full: Option<Record>,
+}
+
+impl Candidate {
+    fn best(&self) -> &Record {
+        self.full.as_ref().unwrap_or(&self.short)
+    }
+}
+
+/// The running search.
+struct Search {
+    cfg: SearchConfig,
+    eval: Box<dyn Evaluator>,
+    dir: RunDir,
+    info: RunInfo,
+    recorded: HashMap<(String, Stage), Record>,
+    cands: Vec<Candidate>,
+    index: HashMap<String, usize>,
+    seen: HashSet<String>,
+    usage: HashMap<String, usize>,
+    pruned: usize,
+    reused: usize,
+    measured_now: usize,
+    started: Instant,
+    timed_ms: f64,
+    progress: ProgressBar,
+    quiet: bool,
+    front: Vec<usize>,
+}
+
+/// Summary returned to the CLI.
+#[derive(Serialize, Debug, Clone)]
+pub struct Outcome {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// Distinct candidates measured.
+    pub candidates: usize,
+    /// Measurements taken in this session (the rest were reused from the journal).
+    pub measured_now: usize,
+    /// Measurements reused from the journal (resume).
+    pub reused: usize,
+    /// Arch ids on the final frontier, by decoder params.
+    pub frontier: Vec<String>,
+    /// Final normalised hypervolume (2-D).
+    pub hypervolume: f64,
+    /// Wall seconds of this session.
+    pub wall_s: f64,
+    /// Seconds of timed inference in this session.
+    pub timed_inference_s: f64,
+}
+
+fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(
+        seed ^ (iteration as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
+}
+
+fn make_evaluator(cfg: &SearchConfig) -> Box<dyn Evaluator> {
+    match &cfg.evaluator {
+        EvaluatorSpec::Measure { backend } => Box::new(Measured {
+            backend: backend.clone(),
+            workload: cfg.workload.clone(),
+            short: cfg.short_protocol.clone(),
+            full: cfg.full_protocol.clone(),
+            weights_seed: cfg.weights_seed,
+            max_params: cfg.max_params,
+            runtime: None,
+        }),
+        EvaluatorSpec::CostModel { gflops } => Box::new(CostModel {
+            workload: cfg.workload.clone(),
+            gflops: *gflops,
+        }),
+    }
+}
+
+fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if quiet {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates, ETA {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    pb
+}
+
+/// Starts a new run in `dir` and runs it to the end.
+pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
+    cfg.validate()?;
+    let run_dir = RunDir::create(dir)?;
+    let info = RunInfo {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        run_id: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        config: cfg.clone(),
+        device: DeviceInfo::collect(),
+        runtime: String::new(),
+        started_at: crate::util::now_rfc3339(),
+        finished_at: None,
+        status: "running".into(),
+        resumed_at: Vec::new(),
+        hv_reference: None,
+        iterations: Vec::new(),
+    };
+    let mut s = Search::new(cfg, run_dir, info, Vec::new(), opts);
+    s.save_run_json()?;
+    s.run()
+}
+
+/// Continues an interrupted run: replays it from its journal, measuring only what is missing.
+pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
+    let (run_dir, records) = RunDir::open(dir)?;
+    let text = std::fs::read_to_string(dir.join(store::RUN_JSON))?;
+    let mut info: RunInfo = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a valid run description",
+            dir.join(store::RUN_JSON).display()
+        )
+    })?;
+    info.resumed_at.push(crate::util::now_rfc3339());
+    info.status = "running".into();
+    info.finished_at = None;
+    info.iterations.clear();
+    let cfg = info.config.clone();
+    cfg.validate()?;
+    let mut s = Search::new(cfg, run_dir, info, records, opts);
+    s.run()
+}
+
+impl Search {
+    fn new(
+        cfg: SearchConfig,
+        dir: RunDir,
+        info: RunInfo,
+        journal: Vec<Record>,
+        opts: &RunOptions,
+    ) -> Search {
+        let recorded = journal
+            .into_iter()
+            .map(|r| ((r.arch_id.clone(), r.stage), r))
+            .collect();
+        let eval = make_evaluator(&cfg);
+        let progress = progress_bar(cfg.budget(), opts.quiet);
+        Search {
+            eval,
+            dir,
+            info,
+            recorded,
+            cands: Vec::new(),
+            index: HashMap::new(),
+            seen: HashSet::new(),
+            usage: HashMap::new(),
+            pruned: 0,
+            reused: 0,
+            measured_now: 0,
+            started: Instant::now(),
+            timed_ms: 0.0,
+            progress,
+            quiet: opts.quiet,
+            front: Vec::new(),
+            cfg,
+        }
+    }
+
+    fn run(&mut self) -> Result<Outcome> {
+        for iteration in 0..=self.cfg.iterations {
+            let mut rng = iteration_rng(self.cfg.seed, iteration);
+            let proposals = if iteration == 0 {
+                self.propose_random(self.cfg.population, iteration, &mut rng)
+            } else {
+                match self.cfg.algo {
+                    Algo::Random => self.propose_random(
+                        self.cfg.mutations + self.cfg.crossovers,
+                        iteration,
+                        &mut rng,
+                    ),
+                    Algo::Lts => self.propose_lts(iteration, &mut rng),
+                }
+            };
+            for p in proposals {
+                let rec = self.evaluate(&p, Stage::Short)?;
+                self.index.insert(rec.arch_id.clone(), self.cands.len());
+                self.cands.push(Candidate {
+                    short: rec,
+                    full: None,
+                });
+                self.progress.inc(1);
+            }
+            self.finalize()?;
+            if iteration == 0 {
+                self.set_hv_reference();
+            }
+            self.log_iteration(iteration)?;
+        }
+        self.progress.finish_and_clear();
+        self.info.status = "complete".into();
+        self.info.finished_at = Some(crate::util::now_rfc3339());
+        self.write_reports()?;
+        let (hv, _) = self.hypervolumes();
+        let mut frontier: Vec<&Record> = self.front.iter().map(|&i| self.cands[i].best()).collect();
+        frontier.sort_by_key(|r| r.params.decoder);
+        Ok(Outcome {
+            dir: self.dir.path.clone(),
+            candidates: self.cands.len(),
+            measured_now: self.measured_now,
+            reused: self.reused,
+            frontier: frontier.iter().map(|r| r.arch_id.clone()).collect(),
+            hypervolume: hv,
+            wall_s: self.started.elapsed().as_secs_f64(),
+            timed_inference_s: self.timed_ms / 1e3,
+        })
+    }
+
+    /// Turns a genome into a proposal unless it is invalid, a duplicate, or statically pruned.
+    fn admit(
+        &mut self,
+        g: Genome,
+        origin: Origin,
+        parents: Vec<String>,
+        iteration: usize,
+    ) -> Option<Proposal> {
+        let arch = self.cfg.space.to_arch(&g).ok()?;
+        let id = arch.id();
+        if !self.seen.insert(id.clone()) {
+            return None;
+        }
+        if self.cfg.space.check_static(&arch).is_err()
+            || arch.check_size(self.cfg.max_params).is_err()
+        {
+            self.pruned += 1;
+            return None;
+        }
+        Some(Proposal {
+            arch,
+            id,
+            genome: g,
+            origin,
+            parents,
+            iteration,
+        })
+    }
+
+    fn propose_random(
+        &mut self,
+        count: usize,
+        iteration: usize,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Vec<Proposal> {
+        let mut out = Vec::with_capacity(count);
+        let mut attempts = 0;
+        while out.len() < count && attempts < count * 200 + 1000 {
+            attempts += 1;
+            let g = self.cfg.space.sample(rng);
+            if let Some(p) = self.admit(g, Origin::Random, Vec::new(), iteration) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn propose_lts(&mut self, iteration: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<Proposal> {
+        if self.front.is_empty() {
+            // No feasible candidate yet: keep exploring at random.
+            return self.propose_random(self.cfg.mutations + self.cfg.crossovers, iteration, rng);
+        }
+        let front_ids: Vec<String> = self
+            .front
+            .iter()
+            .map(|&i| self.cands[i].short.arch_id.clone())
+            .collect();
+        let counts: Vec<usize> = front_ids
+            .iter()
+            .map(|id| self.usage.get(id).copied().unwrap_or(0))
+            .collect();
+        let slots: Vec<usize> = (0..front_ids.len()).collect();
+        let picked = pareto::select_parents(&slots, &counts, self.cfg.parents, rng);
+        for &k in &picked {
+            *self.usage.entry(front_ids[k].clone()).or_insert(0) += 1;
+        }
+        let parents: Vec<usize> = picked.iter().map(|&k| self.front[k]).collect();
+        let mut out = Vec::new();
+        let budget_tries = |n: usize| n * 50 + 100;
+        let mut made = 0;
+        let mut tries = 0;
+        while made < self.cfg.mutations && tries < budget_tries(self.cfg.mutations) {
+            tries += 1;
+            let p = parents[rng.random_range(0..parents.len())];
+            let parent = &self.cands[p].short;
+            let g = self
+                .cfg
+                .space
+                .mutate(&parent.genome, self.cfg.mutation_prob, rng);
+            let pid = vec![parent.arch_id.clone()];
+            if let Some(prop) = self.admit(g, Origin::Mutation, pid, iteration) {
+                out.push(prop);
+                made += 1;
+            }
+        }
+        made = 0;
+        tries = 0;
+        while made < self.cfg.crossovers && tries < budget_tries(self.cfg.crossovers) {
+            tries += 1;
+            let a = parents[rng.random_range(0..parents.len())];
+            let b = parents[rng.random_range(0..parents.len())];
+            let (ga, gb) = (&self.cands[a].short.genome, &self.cands[b].short.genome);
+            let g = self
+                .cfg
+                .space
+                .crossover(ga, gb, self.cfg.crossover_prob, rng);
+            let pids = vec![
+                self.cands[a].short.arch_id.clone(),
+                self.cands[b].short.arch_id.clone(),
+            ];
+            if let Some(prop) = self.admit(g, Origin::Crossover, pids, iteration) {
+                out.push(prop);
+                made += 1;
+            }
+        }
+        out
+    }
+
+    /// Measures a proposal (or takes the journal's record of it) and journals new records.
+    fn evaluate(&mut self, p: &Proposal, stage: Stage) -> Result<Record> {
+        if let Some(r) = self.recorded.remove(&(p.id.clone(), stage)) {
+            self.reused += 1;
+            return Ok(r);
+        }
+        let started_at = crate::util::now_rfc3339();
+        let eval = self.eval.evaluate(&p.arch, stage).with_context(|| {
+            format!(
+                "measuring candidate {} failed (the run can be resumed)",
+                p.id
+            )
+        })?;
+        if self.info.runtime.is_empty() {
+            self.info.runtime = self.eval.describe();
+        }
+        self.timed_ms += eval.samples_ms.iter().sum::<f64>();
+        let rec = Record {
+            arch_id: p.id.clone(),
+            params: p.arch.params(),
+            flops_per_run: self.cfg.workload.flops(&p.arch),
+            arch: p.arch.clone(),
+            genome: p.genome.clone(),
+            iteration: p.iteration,
+            origin: p.origin,
+            parents: p.parents.clone(),
+            stage,
+            eval,
+            started_at,
+            finished_at: crate::util::now_rfc3339(),
+        };
+        self.dir.append(&rec)?;
+        self.measured_now += 1;
+        Ok(rec)
+    }
+
+    fn feasible(&self, r: &Record) -> bool {
+        let c = &self.cfg.space.constraints;
+        let lat_ok = c.max_latency_ms.is_none_or(|m| r.eval.stats.median_ms <= m);
+        let mem_ok = c.max_memory_mb.is_none_or(|m| {
+            r.eval
+                .peak_memory_bytes
+                .is_none_or(|b| b as f64 <= m * 1024.0 * 1024.0)
+        });
+        lat_ok && mem_ok
+    }
+
+    /// Minimisation vector of a record: (-decoder params, latency, memory); `lat` picks the
+    /// latency bound used (median, optimistic or pessimistic) and `mem_scale` scales memory.
+    fn objectives(r: &Record, lat: f64, mem_scale: f64) -> Vec<f64> {
+        vec![
+            -(r.params.decoder as f64),
+            lat,
+            r.eval.peak_memory_bytes.unwrap_or(0) as f64 * mem_scale,
+        ]
+    }
+
+    fn compute_front(&self) -> Vec<usize> {
+        let feasible: Vec<usize> = (0..self.cands.len())
+            .filter(|&i| self.feasible(self.cands[i].best()))
+            .collect();
+        let pts: Vec<Vec<f64>> = feasible
+            .iter()
+            .map(|&i| {
+                let r = self.cands[i].best();
+                Search::objectives(r, r.eval.stats.median_ms, 1.0)
+            })
+            .collect();
+        pareto::pareto_front(&pts)
+            .into_iter()
+            .map(|k| feasible[k])
+            .collect()
+    }
+
+    /// Candidates without a full measurement that are not dominated when they are given their
+    /// optimistic bounds (lower end of the median's CI, memory -2%) and every other candidate
+    /// its pessimistic ones (upper end, +2%).
+    fn near_front(&self) -> Vec<usize> {
+        let feasible: Vec<usize> = (0..self.cands.len())
+            .filter(|&i| self.feasible(self.cands[i].best()))
+            .collect();
+        let pess: Vec<Vec<f64>> = feasible
+            .iter()
+            .map(|&i| {
+                let r = self.cands[i].best();
+                Search::objectives(r, r.eval.stats.median_ci_high_ms, 1.02)
+            })
+            .collect();
+        feasible
+            .iter()
+            .enumerate()
+            .filter(|(_, &i)| self.cands[i].full.is_none())
+            .filter(|&(k, &i)| {
+                let r = self.cands[i].best();
+                let opt = Search::objectives(r, r.eval.stats.median_ci_low_ms, 0.98);
+                !pess
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| j != k && pareto::dominates(o, &opt))
+            })
+            .map(|(_, &i)| i)
+            .collect()
+    }
+
+    /// Full-protocol measurements until every frontier point has one.
+    fn finalize(&mut self) -> Result<()> {
+        loop {
+            let need = self.near_front();
+            if need.is_empty() {
+                break;
+            }
+            for i in need {
+                let r = &self.cands[i].short;
+                let p = Proposal {
+                    arch: r.arch.clone(),
+                    id: r.arch_id.clone(),
+                    genome: r.genome.clone(),
+                    origin: r.origin,
+                    parents: r.parents.clone(),
+                    iteration: r.iteration,
+                };
+                let full = self.evaluate(&p, Stage::Full)?;
+                self.cands[i].full = Some(full);
+            }
+        }
+        self.front = self.compute_front();
+        debug_assert!(self.front.iter().all(|&i| self.cands[i].full.is_some()));
+        Ok(())
+    }
+
+    fn set_hv_reference(&mut self) {
+        let max_lat = self
+            .cands
+            .iter()
+            .map(|c| c.best().eval.stats.median_ms)
+            .fold(0.0, f64::max);
+        let max_mem = self
+            .cands
+            .iter()
+            .map(|c| c.best().eval.peak_memory_bytes.unwrap_or(0) as f64)
+            .fold(0.0, f64::max);
+        self.info.hv_reference = Some(HvReference {
+            max_decoder_params: self
+                .cfg
+                .space
+                .constraints
+                .decoder_params_max
+                .map_or(self.cfg.space.max_decoder_params(), |m| {
+                    m.min(self.cfg.space.max_decoder_params())
+                }) as f64,
+            latency_ms: 1.1 * max_lat.max(1e-9),
+            memory_bytes: 1.1 * max_mem.max(1.0),
+        });
+    }
+
+    /// Normalised 2-D and 3-D hypervolume of the current front.
+    fn hypervolumes(&self) -> (f64, f64) {
+        let Some(h) = &self.info.hv_reference else {
+            return (0.0, 0.0);
+        };
+        let pts3: Vec<Vec<f64>> = self
+            .front
+            .iter()
+            .map(|&i| {
+                let r = self.cands[i].best();
+                vec![
+                    1.0 - r.params.decoder as f64 / h.max_decoder_params,
+                    r.eval.stats.median_ms / h.latency_ms,
+                    r.eval.peak_memory_bytes.unwrap_or(0) as f64 / h.memory_bytes,
+                ]
+            })
+            .collect();
+        let pts2: Vec<Vec<f64>> = pts3.iter().map(|p| p[..2].to_vec()).collect();
+        (
+            pareto::hypervolume(&pts2, &[1.0, 1.0]),
+            pareto::hypervolume(&pts3, &[1.0, 1.0, 1.0]),
+        )
+    }
+
+    fn log_iteration(&mut self, iteration: usize) -> Result<()> {
+        let (hv, hv3) = self.hypervolumes();
+        let log = IterationLog {
+            iteration,
+            candidates: self.cands.len(),
+            full_measured: self.cands.iter().filter(|c| c.full.is_some()).count(),
+            pruned: self.pruned,
+            frontier_size: self.front.len(),
+            hypervolume: hv,
+            hypervolume_3d: hv3,
+            wall_s: self.started.elapsed().as_secs_f64(),
+            timed_inference_s: self.timed_ms / 1e3,
+        };
+        self.progress
+            .set_message(format!("front {}  HV {:.4}", log.frontier_size, hv));
+        if !self.quiet {
+            self.say(format!(
+                "iteration {:>3}: {:>4} candidates ({} full), {} pruned, frontier {}, hypervolume {:.4}",
+                iteration, log.candidates, log.full_measured, log.pruned, log.frontier_size, hv
+            ));
+        }
+        self.info.iterations.push(log);
+        self.write_reports()
+    }
+
+    /// Prints a line above the progress bar, or plainly when the bar is hidden (not a terminal).
+    fn say(&self, line: String) {
+        if self.progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.progress.println(line);
+        }
+    }
+
+    /// Members of the frontier that are also on the two-objective (params vs latency) one.
+    fn latency_front(&self) -> Vec<usize> {
+        let pts: Vec<Vec<f64>> = self
+            .front
+            .iter()
+            .map(|&i| {
+                let r = self.cands[i].best();
+                vec![-(r.params.decoder as f64), r.eval.stats.median_ms]
+            })
+            .collect();
+        pareto::pareto_front(&pts)
+            .into_iter()
+            .map(|k| self.front[k])
+            .collect()
+    }
+
+    fn rows(&self) -> (Vec<CandidateRow>, Vec<CandidateRow>) {
+        let on: HashSet<usize> = self.front.iter().copied().collect();
+        let on2: HashSet<usize> = self.latency_front().into_iter().collect();
+        let all: Vec<CandidateRow> = self
+            .cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let r = c.best();
+                CandidateRow::from_record(r, self.feasible(r), on.contains(&i), on2.contains(&i))
+            })
+            .collect();
+        let mut front: Vec<CandidateRow> = all.iter().filter(|r| r.on_frontier).cloned().collect();
+        front.sort_by_key(|r| r.decoder_params);
+        (all, front)
+    }
+
+    fn save_run_json(&self) -> Result<()> {
+        self.dir.write(
+            store::RUN_JSON,
+            serde_json::to_string_pretty(&self.info)?.as_bytes(),
+        )
+    }
+
+    fn write_reports(&self) -> Result<()> {
+        let (all, front) = self.rows();
+        store::write_csv(&self.dir.path.join(store::CANDIDATES_CSV), &all)?;
+        store::write_csv(&self.dir.path.join(store::FRONTIER_CSV), &front)?;
+        self.save_run_json()?;
+        let points: Vec<crate::plot::PlotPoint> = all
+            .iter()
+            .map(|r| crate::plot::PlotPoint {
+                label: r.arch_id.clone(),
+                decoder_params: r.decoder_params as f64,
+                latency_ms: r.latency_median_ms,
+                on_front: r.on_latency_frontier,
+                feasible: r.feasible,
+            })
+            .collect();
+        let w = &self.cfg.workload;
+        let title = format!(
+            "LTS frontier: {} space, {} ({})",
+            self.cfg.space.name,
+            self.info
+                .device
+                .cpu_brand
+                .as_deref()
+                .unwrap_or("this machine"),
+            if self.info.runtime.is_empty() {
+                "?"
+            } else {
+                &self.info.runtime
+            }
+        );
+        let subtitle = format!(
+            "{:?} batch {} seq {} | {} candidates; line: params-latency frontier ({}); {} on the 3-objective frontier with memory | run {}",
+            w.mode,
+            w.batch,
+            w.seq_len,
+            all.len(),
+            front.iter().filter(|r| r.on_latency_frontier).count(),
+            front.len(),
+            self.info.run_id
+        );
+        let png = self.dir.path.join("frontier.png");
+        let plotted = crate::plot::frontier_plot(
+            &points,
+            &title,
+            &subtitle,
+            &self.dir.path.join("frontier.svg"),
+            Some(&png),
+        );
+        if let Err(e) = &plotted {
+            self.say(format!("warning: could not draw the frontier plot: {e:#}"));
+        }
+        self.dir.write(
+            "summary.md",
+            report_markdown(&self.info, &front, all.len()).as_bytes(),
+        )
+    }
+}
+
+/// `summary.md`: the frontier table and the plot.
+fn report_markdown(info: &RunInfo, front: &[CandidateRow], n: usize) -> String {
+    use std::fmt::Write;
+    let c = &info.config;
+    let mut s = String::new();
+    let _ = writeln!(s, "# LTS search `{}`\n", info.run_id);
+    let _ = writeln!(
+        s,
+        "Space `{}` ({}), algorithm `{:?}`, seed {}, {:?} batch {} seq {}, runtime {}, status **{}**.\n",
+        c.space.name,
+        c.space.family,
+        c.algo,
+        c.seed,
+        c.workload.mode,
+        c.workload.batch,
+        c.workload.seq_len,
+        info.runtime,
+        info.status
+    );
+    let _ = writeln!(
+        s,
+        "{} candidates measured; {} on the Pareto frontier of decoder parameters (the LTS perplexity proxy: more is better) vs median latency and peak memory, of which {} are also on the two-objective params-latency frontier drawn in the plot. Frontier statistics come from the full protocol.\n",
+        n,
+        front.len(),
+        front.iter().filter(|r| r.on_latency_frontier).count()
+    );
+    let _ = writeln!(s, "![frontier](frontier.svg)\n");
+    let _ = writeln!(
+        s,
+        "| arch id | params-latency front | layers | d_model | d_inner | heads | decoder params | median ms | 95% CI ms | p90 ms | peak MiB |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in front {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {:.3} | {:.3}–{:.3} | {:.3} | {} |",
+            r.arch_id,
+            if r.on_latency_frontier { "yes" } else { "" },
+            r.n_layer,
+            r.d_model,
+            r.d_inner.replace(';', " "),
+            r.n_head.replace(';', " "),
+            crate::report::thousands(r.decoder_params),
+            r.latency_median_ms,
+            r.latency_ci_low_ms,
+            r.latency_ci_high_ms,
+            r.latency_p90_ms,
+            r.peak_memory_bytes
+                .map(|b| format!("{:.1}", b as f64 / 1048576.0))
+                .unwrap_or_else(|| "n/a".into())
+        );
+    }
+    if let Some(last) = info.iterations.last() {
+        let _ = writeln!(
+            s,
+            "\nHypervolume (normalised, params x latency): {:.4} after iteration {}. Files: `candidates.csv` (every candidate), `frontier.csv`, `measurements.jsonl` (every measurement with raw samples), `run.json` (settings, device, per-iteration log).",
+            last.hypervolume, last.iteration
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nExport a frontier model: `lts export --from <this folder> --arch-id <id>`."
+    );
+    s
+}

@@ -1,0 +1,467 @@
+//! The results folder of a search run, `results/<run-id>/`, written so that a crash or Ctrl-C
+//! loses nothing already measured:
+//!
+//! - `measurements.jsonl`: the journal, one JSON line per measurement (arch, genome, lineage,
+//!   stage, statistics and **raw samples**), appended and flushed to disk before anything else
+//!   is updated. It is the source of truth `lts search --resume` reads; a torn last line (the
+//!   process killed mid-write) is dropped.
+//! - `candidates.csv` / `frontier.csv`: one row per measured candidate (best stage available) /
+//!   per frontier point, rewritten atomically (temp file + rename) after every measurement.
+//! - `run.json`: configuration, device, runtime, per-iteration log (frontier size,
+//!   hypervolume), status.
+//! - `frontier.svg`, `frontier.png`, `summary.md`: written after every iteration.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::{Evaluation, Stage};
+use super::space::Genome;
+use crate::arch::{Arch, ParamCounts};
+use crate::util::write_atomic;
+
+/// How a candidate was produced.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Sampled uniformly from the space (initial population, random search).
+    Random,
+    /// Mutation of one parent.
+    Mutation,
+    /// Uniform crossover of two parents.
+    Crossover,
+}
+
+/// One line of the journal: one measurement of one candidate.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Record {
+    /// Arch id.
+    pub arch_id: String,
+    /// The candidate.
+    pub arch: Arch,
+    /// Its genes.
+    pub genome: Genome,
+    /// Iteration that produced the candidate (0 = initial population).
+    pub iteration: usize,
+    /// How it was produced.
+    pub origin: Origin,
+    /// Parent arch ids.
+    pub parents: Vec<String>,
+    /// Protocol used.
+    pub stage: Stage,
+    /// Exact parameter counts.
+    pub params: ParamCounts,
+    /// Forward FLOPs of one run.
+    pub flops_per_run: u64,
+    /// The numbers.
+    pub eval: Evaluation,
+    /// UTC start of the measurement.
+    pub started_at: String,
+    /// UTC end of the measurement.
+    pub finished_at: String,
+}
+
+/// One row of `candidates.csv` / `frontier.csv`. Lists are `;`-separated.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CandidateRow {
+    /// Arch id.
+    pub arch_id: String,
+    /// gpt2 / llama.
+    pub family: String,
+    /// Blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub d_model: usize,
+    /// Per-layer MLP sizes, `;`-separated.
+    pub d_inner: String,
+    /// Per-layer heads.
+    pub n_head: String,
+    /// Per-layer KV heads.
+    pub n_kv_head: String,
+    /// Decoder (non-embedding) parameters: the LTS proxy.
+    pub decoder_params: u64,
+    /// Total parameters.
+    pub total_params: u64,
+    /// Forward FLOPs of one run.
+    pub flops_per_run: u64,
+    /// `short` or `full`: the protocol of the statistics in this row.
+    pub stage: String,
+    /// Timed runs.
+    pub runs: usize,
+    /// Mean latency (ms).
+    pub latency_mean_ms: f64,
+    /// Median latency (ms): the latency objective.
+    pub latency_median_ms: f64,
+    /// Lower end of the median's confidence interval.
+    pub latency_ci_low_ms: f64,
+    /// Upper end of the median's confidence interval.
+    pub latency_ci_high_ms: f64,
+    /// p90 (ms).
+    pub latency_p90_ms: f64,
+    /// p99 (ms).
+    pub latency_p99_ms: f64,
+    /// Standard deviation (ms).
+    pub latency_std_ms: f64,
+    /// Coefficient of variation.
+    pub latency_cv: f64,
+    /// Peak memory (bytes), empty when unavailable.
+    pub peak_memory_bytes: Option<u64>,
+    /// CV above the protocol's threshold.
+    pub noisy: bool,
+    /// Protocol minimums met.
+    pub valid: bool,
+    /// Meets the latency/memory constraints of the space.
+    pub feasible: bool,
+    /// On the final (or current) Pareto frontier of all three objectives (decoder params,
+    /// latency, peak memory).
+    pub on_frontier: bool,
+    /// On the two-objective frontier (decoder params vs latency, memory ignored): the line in
+    /// frontier.svg. A subset of `on_frontier`.
+    pub on_latency_frontier: bool,
+    /// Iteration that produced it.
+    pub iteration: usize,
+    /// random / mutation / crossover.
+    pub origin: String,
+    /// Parent ids, `;`-separated.
+    pub parents: String,
+    /// Session creation (ms).
+    pub session_creation_ms: f64,
+    /// Graph emission (ms).
+    pub graph_emission_ms: f64,
+    /// UTC start of the measurement in this row.
+    pub started_at: String,
+    /// UTC end of the measurement in this row.
+    pub finished_at: String,
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(";")
+}
+
+impl CandidateRow {
+    /// The row for a record; `feasible` and `on_frontier` are decided by the search.
+    pub fn from_record(
+        r: &Record,
+        feasible: bool,
+        on_frontier: bool,
+        on_latency_frontier: bool,
+    ) -> CandidateRow {
+        let s = &r.eval.stats;
+        CandidateRow {
+            arch_id: r.arch_id.clone(),
+            family: r.arch.family.to_string(),
+            n_layer: r.arch.n_layer,
+            d_model: r.arch.d_model,
+            d_inner: join(&r.arch.d_inner),
+            n_head: join(&r.arch.n_head),
+            n_kv_head: join(&r.arch.n_kv_head),
+            decoder_params: r.params.decoder,
+            total_params: r.params.total,
+            flops_per_run: r.flops_per_run,
+            stage: match r.stage {
+                Stage::Short => "short".into(),
+                Stage::Full => "full".into(),
+            },
+            runs: s.n,
+            latency_mean_ms: s.mean_ms,
+            latency_median_ms: s.median_ms,
+            latency_ci_low_ms: s.median_ci_low_ms,
+            latency_ci_high_ms: s.median_ci_high_ms,
+            latency_p90_ms: s.p90_ms,
+            latency_p99_ms: s.p99_ms,
+            latency_std_ms: s.std_ms,
+            latency_cv: s.cv,
+            peak_memory_bytes: r.eval.peak_memory_bytes,
+            noisy: s.noisy,
+            valid: r.eval.valid,
+            feasible,
+            on_frontier,
+            on_latency_frontier,
+            iteration: r.iteration,
+            origin: match r.origin {
+                Origin::Random => "random".into(),
+                Origin::Mutation => "mutation".into(),
+                Origin::Crossover => "crossover".into(),
+            },
+            parents: r.parents.join(";"),
+            session_creation_ms: r.eval.session_creation_ms,
+            graph_emission_ms: r.eval.graph_emission_ms,
+            started_at: r.started_at.clone(),
+            finished_at: r.finished_at.clone(),
+        }
+    }
+}
+
+/// Writes rows as CSV (header + rows) atomically.
+pub fn write_csv(path: &Path, rows: &[CandidateRow]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    if rows.is_empty() {
+        // Header only, so an empty result still opens in a spreadsheet with its columns.
+        let mut h = csv::Writer::from_writer(Vec::new());
+        h.write_record(CSV_COLUMNS)?;
+        return write_atomic(path, &h.into_inner()?);
+    }
+    write_atomic(path, &w.into_inner()?)
+}
+
+/// Reads a CSV written by [`write_csv`].
+pub fn read_csv(path: &Path) -> Result<Vec<CandidateRow>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    r.deserialize()
+        .collect::<std::result::Result<Vec<CandidateRow>, _>>()
+        .with_context(|| format!("malformed CSV {}", path.display()))
+}
+
+/// Column names of the CSV files, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "arch_id",
+    "family",
+    "n_layer",
+    "d_model",
+    "d_inner",
+    "n_head",
+    "n_kv_head",
+    "decoder_params",
+    "total_params",
+    "flops_per_run",
+    "stage",
+    "runs",
+    "latency_mean_ms",
+    "latency_median_ms",
+    "latency_ci_low_ms",
+    "latency_ci_high_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_std_ms",
+    "latency_cv",
+    "peak_memory_bytes",
+    "noisy",
+    "valid",
+    "feasible",
+    "on_frontier",
+    "on_latency_frontier",
+    "iteration",
+    "origin",
+    "parents",
+    "session_creation_ms",
+    "graph_emission_ms",
+    "started_at",
+    "finished_at",
+];
+
+/// File names inside a run folder.
+pub const JOURNAL: &str = "measurements.jsonl";
+/// Run description and log.
+pub const RUN_JSON: &str = "run.json";
+/// All candidates.
+pub const CANDIDATES_CSV: &str = "candidates.csv";
+/// Frontier only.
+pub const FRONTIER_CSV: &str = "frontier.csv";
+
+/// An open run folder with its journal.
+pub struct RunDir {
+    /// The folder.
+    pub path: PathBuf,
+    journal: File,
+    /// Set by tests to simulate a crash: SIGKILL this process after this many appends.
+    kill_after: Option<usize>,
+    appended: usize,
+}
+
+impl RunDir {
+    /// Creates a new run folder (an error if it already holds a run).
+    pub fn create(path: &Path) -> Result<RunDir> {
+        if path.join(RUN_JSON).exists() || path.join(JOURNAL).exists() {
+            bail!(
+                "{} already holds a run: continue it with `lts search --resume {}` or choose another --run-id",
+                path.display(),
+                path.display()
+            );
+        }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create results folder {}", path.display()))?;
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path.join(JOURNAL))
+            .with_context(|| format!("cannot create {}", path.join(JOURNAL).display()))?;
+        Ok(RunDir::with_journal(path, journal))
+    }
+
+    fn with_journal(path: &Path, journal: File) -> RunDir {
+        let kill_after = std::env::var("LTS_TEST_KILL_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        RunDir {
+            path: path.to_path_buf(),
+            journal,
+            kill_after,
+            appended: 0,
+        }
+    }
+
+    /// Reads the complete records of a run folder's journal without changing anything (a torn
+    /// last line is skipped).
+    pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+        let jpath = path.join(JOURNAL);
+        let text = std::fs::read_to_string(&jpath).with_context(|| {
+            format!(
+                "cannot read {} (is {} a search results folder?)",
+                jpath.display(),
+                path.display()
+            )
+        })?;
+        let mut out = Vec::new();
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if !line.ends_with('\n') {
+                break;
+            }
+            out.push(
+                serde_json::from_str(line.trim_end()).with_context(|| {
+                    format!("{}:{}: corrupt journal line", jpath.display(), i + 1)
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Opens an existing run folder for resuming: returns it and the journal's complete
+    /// records. A torn last line is cut off the file so appends continue cleanly.
+    pub fn open(path: &Path) -> Result<(RunDir, Vec<Record>)> {
+        let jpath = path.join(JOURNAL);
+        if !path.join(RUN_JSON).is_file() {
+            bail!(
+                "{} is not a search run folder (no {RUN_JSON}); give the folder `lts search` printed",
+                path.display()
+            );
+        }
+        let file =
+            File::open(&jpath).with_context(|| format!("cannot open {}", jpath.display()))?;
+        let mut records = Vec::new();
+        let mut good_len = 0u64;
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        let mut line_no = 0;
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if !line.ends_with('\n') {
+                eprintln!(
+                    "lts: dropping an incomplete last line of {} (the run was interrupted while writing it)",
+                    jpath.display()
+                );
+                break;
+            }
+            let rec: Record = serde_json::from_str(line.trim_end())
+                .with_context(|| format!("{}:{line_no}: corrupt journal line", jpath.display()))?;
+            records.push(rec);
+            good_len += n as u64;
+        }
+        let journal = OpenOptions::new().write(true).open(&jpath)?;
+        journal.set_len(good_len)?;
+        drop(journal);
+        let journal = OpenOptions::new().append(true).open(&jpath)?;
+        Ok((RunDir::with_journal(path, journal), records))
+    }
+
+    /// Appends one record and forces it to disk before returning.
+    pub fn append(&mut self, rec: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(rec)?;
+        line.push('\n');
+        self.journal
+            .write_all(line.as_bytes())
+            .and_then(|()| self.journal.sync_data())
+            .with_context(|| format!("cannot append to {}", self.path.join(JOURNAL).display()))?;
+        self.appended += 1;
+        if self.kill_after == Some(self.appended) {
+            // Test hook (LTS_TEST_KILL_AFTER): a real SIGKILL at a known point.
+            // SAFETY: plain libc call on our own pid.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a file in the run folder atomically.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.path.join(name), bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> CandidateRow {
+        CandidateRow {
+            arch_id: id.into(),
+            family: "gpt2".into(),
+            n_layer: 2,
+            d_model: 64,
+            d_inner: "128;256".into(),
+            n_head: "2;4".into(),
+            n_kv_head: "2;4".into(),
+            decoder_params: 1234,
+            total_params: 5678,
+            flops_per_run: 99,
+            stage: "full".into(),
+            runs: 10,
+            latency_mean_ms: 1.25,
+            latency_median_ms: 1.2,
+            latency_ci_low_ms: 1.1,
+            latency_ci_high_ms: 1.3,
+            latency_p90_ms: 1.4,
+            latency_p99_ms: 1.5,
+            latency_std_ms: 0.1,
+            latency_cv: 0.08,
+            peak_memory_bytes: None,
+            noisy: true,
+            valid: true,
+            feasible: true,
+            on_frontier: false,
+            on_latency_frontier: false,
+            iteration: 3,
+            origin: "crossover".into(),
+            parents: "a;b".into(),
+            session_creation_ms: 12.5,
+            graph_emission_ms: 1.0,
+            started_at: "2026-11-27T17:00:00Z".into(),
+            finished_at: "2026-11-27T17:00:01Z".into(),
+        }
+    }
+
+    #[test]
+    fn csv_round_trip_and_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.csv");
+        let rows = vec![
+            row("gpt2-a"),
+            CandidateRow {
+                peak_memory_bytes: Some(42),
+                ..row("gpt2-b")
+            },
+        ];
+        write_csv(&p, &rows).unwrap();
+        assert_eq!(read_csv(&p).unwrap(), rows);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().next().unwrap(), CSV_COLUMNS.join(","));
+        write_csv(&p, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap().trim(),
+            CSV_COLUMNS.join(",")
+        );
+        assert!(read_csv(&p).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,419 @@
+//! End-to-end tests of `lts search`: files written, resume after SIGKILL, export from a run.
+
+use std::collections::HashSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lts::search::store::{read_csv, RunDir};
+
+fn lts() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lts"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A small real search: quick space, tiny budget, short protocols.
+const SMALL: &[&str] = &[
+    "search",
+    "--space",
+    "quick",
+    "--population",
+    "6",
+    "--iterations",
+    "2",
+    "--parents",
+    "3",
+    "--mutations",
+    "3",
+    "--crossovers",
+    "3",
+    "--seq-len",
+    "16",
+    "--short-min-runs",
+    "3",
+    "--full-min-runs",
+    "3",
+    "--full-min-duration-s",
+    "0.05",
+    "--quiet",
+];
+
+/// A deterministic search: cost model instead of measurement, so two runs can be compared.
+const COST: &[&str] = &[
+    "search",
+    "--space",
+    "quick",
+    "--backend",
+    "cost-model",
+    "--population",
+    "12",
+    "--iterations",
+    "4",
+    "--parents",
+    "4",
+    "--mutations",
+    "6",
+    "--crossovers",
+    "6",
+    "--quiet",
+];
+
+fn ids(dir: &Path, file: &str) -> Vec<String> {
+    read_csv(&dir.join(file))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.arch_id)
+        .collect()
+}
+
+#[test]
+fn real_search_writes_every_file_and_frontier_is_fully_measured() {
+    let root = tempfile::tempdir().unwrap();
+    let o = lts()
+        .args(SMALL)
+        .args(["--out", root.path().to_str().unwrap(), "--run-id", "r1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = root.path().join("r1");
+    for f in [
+        "candidates.csv",
+        "frontier.csv",
+        "run.json",
+        "measurements.jsonl",
+        "frontier.svg",
+        "frontier.png",
+        "summary.md",
+    ] {
+        let p = dir.join(f);
+        assert!(
+            p.is_file() && p.metadata().unwrap().len() > 0,
+            "missing {f}"
+        );
+    }
+    let cands = read_csv(&dir.join("candidates.csv")).unwrap();
+    let front = read_csv(&dir.join("frontier.csv")).unwrap();
+    assert!(cands.len() >= 6, "{}", cands.len());
+    assert!(!front.is_empty());
+    // One row per candidate.
+    let unique: HashSet<&String> = cands.iter().map(|r| &r.arch_id).collect();
+    assert_eq!(unique.len(), cands.len());
+    for r in &front {
+        assert_eq!(
+            r.stage, "full",
+            "frontier point {} lacks full statistics",
+            r.arch_id
+        );
+        assert!(r.on_frontier && r.latency_median_ms > 0.0);
+        assert!(
+            r.decoder_params >= 50_000,
+            "pruned range violated: {}",
+            r.decoder_params
+        );
+    }
+    // No frontier point is dominated by another candidate (params up, latency and memory down).
+    for f in &front {
+        for c in cands.iter().filter(|c| c.feasible) {
+            let dominated = c.decoder_params >= f.decoder_params
+                && c.latency_median_ms <= f.latency_median_ms
+                && c.peak_memory_bytes <= f.peak_memory_bytes
+                && (c.decoder_params > f.decoder_params
+                    || c.latency_median_ms < f.latency_median_ms
+                    || c.peak_memory_bytes < f.peak_memory_bytes);
+            assert!(!dominated, "{} dominated by {}", f.arch_id, c.arch_id);
+        }
+    }
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "complete");
+    assert_eq!(run["iterations"].as_array().unwrap().len(), 3);
+    assert!(run["runtime"].as_str().unwrap().starts_with("onnxruntime"));
+    assert!(run["device"]["logical_cores"].as_u64().unwrap() >= 1);
+    // Raw samples are in the journal.
+    let recs = RunDir::read_records(&dir).unwrap();
+    assert!(recs.iter().all(|r| !r.eval.samples_ms.is_empty()));
+    let svg = std::fs::read_to_string(dir.join("frontier.svg")).unwrap();
+    assert!(svg.contains("<svg"));
+    let png = std::fs::read(dir.join("frontier.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // Export a frontier candidate from the run.
+    let out = root.path().join("export");
+    let o = lts()
+        .args([
+            "export",
+            "--from",
+            dir.to_str().unwrap(),
+            "--arch-id",
+            &front[0].arch_id,
+        ])
+        .args(["--kind", "prefill", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out
+        .join(format!("{}.prefill.onnx", front[0].arch_id))
+        .is_file());
+    assert!(out
+        .join(format!("{}.arch.json", front[0].arch_id))
+        .is_file());
+    let o = lts()
+        .args([
+            "export",
+            "--from",
+            dir.to_str().unwrap(),
+            "--arch-id",
+            "gpt2-000000000000",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && text(&o).contains("no candidate `gpt2-000000000000`"));
+}
+
+#[test]
+fn resume_after_sigkill_matches_a_straight_run() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().to_str().unwrap();
+    let straight = lts()
+        .args(COST)
+        .args(["--out", out, "--run-id", "straight"])
+        .output()
+        .unwrap();
+    assert!(straight.status.success(), "{}", text(&straight));
+    let total = RunDir::read_records(&root.path().join("straight"))
+        .unwrap()
+        .len();
+    assert!(total > 20, "{total}");
+
+    for kill_after in [1, total / 3, total - 1] {
+        let id = format!("killed-{kill_after}");
+        let dir = root.path().join(&id);
+        let o = lts()
+            .args(COST)
+            .args(["--out", out, "--run-id", &id])
+            .env("LTS_TEST_KILL_AFTER", kill_after.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.signal(), Some(9), "expected SIGKILL: {}", text(&o));
+        let before = std::fs::read_to_string(dir.join("measurements.jsonl")).unwrap();
+        assert_eq!(before.lines().count(), kill_after);
+        let o = lts()
+            .args(["search", "--resume", dir.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let outcome: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(outcome["reused"].as_u64().unwrap() as usize, kill_after);
+        assert_eq!(
+            outcome["measured_now"].as_u64().unwrap() as usize,
+            total - kill_after
+        );
+        // Nothing measured before the kill was lost or redone.
+        let after = std::fs::read_to_string(dir.join("measurements.jsonl")).unwrap();
+        assert!(after.starts_with(&before));
+        // Same candidates in the same order, same frontier.
+        assert_eq!(
+            ids(&dir, "candidates.csv"),
+            ids(&root.path().join("straight"), "candidates.csv")
+        );
+        assert_eq!(
+            ids(&dir, "frontier.csv"),
+            ids(&root.path().join("straight"), "frontier.csv")
+        );
+    }
+}
+
+#[test]
+fn real_run_killed_from_outside_loses_no_measurement() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("k");
+    let mut child = lts()
+        .args(SMALL)
+        .args(["--out", root.path().to_str().unwrap(), "--run-id", "k"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = dir.join("measurements.jsonl");
+    let t0 = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 4 || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = RunDir::read_records(&dir).unwrap();
+    assert!(before.len() >= 4);
+    let o = lts()
+        .args(["search", "--resume", dir.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let after = RunDir::read_records(&dir).unwrap();
+    // Every record from before the kill is still there, first, unchanged, and not re-measured.
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(
+            (&a.arch_id, a.stage, &a.eval.samples_ms),
+            (&b.arch_id, b.stage, &b.eval.samples_ms)
+        );
+    }
+    let mut keys = HashSet::new();
+    for r in &after {
+        assert!(
+            keys.insert((r.arch_id.clone(), r.stage)),
+            "{} measured twice",
+            r.arch_id
+        );
+    }
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "complete");
+    assert_eq!(run["resumed_at"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn random_baseline_and_same_seed_same_candidates() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().to_str().unwrap();
+    for id in ["a", "b"] {
+        let o = lts()
+            .args(COST)
+            .args([
+                "--algo", "random", "--seed", "7", "--out", out, "--run-id", id,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let a = ids(&root.path().join("a"), "candidates.csv");
+    assert_eq!(a, ids(&root.path().join("b"), "candidates.csv"));
+    assert_eq!(a.len(), 12 + 4 * 12);
+    let o = lts()
+        .args(COST)
+        .args(["--seed", "8", "--out", out, "--run-id", "c"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_ne!(a, ids(&root.path().join("c"), "candidates.csv"));
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let space = root.path().join("bad.toml");
+    std::fs::write(
+        &space,
+        "name = \"bad\"\nfamily = \"gpt2\"\n[fixed]\nvocab_size = 100\nn_positions = 64\n[knobs]\nn_layer = { min = 1, max = 2, step = 0 }\nd_model = { values = [64] }\nd_inner = { values = [64] }\nn_head = { values = [2] }\n",
+    )
+    .unwrap();
+    let o = lts()
+        .args(["search", "--space", space.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("bad.toml:7"), "{t}");
+
+    let o = lts().args(["search", "--space", "nope"]).output().unwrap();
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("quick") && t.contains("gpt2-flex"),
+        "{t}"
+    );
+
+    let o = lts()
+        .args(["search", "--resume", root.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("not a search run folder"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+
+    // An existing run folder is never overwritten.
+    let out = root.path().to_str().unwrap();
+    let o = lts()
+        .args(COST)
+        .args(["--out", out, "--run-id", "x"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = lts()
+        .args(COST)
+        .args(["--out", out, "--run-id", "x"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("--resume"), "{t}");
+}
+
+#[test]
+fn static_constraints_are_checked_before_measuring() {
+    // gpt2-flex rejects ~80% of random samples (decoder params 6M-100M, d_inner > 1.7 d_model):
+    // none of them may reach the evaluator, and the pruned count says how many were skipped.
+    let root = tempfile::tempdir().unwrap();
+    let o = lts()
+        .args([
+            "search",
+            "--space",
+            "gpt2-flex",
+            "--backend",
+            "cost-model",
+            "--population",
+            "20",
+        ])
+        .args([
+            "--iterations",
+            "2",
+            "--parents",
+            "5",
+            "--mutations",
+            "10",
+            "--crossovers",
+            "10",
+        ])
+        .args([
+            "--quiet",
+            "--out",
+            root.path().to_str().unwrap(),
+            "--run-id",
+            "f",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = root.path().join("f");
+    let recs = RunDir::read_records(&dir).unwrap();
+    assert!(recs.len() >= 20);
+    for r in &recs {
+        assert!(
+            (6_000_000..=100_000_000).contains(&r.params.decoder),
+            "{}",
+            r.params.decoder
+        );
+        for &inner in &r.arch.d_inner {
+            assert!(inner as f64 > 1.7 * r.arch.d_model as f64, "{:?}", r.arch);
+        }
+        assert!(r.arch.n_layer >= 2 && r.arch.n_layer <= 16);
+    }
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let pruned = run["iterations"].as_array().unwrap().last().unwrap()["pruned"]
+        .as_u64()
+        .unwrap();
+    assert!(pruned > 0, "nothing was pruned");
+}
