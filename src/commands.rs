@@ -305,9 +305,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                 r.d_model,
                 report::thousands(r.decoder_params),
                 r.latency_median_ms,
-                r.peak_memory_bytes
-                    .map(|b| format!("{:.1}", b as f64 / 1048576.0))
-                    .unwrap_or_else(|| "n/a".into())
+                crate::report::mib_number(r.peak_memory_bytes)
             );
         }
         println!("report: {}", outcome.dir.join("summary.md").display());

@@ -23,6 +23,13 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// Optional bytes as a bare MiB number with one decimal (`12.5`), or `n/a`: table cells.
+pub fn mib_number(bytes: Option<u64>) -> String {
+    bytes
+        .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "n/a".into())
+}
+
 /// The `lts params` table.
 pub fn params_table(arch: &Arch, seq_len: usize) -> String {
     let p = arch.params();

@@ -976,9 +976,7 @@ fn report_markdown(info: &RunInfo, front: &[CandidateRow], n: usize) -> String {
             r.latency_ci_low_ms,
             r.latency_ci_high_ms,
             r.latency_p90_ms,
-            r.peak_memory_bytes
-                .map(|b| format!("{:.1}", b as f64 / 1048576.0))
-                .unwrap_or_else(|| "n/a".into())
+            crate::report::mib_number(r.peak_memory_bytes)
         );
     }
     if let Some(last) = info.iterations.last() {
