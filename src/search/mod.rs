@@ -539,22 +539,36 @@ impl Search {
         })
     }
 
+    /// Calls `make` until `count` candidates are admitted or `max_tries` genomes were tried.
+    fn fill(
+        &mut self,
+        count: usize,
+        max_tries: usize,
+        iteration: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        mut make: impl FnMut(&Search, &mut Xoshiro256PlusPlus) -> (Genome, Origin, Vec<String>),
+    ) -> Vec<Proposal> {
+        let mut out = Vec::with_capacity(count);
+        let mut tries = 0;
+        while out.len() < count && tries < max_tries {
+            tries += 1;
+            let (g, origin, parents) = make(self, rng);
+            if let Some(p) = self.admit(g, origin, parents, iteration) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     fn propose_random(
         &mut self,
         count: usize,
         iteration: usize,
         rng: &mut Xoshiro256PlusPlus,
     ) -> Vec<Proposal> {
-        let mut out = Vec::with_capacity(count);
-        let mut attempts = 0;
-        while out.len() < count && attempts < count * 200 + 1000 {
-            attempts += 1;
-            let g = self.cfg.space.sample(rng);
-            if let Some(p) = self.admit(g, Origin::Random, Vec::new(), iteration) {
-                out.push(p);
-            }
-        }
-        out
+        self.fill(count, count * 200 + 1000, iteration, rng, |s, rng| {
+            (s.cfg.space.sample(rng), Origin::Random, Vec::new())
+        })
     }
 
     fn propose_lts(&mut self, iteration: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<Proposal> {
@@ -577,44 +591,32 @@ impl Search {
             *self.usage.entry(front_ids[k].clone()).or_insert(0) += 1;
         }
         let parents: Vec<usize> = picked.iter().map(|&k| self.front[k]).collect();
-        let mut out = Vec::new();
-        let budget_tries = |n: usize| n * 50 + 100;
-        let mut made = 0;
-        let mut tries = 0;
-        while made < self.cfg.mutations && tries < budget_tries(self.cfg.mutations) {
-            tries += 1;
-            let p = parents[rng.random_range(0..parents.len())];
-            let parent = &self.cands[p].short;
-            let g = self
-                .cfg
-                .space
-                .mutate(&parent.genome, self.cfg.mutation_prob, rng);
-            let pid = vec![parent.arch_id.clone()];
-            if let Some(prop) = self.admit(g, Origin::Mutation, pid, iteration) {
-                out.push(prop);
-                made += 1;
-            }
-        }
-        made = 0;
-        tries = 0;
-        while made < self.cfg.crossovers && tries < budget_tries(self.cfg.crossovers) {
-            tries += 1;
-            let a = parents[rng.random_range(0..parents.len())];
-            let b = parents[rng.random_range(0..parents.len())];
-            let (ga, gb) = (&self.cands[a].short.genome, &self.cands[b].short.genome);
-            let g = self
-                .cfg
-                .space
-                .crossover(ga, gb, self.cfg.crossover_prob, rng);
-            let pids = vec![
-                self.cands[a].short.arch_id.clone(),
-                self.cands[b].short.arch_id.clone(),
-            ];
-            if let Some(prop) = self.admit(g, Origin::Crossover, pids, iteration) {
-                out.push(prop);
-                made += 1;
-            }
-        }
+        let max_tries = |n: usize| n * 50 + 100;
+        let (mutations, crossovers) = (self.cfg.mutations, self.cfg.crossovers);
+        let mut out = self.fill(mutations, max_tries(mutations), iteration, rng, |s, rng| {
+            let parent = &s.cands[parents[rng.random_range(0..parents.len())]].short;
+            let g = s.cfg.space.mutate(&parent.genome, s.cfg.mutation_prob, rng);
+            (g, Origin::Mutation, vec![parent.arch_id.clone()])
+        });
+        out.extend(self.fill(
+            crossovers,
+            max_tries(crossovers),
+            iteration,
+            rng,
+            |s, rng| {
+                let a = &s.cands[parents[rng.random_range(0..parents.len())]].short;
+                let b = &s.cands[parents[rng.random_range(0..parents.len())]].short;
+                let g = s
+                    .cfg
+                    .space
+                    .crossover(&a.genome, &b.genome, s.cfg.crossover_prob, rng);
+                (
+                    g,
+                    Origin::Crossover,
+                    vec![a.arch_id.clone(), b.arch_id.clone()],
+                )
+            },
+        ));
         out
     }
 
