@@ -677,10 +677,15 @@ impl Search {
         ]
     }
 
-    fn compute_front(&self) -> Vec<usize> {
-        let feasible: Vec<usize> = (0..self.cands.len())
+    /// Indices of candidates meeting the space's latency/memory constraints (best record).
+    fn feasible_indices(&self) -> Vec<usize> {
+        (0..self.cands.len())
             .filter(|&i| self.feasible(self.cands[i].best()))
-            .collect();
+            .collect()
+    }
+
+    fn compute_front(&self) -> Vec<usize> {
+        let feasible = self.feasible_indices();
         let pts: Vec<Vec<f64>> = feasible
             .iter()
             .map(|&i| {
@@ -698,9 +703,7 @@ impl Search {
     /// optimistic bounds (lower end of the median's CI, memory -2%) and every other candidate
     /// its pessimistic ones (upper end, +2%).
     fn near_front(&self) -> Vec<usize> {
-        let feasible: Vec<usize> = (0..self.cands.len())
-            .filter(|&i| self.feasible(self.cands[i].best()))
-            .collect();
+        let feasible = self.feasible_indices();
         let pess: Vec<Vec<f64>> = feasible
             .iter()
             .map(|&i| {
