@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::arch::{Arch, DEFAULT_MAX_PARAMS, PRESETS};
 use crate::backend::ort::OptLevel;
 use crate::backend::ortlib::Target;
+use crate::backend::wgpu::{GpuTimer, Precision};
 use crate::graph::GraphKind;
 use crate::job::Mode;
 
@@ -20,7 +21,8 @@ Example: {\"family\":\"gpt2\",\"n_layer\":2,\"d_model\":256,\"d_inner\":[512,102
 
 /// `lts`: find fast small decoder-only language models for a device without training them.
 ///
-/// Candidates are real ONNX graphs with real weights, timed on this machine with ONNX Runtime;
+/// Candidates are real ONNX graphs with real weights, timed on this machine with ONNX Runtime
+/// or with our own WGSL compute shaders on a GPU through wgpu (`--backend wgpu`);
 /// the decoder (non-embedding) parameter count is the training-free perplexity proxy of
 /// LiteTransformerSearch (Javaheripour et al., NeurIPS 2022).
 #[derive(Parser, Debug)]
@@ -40,14 +42,16 @@ pub enum Command {
     /// Write the ONNX graph(s) of an arch with seeded or imported weights, plus the arch JSON.
     #[command(after_help = ARCH_HELP)]
     Export(ExportArgs),
-    /// Time one candidate with ONNX Runtime on this machine (latency statistics + peak memory).
+    /// Time one candidate on this machine with ONNX Runtime and/or wgpu (latency statistics +
+    /// peak memory); `--backend ort,wgpu` compares both.
     #[command(after_help = ARCH_HELP)]
     Measure(MeasureArgs),
     /// Run the LTS evolutionary search: Pareto frontier of decoder params vs latency and memory,
     /// measured on this machine; writes results/<run-id>/ (CSV, JSON, plot, summary).
     #[command(after_help = SEARCH_HELP)]
     Search(SearchArgs),
-    /// Describe this machine: OS, CPU, frequencies, memory, temperatures, ONNX Runtime.
+    /// Describe this machine: OS, CPU, frequencies, memory, temperatures, ONNX Runtime, wgpu
+    /// adapters (name, API, driver, type, limits, features).
     Device(DeviceArgs),
     /// Fetch the pinned ONNX Runtime library (onnxruntime==1.31.1 wheel from PyPI) into the cache.
     Setup(SetupArgs),
@@ -92,6 +96,41 @@ pub struct WeightArgs {
     /// Seed of the random weights (GPT-2 init: N(0, 0.02)) when --weights is not given.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// wgpu backend settings (`--backend wgpu`).
+#[derive(Args, Debug, Clone)]
+pub struct GpuArgs {
+    /// wgpu adapter number as listed by `lts device` (default: the best one: discrete GPU,
+    /// integrated, virtual, then CPU; native APIs before GL; WGPU_BACKEND=vulkan|gl|... narrows).
+    #[arg(long, value_name = "N")]
+    pub adapter: Option<usize>,
+    /// Storage precision on the GPU: auto (f16 when the adapter has SHADER_F16), f32, f16.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
+    /// GPU timer: auto (timestamp queries when offered), device, or wall (submit + wait).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub gpu_timer: GpuTimer,
+}
+
+impl GpuArgs {
+    /// The backend options these flags describe.
+    pub fn options(&self) -> crate::backend::wgpu::WgpuOptions {
+        crate::backend::wgpu::WgpuOptions {
+            adapter: self.adapter,
+            precision: self.precision,
+            timer: self.gpu_timer,
+        }
+    }
+}
+
+/// Runtime of `lts measure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MeasureBackend {
+    /// ONNX Runtime (CPU).
+    Ort,
+    /// Our WGSL kernels on a GPU through wgpu.
+    Wgpu,
 }
 
 const SEARCH_HELP: &str = "\
@@ -149,10 +188,13 @@ pub struct SearchArgs {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// ort: measure for real. cost-model: latency = FLOPs / --cost-gflops, NO measurement
-    /// (preview a space in seconds; never read its numbers as latencies).
+    /// ort: measure with ONNX Runtime. wgpu: measure with our WGSL kernels on a GPU.
+    /// cost-model: latency = FLOPs / --cost-gflops, NO measurement (preview a space in
+    /// seconds; never read its numbers as latencies).
     #[arg(long, value_enum, default_value = "ort")]
     pub backend: SearchBackend,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Throughput assumed by --backend cost-model, in GFLOP/s.
     #[arg(long, default_value_t = 10.0)]
     pub cost_gflops: f64,
@@ -187,6 +229,8 @@ pub struct SearchArgs {
 pub enum SearchBackend {
     /// ONNX Runtime on this machine.
     Ort,
+    /// Our WGSL kernels on a GPU through wgpu.
+    Wgpu,
     /// Analytic FLOPs model (no measurement).
     CostModel,
 }
@@ -274,6 +318,12 @@ pub struct MeasureArgs {
     /// Seed of the generated inputs.
     #[arg(long, default_value_t = 0)]
     pub input_seed: u64,
+    /// Runtime(s): ort, wgpu, or ort,wgpu to time both on the same weights and inputs and
+    /// print them side by side.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ort")]
+    pub backend: Vec<MeasureBackend>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// ONNX Runtime intra-op threads (LTS: 1).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -307,10 +357,11 @@ pub struct MeasureArgs {
     /// Refuse archs above this many total parameters.
     #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
     pub max_params: u64,
-    /// Print the full result as JSON (raw samples included) instead of a table.
+    /// Print the full result as JSON (raw samples included) instead of a table; with several
+    /// backends, a JSON array with one result per backend.
     #[arg(long)]
     pub json: bool,
-    /// Also write the full JSON result to this file.
+    /// Also write the full JSON result to this file (an array with several backends).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -6,7 +6,8 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    DeviceArgs, ExportArgs, MeasureArgs, ParamsArgs, SearchArgs, SearchBackend, SetupArgs,
+    DeviceArgs, ExportArgs, MeasureArgs, MeasureBackend, ParamsArgs, SearchArgs, SearchBackend,
+    SetupArgs,
 };
 use crate::device::DeviceInfo;
 use crate::graph;
@@ -108,7 +109,28 @@ fn protocol_from(args: &MeasureArgs) -> Protocol {
     p
 }
 
-/// Builds the job `lts measure` describes.
+/// Builds the jobs `lts measure` describes, one per `--backend` (same arch, weights, inputs and
+/// protocol).
+pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
+    let base = measure_job(args)?;
+    let mut backends = args.backend.clone();
+    backends.dedup();
+    if backends.is_empty() {
+        bail!("--backend needs at least one of ort, wgpu");
+    }
+    Ok(backends
+        .into_iter()
+        .map(|b| Job {
+            backend: match b {
+                MeasureBackend::Ort => base.backend.clone(),
+                MeasureBackend::Wgpu => BackendSpec::Wgpu(args.gpu.options()),
+            },
+            ..base.clone()
+        })
+        .collect())
+}
+
+/// Builds the ONNX Runtime job `lts measure` describes (see [`measure_jobs`]).
 pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     let (arch, weights) = match &args.onnx {
         Some(path) => {
@@ -156,7 +178,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
 
 /// `lts measure`.
 pub fn measure(args: &MeasureArgs) -> Result<()> {
-    let job = measure_job(args)?;
+    let jobs = measure_jobs(args)?;
     if let Some(path) = &args.onnx {
         let kind = job::read_onnx_info(&std::fs::read(path)?)?.kind;
         if kind != args.mode.graph_kind() {
@@ -167,15 +189,33 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
             );
         }
     }
-    let result = job::execute(&job)?;
-    let json = serde_json::to_string_pretty(&result)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let r = job::execute(job)
+            .with_context(|| format!("measuring with --backend {}", job.backend.name()))?;
+        if !args.json {
+            if !results.is_empty() {
+                println!();
+            }
+            print!("{}", report::measurement_table(&r));
+        }
+        results.push(r);
+    }
+    let json = if results.len() == 1 {
+        serde_json::to_string_pretty(&results[0])?
+    } else {
+        serde_json::to_string_pretty(&results)?
+    };
     if let Some(path) = &args.out {
         write_atomic(path, json.as_bytes())?;
     }
     if args.json {
         println!("{json}");
     } else {
-        print!("{}", report::measurement_table(&result));
+        if results.len() > 1 {
+            println!();
+            print!("{}", report::backend_comparison(&results));
+        }
         if let Some(path) = &args.out {
             println!("full result with raw samples: {}", path.display());
         } else {
@@ -224,6 +264,9 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
                 ..OrtOptions::default()
             }),
         },
+        SearchBackend::Wgpu => EvaluatorSpec::Measure {
+            backend: BackendSpec::Wgpu(args.gpu.options()),
+        },
         SearchBackend::CostModel => EvaluatorSpec::CostModel {
             gflops: args.cost_gflops,
         },
@@ -245,9 +288,21 @@ pub fn search(args: &SearchArgs) -> Result<()> {
         }
         None => {
             let cfg = search_config(args)?;
-            if matches!(cfg.evaluator, EvaluatorSpec::Measure { .. }) {
-                // Fail before creating the folder when the runtime is missing.
-                Ort::load()?;
+            // Fail before creating the folder when the runtime is missing.
+            match &cfg.evaluator {
+                EvaluatorSpec::Measure {
+                    backend: BackendSpec::Ort(_),
+                } => {
+                    Ort::load()?;
+                }
+                EvaluatorSpec::Measure {
+                    backend: BackendSpec::Wgpu(o),
+                } => {
+                    let gpu = crate::backend::wgpu::Gpu::shared(o.adapter)?;
+                    gpu.resolve_precision(o.precision)?;
+                    gpu.resolve_timer(o.timer)?;
+                }
+                EvaluatorSpec::CostModel { .. } => {}
             }
             let run_id = args.run_id.clone().unwrap_or_else(|| {
                 let t = crate::util::now_rfc3339().replace([':', '-'], "");
@@ -316,6 +371,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
 /// `lts device`.
 pub fn device(args: &DeviceArgs) -> Result<()> {
     let mut info = DeviceInfo::collect();
+    info.gpu_adapters = crate::backend::wgpu::list_adapters();
     let runtime_error = match Ort::load() {
         Ok(ort) => {
             info.runtime = Some(ort.info().clone());
@@ -330,6 +386,12 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
     }
     if let Some(e) = runtime_error {
         eprintln!("note: ONNX Runtime unavailable: {e:#}");
+    }
+    if info.gpu_adapters.is_empty() {
+        eprintln!(
+            "note: no wgpu adapter, --backend wgpu unavailable: {}",
+            crate::backend::wgpu::NO_ADAPTER_HINT
+        );
     }
     Ok(())
 }

@@ -56,6 +56,10 @@ pub struct DeviceInfo {
     pub temperatures: Vec<Temperature>,
     /// Runtime that produced the numbers; filled by the caller.
     pub runtime: Option<RuntimeInfo>,
+    /// wgpu adapters (GPUs, or Mesa's llvmpipe), as `--adapter N` numbers them; filled by the
+    /// caller (`lts device`).
+    #[serde(default)]
+    pub gpu_adapters: Vec<crate::backend::wgpu::AdapterReport>,
     /// Collection time, RFC 3339 UTC, e.g. `2025-01-31T12:34:56Z`.
     pub collected_at: String,
 }
@@ -118,6 +122,7 @@ impl DeviceInfo {
             available_memory_bytes: sys.available_memory(),
             temperatures,
             runtime: None,
+            gpu_adapters: Vec::new(),
             collected_at: crate::util::now_rfc3339(),
         }
     }
@@ -200,12 +205,30 @@ impl DeviceInfo {
             ("memory available", gib(self.available_memory_bytes)),
             ("temperatures", temps),
             ("runtime", runtime),
+            (
+                "wgpu adapters",
+                if self.gpu_adapters.is_empty() {
+                    "none found".to_string()
+                } else {
+                    self.gpu_adapters.len().to_string()
+                },
+            ),
             ("collected at", self.collected_at.clone()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();
         for (k, v) in rows {
             out.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
+        }
+        for a in &self.gpu_adapters {
+            out.push_str(&format!("  {}\n", a.summary()));
+            out.push_str(&format!(
+                "     max buffer {} MiB, {} invocations/workgroup, {} workgroups/dimension, id {}\n",
+                a.max_buffer_size >> 20,
+                a.max_invocations,
+                a.max_workgroups_per_dim,
+                a.vendor_device
+            ));
         }
         out
     }
@@ -249,6 +272,7 @@ mod tests {
             available_memory_bytes: 4 << 30,
             temperatures: vec![],
             runtime: None,
+            gpu_adapters: Vec::new(),
             collected_at: "2025-01-01T00:00:00Z".into(),
         };
         let t = d.table();

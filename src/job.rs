@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, ParamCounts, DEFAULT_MAX_PARAMS};
 use crate::backend::ort::{Ort, OrtOptions, OrtRunner};
+use crate::backend::wgpu::model::{runtime_info, WgpuRunner};
+use crate::backend::wgpu::{Gpu, WgpuOptions};
 use crate::backend::{Runner, RuntimeInfo};
 use crate::graph::{self, GraphKind};
 use crate::measure::{self, Measurement, Protocol};
@@ -116,6 +118,18 @@ pub enum WeightsSpec {
 pub enum BackendSpec {
     /// ONNX Runtime.
     Ort(OrtOptions),
+    /// Our WGSL kernels through wgpu.
+    Wgpu(WgpuOptions),
+}
+
+impl BackendSpec {
+    /// Short name for tables and CSV columns: `ort` or `wgpu`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendSpec::Ort(_) => "ort",
+            BackendSpec::Wgpu(_) => "wgpu",
+        }
+    }
 }
 
 /// One measurement job.
@@ -161,9 +175,11 @@ pub struct JobResult {
     pub backend: BackendSpec,
     /// The runtime actually loaded.
     pub runtime: RuntimeInfo,
-    /// Time to build and serialize the ONNX graph (0 when read from a file: see `model_source`).
+    /// Time to build the model: ONNX graph emission (ort) or weight generation/loading (wgpu);
+    /// 0 for ort when the graph was read from a file.
     pub graph_emission_ms: f64,
-    /// Size of the serialized model.
+    /// Size of the model: the serialized ONNX graph (ort) or the weight buffers on the GPU
+    /// (wgpu, in its storage precision).
     pub model_bytes: u64,
     /// Latency and memory.
     pub measurement: Measurement,
@@ -256,21 +272,88 @@ pub fn read_onnx_info(bytes: &[u8]) -> Result<OnnxInfo> {
     Ok(OnnxInfo { arch, kind })
 }
 
-/// Runs one job on this machine: builds the model, creates the session and applies the
-/// measurement protocol (session creation and first run reported separately).
+/// Loads the weights a job describes in HF layout (for backends that do not run ONNX bytes),
+/// with the time it took and the weights source.
+pub fn build_weights(job: &Job) -> Result<(Weights, String, f64)> {
+    let t0 = Instant::now();
+    let w = match &job.weights {
+        WeightsSpec::Random { seed } => Weights::random(&job.arch, *seed),
+        WeightsSpec::Safetensors { path } => Weights::from_safetensors(&job.arch, path)?,
+        WeightsSpec::Onnx { path } => {
+            use prost::Message;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+            let info = read_onnx_info(&bytes).with_context(|| {
+                format!(
+                    "{} is not an ONNX file written by `lts export`",
+                    path.display()
+                )
+            })?;
+            if info.arch != job.arch {
+                bail!(
+                    "{} holds arch {} but the job asks for {}",
+                    path.display(),
+                    info.arch.id(),
+                    job.arch.id()
+                );
+            }
+            let model = graph::onnx::ModelProto::decode(&bytes[..])?;
+            let mut w = graph::weights_from_model(&job.arch, &model)
+                .with_context(|| format!("cannot read the weights of {}", path.display()))?;
+            w.source = format!("onnx file {}", path.display());
+            w
+        }
+    };
+    let source = w.source.clone();
+    Ok((w, source, t0.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Runs one job on this machine: builds the model, creates the session (ort) or uploads it to
+/// the GPU (wgpu) and applies the measurement protocol (creation and first run reported
+/// separately).
 pub fn execute(job: &Job) -> Result<JobResult> {
     job.arch.validate()?;
     job.arch.check_size(job.max_params)?;
     job.workload.check(&job.arch)?;
     job.protocol.validate()?;
-    let BackendSpec::Ort(opts) = &job.backend;
-    let ort = Ort::load()?;
     let started_at = crate::util::now_rfc3339();
-    let (bytes, weights_source, emission_ms) = build_model_bytes(job)?;
-    let measurement = measure::run_protocol(&job.protocol, || {
-        let session = ort.session(&bytes, opts)?;
-        Ok(Box::new(OrtRunner::new(session, &job.arch, &job.workload)?) as Box<dyn Runner>)
-    })?;
+    let (runtime, weights_source, emission_ms, model_bytes, measurement) = match &job.backend {
+        BackendSpec::Ort(opts) => {
+            let ort = Ort::load()?;
+            let (bytes, source, emission_ms) = build_model_bytes(job)?;
+            let m = measure::run_protocol(&job.protocol, || {
+                let session = ort.session(&bytes, opts)?;
+                Ok(Box::new(OrtRunner::new(session, &job.arch, &job.workload)?) as Box<dyn Runner>)
+            })?;
+            (
+                ort.info().clone(),
+                source,
+                emission_ms,
+                bytes.len() as u64,
+                m,
+            )
+        }
+        BackendSpec::Wgpu(opts) => {
+            let gpu = Gpu::shared(opts.adapter)?;
+            let precision = gpu.resolve_precision(opts.precision)?;
+            let timer = gpu.resolve_timer(opts.timer)?;
+            let (weights, source, emission_ms) = build_weights(job)?;
+            let mut gpu_weight_bytes = 0;
+            let m = measure::run_protocol(&job.protocol, || {
+                let runner =
+                    WgpuRunner::new(gpu.clone(), &job.arch, &weights, &job.workload, opts)?;
+                gpu_weight_bytes = runner.model().weight_bytes();
+                Ok(Box::new(runner) as Box<dyn Runner>)
+            })?;
+            (
+                runtime_info(&gpu, precision, timer),
+                source,
+                emission_ms,
+                gpu_weight_bytes,
+                m,
+            )
+        }
+    };
     Ok(JobResult {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arch_id: job.arch.id(),
@@ -280,9 +363,9 @@ pub fn execute(job: &Job) -> Result<JobResult> {
         workload: job.workload.clone(),
         weights_source,
         backend: job.backend.clone(),
-        runtime: ort.info().clone(),
+        runtime,
         graph_emission_ms: emission_ms,
-        model_bytes: bytes.len() as u64,
+        model_bytes,
         measurement,
         started_at,
     })

@@ -138,7 +138,7 @@ pub fn forward(
 }
 
 /// Every tensor the arch needs is present with its HF shape (so later lookups cannot panic).
-fn check_weights(arch: &Arch, weights: &Weights) -> Result<()> {
+pub(crate) fn check_weights(arch: &Arch, weights: &Weights) -> Result<()> {
     for spec in param_specs(arch) {
         match weights.tensors.get(&spec.name) {
             None => bail!(

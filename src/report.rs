@@ -65,6 +65,55 @@ pub fn params_table(arch: &Arch, seq_len: usize) -> String {
     s
 }
 
+/// Side-by-side latency and memory of the same job on several backends (`--backend ort,wgpu`).
+pub fn backend_comparison(results: &[JobResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8} {:>11} {:>11} {:>11} {:>7} {:>6} {:>12} {:>12}  runtime",
+        "backend", "median ms", "p90 ms", "min ms", "CV %", "valid", "peak RSS", "GPU buffers"
+    );
+    let base = results.first().map(|r| r.measurement.stats.median_ms);
+    for r in results {
+        let m = &r.measurement;
+        let _ = writeln!(
+            s,
+            "{:<8} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>6} {:>12} {:>12}  {} {} {}",
+            r.backend.name(),
+            m.stats.median_ms,
+            m.stats.p90_ms,
+            m.stats.min_ms,
+            m.stats.cv * 100.0,
+            if m.valid { "yes" } else { "NO" },
+            m.memory
+                .peak_delta_bytes
+                .map(mib)
+                .unwrap_or_else(|| "n/a".into()),
+            m.memory
+                .gpu_buffer_bytes
+                .map(mib)
+                .unwrap_or_else(|| "-".into()),
+            r.runtime.name,
+            r.runtime.version,
+            r.runtime.providers.join("; ")
+        );
+    }
+    if let (Some(b), Some(last)) = (base, results.last()) {
+        if results.len() == 2 {
+            let _ = writeln!(
+                s,
+                "median ratio {}/{}: {:.3} (timers: {} / {})",
+                last.backend.name(),
+                results[0].backend.name(),
+                last.measurement.stats.median_ms / b,
+                last.measurement.timer,
+                results[0].measurement.timer
+            );
+        }
+    }
+    s
+}
+
 /// The `lts measure` table.
 pub fn measurement_table(r: &JobResult) -> String {
     let m = &r.measurement;
@@ -78,19 +127,27 @@ pub fn measurement_table(r: &JobResult) -> String {
         thousands(r.params.decoder),
         thousands(r.params.total)
     );
-    let crate::job::BackendSpec::Ort(o) = &r.backend;
+    let backend = match &r.backend {
+        crate::job::BackendSpec::Ort(o) => format!(
+            "{} {} ({}), {} intra / {} inter threads, opt {:?}",
+            r.runtime.name,
+            r.runtime.version,
+            o.provider,
+            o.intra_threads,
+            o.inter_threads,
+            o.opt_level
+        ),
+        crate::job::BackendSpec::Wgpu(_) => format!(
+            "{} {}: {}",
+            r.runtime.name,
+            r.runtime.version,
+            r.runtime.providers.join("; ")
+        ),
+    };
     let _ = writeln!(
         s,
-        "{:?} batch {} seq {}  |  {} {} ({}), {} intra / {} inter threads, opt {:?}",
-        w.mode,
-        w.batch,
-        w.seq_len,
-        r.runtime.name,
-        r.runtime.version,
-        o.provider,
-        o.intra_threads,
-        o.inter_threads,
-        o.opt_level
+        "{:?} batch {} seq {}  |  {backend}",
+        w.mode, w.batch, w.seq_len
     );
     let _ = writeln!(
         s,
@@ -109,8 +166,8 @@ pub fn measurement_table(r: &JobResult) -> String {
     );
     let _ = writeln!(
         s,
-        "timed               {:>10.1} ms ({} runs, loop wall {:.1} ms)",
-        m.timed_sum_ms, m.timed_runs, m.timed_loop_ms
+        "timed               {:>10.1} ms ({} runs, loop wall {:.1} ms, timer: {})",
+        m.timed_sum_ms, m.timed_runs, m.timed_loop_ms, m.timer
     );
     let _ = writeln!(s);
     let _ = writeln!(
@@ -161,6 +218,13 @@ pub fn measurement_table(r: &JobResult) -> String {
         mem.peak_rss_bytes.map(mib).unwrap_or_else(|| "n/a".into()),
         mem.method
     );
+    if let Some(b) = mem.gpu_buffer_bytes {
+        let _ = writeln!(
+            s,
+            "GPU buffers    {}  (weights, activations and KV cache, allocated up front)",
+            mib(b)
+        );
+    }
     let mut flags = Vec::new();
     if !m.valid {
         flags.push(format!(

@@ -308,3 +308,117 @@ fn shipped_arch_files_equal_the_presets() {
         );
     }
 }
+
+/// True when wgpu finds an adapter here (Mesa's llvmpipe in CI); without one the wgpu CLI tests
+/// are skipped with a note, except under CI=true, where they fail.
+fn have_adapter() -> bool {
+    if lts::backend::wgpu::gpu_for_tests().is_some() {
+        return true;
+    }
+    false
+}
+
+#[test]
+fn measure_ort_and_wgpu_side_by_side_from_an_exported_file() {
+    if !have_adapter() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = lts(&[
+        "export",
+        "--preset",
+        "llama-tiny",
+        "--kind",
+        "decode",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let onnx = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".decode.onnx"))
+        .unwrap();
+    let out = dir.path().join("both.json");
+    let args = [
+        "measure",
+        "--onnx",
+        onnx.to_str().unwrap(),
+        "--mode",
+        "decode",
+        "--seq-len",
+        "8",
+        "--backend",
+        "ort,wgpu",
+        "--precision",
+        "f32",
+        "--min-runs",
+        "3",
+        "--min-duration-s",
+        "0",
+        "--warmup-s",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = lts(&args);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(stdout.contains("median ratio wgpu/ort"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let results = v.as_array().expect("one result per backend");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["backend"]["name"], "ort");
+    assert_eq!(results[1]["backend"]["name"], "wgpu");
+    assert_eq!(results[1]["runtime"]["name"], "wgpu");
+    assert!(results[1]["weights_source"]
+        .as_str()
+        .unwrap()
+        .starts_with("onnx file"));
+    let gpu_bytes = results[1]["measurement"]["memory"]["gpu_buffer_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(gpu_bytes > 0);
+    assert!(results[0]["measurement"]["memory"]["gpu_buffer_bytes"].is_null());
+    for r in results {
+        assert!(r["measurement"]["stats"]["median_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn device_lists_wgpu_adapters_and_bad_adapter_is_a_clear_error() {
+    if !have_adapter() {
+        return;
+    }
+    let o = lts(&["device", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let adapters = v["gpu_adapters"].as_array().unwrap();
+    assert!(!adapters.is_empty());
+    for key in [
+        "name",
+        "backend",
+        "device_type",
+        "driver",
+        "features",
+        "max_storage_binding",
+    ] {
+        assert!(!adapters[0][key].is_null(), "adapter field {key} missing");
+    }
+    let o = lts(&[
+        "measure",
+        "--preset",
+        "gpt2-tiny",
+        "--seq-len",
+        "16",
+        "--backend",
+        "wgpu",
+        "--adapter",
+        "99",
+    ]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("--adapter 99 does not exist") && err.contains("lts device"),
+        "{err}"
+    );
+}

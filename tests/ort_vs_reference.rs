@@ -2,90 +2,15 @@
 //! prefill and decode, both families, heterogeneous layers, batch 2; and decode-with-cache
 //! against prefill of the full sequence.
 
+mod common;
+
+use common::{assert_close, cache_close, session, sharpened, tokens};
 use lts::arch::Arch;
-use lts::backend::ort::{infer, OptLevel, Ort, OrtOptions};
-use lts::graph::{self, GraphKind};
+use lts::backend::ort::{infer, OptLevel};
+use lts::graph::GraphKind;
 use lts::reference::{self, KvCache};
 use lts::weights::Weights;
-use ndarray::{s, Array2, ArrayD};
-use ort::session::Session;
-
-/// Max |a - b| / (atol + rtol * |b|) over all elements must stay below 1.
-fn assert_close(what: &str, a: &ArrayD<f32>, b: &ArrayD<f32>, atol: f32, rtol: f32) {
-    assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
-    let mut worst = 0.0f32;
-    let mut max_abs = 0.0f32;
-    for (x, y) in a.iter().zip(b.iter()) {
-        assert!(x.is_finite(), "{what}: non-finite value {x}");
-        let d = (x - y).abs();
-        max_abs = max_abs.max(d);
-        worst = worst.max(d / (atol + rtol * y.abs()));
-    }
-    assert!(
-        worst <= 1.0,
-        "{what}: max abs diff {max_abs} exceeds atol {atol} + rtol {rtol}"
-    );
-}
-
-fn session(arch: &Arch, w: &Weights, kind: GraphKind, opt: OptLevel) -> Session {
-    let ort = Ort::load().expect("ONNX Runtime available (run `lts setup`)");
-    let bytes = graph::to_bytes(&graph::build_model(arch, w, kind).unwrap());
-    let opts = OrtOptions {
-        opt_level: opt,
-        ..OrtOptions::default()
-    };
-    ort.session(&bytes, &opts).unwrap()
-}
-
-fn tokens(arch: &Arch, batch: usize, seq: usize, salt: i64) -> Array2<i64> {
-    Array2::from_shape_fn((batch, seq), |(b, t)| {
-        (b as i64 * 31 + t as i64 * 7 + salt * 13) % arch.vocab_size as i64
-    })
-}
-
-fn cache_close(what: &str, a: &KvCache, b: &KvCache) {
-    assert_eq!(a.layers.len(), b.layers.len());
-    for (i, ((ka, va), (kb, vb))) in a.layers.iter().zip(&b.layers).enumerate() {
-        assert_close(
-            &format!("{what} layer {i} key"),
-            &ka.clone().into_dyn(),
-            &kb.clone().into_dyn(),
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} layer {i} value"),
-            &va.clone().into_dyn(),
-            &vb.clone().into_dyn(),
-            1e-5,
-            1e-4,
-        );
-    }
-}
-
-/// Random weights scaled up 8x (norm scales and biases perturbed too) so attention is peaked
-/// and a wrong mask, position or head mapping changes the logits visibly; with GPT-2's
-/// N(0, 0.02) init the softmax is nearly uniform and such bugs would hide.
-fn sharpened(arch: &Arch, seed: u64) -> Weights {
-    let mut w = Weights::random(arch, seed);
-    for (name, t) in w.tensors.iter_mut() {
-        let is_norm = name.contains("ln_") || name.contains("norm");
-        for (j, x) in t.data.iter_mut().enumerate() {
-            if t.shape.len() == 1 {
-                // Biases and norm scales: deterministic non-trivial values.
-                let wiggle = ((j * 37 + name.len()) % 17) as f32 / 17.0 - 0.5;
-                *x = if is_norm {
-                    *x + 0.3 * wiggle
-                } else {
-                    0.2 * wiggle
-                };
-            } else {
-                *x *= 8.0;
-            }
-        }
-    }
-    w
-}
+use ndarray::{s, ArrayD};
 
 /// Prefill and decode of ORT against the reference, and ORT decode vs ORT prefill.
 fn check_arch(arch: &Arch, seed: u64) {

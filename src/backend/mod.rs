@@ -1,14 +1,59 @@
 //! Runtimes that execute a candidate, behind one trait so the measurement protocol, the search
 //! and the remote agent never depend on a particular runtime.
 //!
-//! Today: [`ort`] (ONNX Runtime through the `ort` crate, library loaded at run time).
+//! - [`ort`]: ONNX Runtime through the `ort` crate, library loaded at run time ([`ortlib`]).
+//! - [`wgpu`]: our own WGSL compute shaders through wgpu (Vulkan, Metal, DX12, GL).
+//!
+//! Both time the same seeded inputs ([`workload_inputs`]) under the same protocol.
 
 use std::time::Duration;
 
+use ndarray::{Array2, Array4};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::job::{Mode, Workload};
+use crate::reference::KvCache;
 
 pub mod ort;
 pub mod ortlib;
+pub mod wgpu;
+
+/// Seeded inputs of a workload, the same for every backend: `input_ids` `[batch, new tokens]`
+/// uniform over the vocabulary and, in decode mode, a past cache of `seq_len` positions drawn
+/// from N(0, 1) (per layer: key, then value). Same seed, same inputs.
+pub fn workload_inputs(arch: &Arch, workload: &Workload) -> (Array2<i64>, Option<KvCache>) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(workload.seed);
+    let new_tokens = match workload.mode {
+        Mode::Prefill => workload.seq_len,
+        Mode::Decode => 1,
+    };
+    let ids = Array2::from_shape_simple_fn((workload.batch, new_tokens), || {
+        rng.random_range(0..arch.vocab_size as i64)
+    });
+    let past = (workload.mode == Mode::Decode).then(|| {
+        let layers = (0..arch.n_layer)
+            .map(|i| {
+                let shape = (
+                    workload.batch,
+                    arch.n_kv_head[i],
+                    workload.seq_len,
+                    arch.head_dim(i),
+                );
+                let mut part =
+                    || Array4::from_shape_simple_fn(shape, || StandardNormal.sample(&mut rng));
+                let k = part();
+                let v = part();
+                (k, v)
+            })
+            .collect();
+        KvCache { layers }
+    });
+    (ids, past)
+}
 
 /// A model prepared for repeated inference on fixed, seeded inputs: one call of [`Runner::run`]
 /// is one inference, the unit the measurement protocol times.
@@ -17,6 +62,12 @@ pub trait Runner {
     /// the backend measures it itself (GPU timestamp queries); `None` means the caller's
     /// monotonic wall clock around the call is the measurement.
     fn run(&mut self) -> anyhow::Result<Option<Duration>>;
+
+    /// Bytes of GPU buffers the runner holds (weights, activations, caches), for backends that
+    /// allocate device memory; `None` for host-memory runtimes (their peak is the process RSS).
+    fn gpu_buffer_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Which runtime produced a number, recorded with every result.

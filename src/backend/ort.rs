@@ -14,14 +14,11 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use super::{ortlib, Runner, RuntimeInfo};
 use crate::arch::Arch;
-use crate::job::{Mode, Workload};
+use crate::job::Workload;
 use crate::reference::{KvCache, Output};
 
 /// ONNX Runtime graph optimisation level (`GraphOptimizationLevel`).
@@ -192,37 +189,20 @@ fn available_providers() -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Seeded inputs for a workload: `input_ids` uniform over the vocabulary and, in decode mode,
-/// a past cache of `seq_len` positions drawn from N(0, 1). Same seed, same inputs.
+/// The seeded inputs of a workload ([`super::workload_inputs`]) as named ONNX Runtime values.
 pub fn make_inputs(arch: &Arch, workload: &Workload) -> Result<Vec<(String, DynValue)>> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(workload.seed);
-    let new_tokens = match workload.mode {
-        Mode::Prefill => workload.seq_len,
-        Mode::Decode => 1,
-    };
-    let ids: Vec<i64> = (0..workload.batch * new_tokens)
-        .map(|_| rng.random_range(0..arch.vocab_size as i64))
-        .collect();
-    let mut inputs = vec![(
-        "input_ids".to_string(),
-        Tensor::from_array(([workload.batch, new_tokens], ids))?.into_dyn(),
-    )];
-    if workload.mode == Mode::Decode {
-        for i in 0..arch.n_layer {
-            let shape = [
-                workload.batch,
-                arch.n_kv_head[i],
-                workload.seq_len,
-                arch.head_dim(i),
-            ];
-            let n: usize = shape.iter().product();
-            for part in ["key", "value"] {
-                let data: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
-                inputs.push((
-                    format!("past_key_values.{i}.{part}"),
-                    Tensor::from_array((shape, data))?.into_dyn(),
-                ));
-            }
+    let (ids, past) = super::workload_inputs(arch, workload);
+    let mut inputs = vec![("input_ids".to_string(), Tensor::from_array(ids)?.into_dyn())];
+    if let Some(cache) = past {
+        for (i, (k, v)) in cache.layers.into_iter().enumerate() {
+            inputs.push((
+                format!("past_key_values.{i}.key"),
+                Tensor::from_array(k)?.into_dyn(),
+            ));
+            inputs.push((
+                format!("past_key_values.{i}.value"),
+                Tensor::from_array(v)?.into_dyn(),
+            ));
         }
     }
     Ok(inputs)

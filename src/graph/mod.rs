@@ -384,6 +384,67 @@ fn param_tensor(arch: &Arch, name: &str, t: &Tensor) -> TensorProto {
     }
 }
 
+/// The parameters of a model written by [`build_model`] read back into HF layout (Llama linears
+/// transposed back to `[out, in]`), so another backend runs exactly the weights of an exported
+/// ONNX file. Checks every parameter of `arch` is present with its shape.
+pub fn weights_from_model(arch: &Arch, model: &ModelProto) -> anyhow::Result<Weights> {
+    use anyhow::Context;
+    let graph = model.graph.as_ref().context("the model has no graph")?;
+    let mut tensors = std::collections::BTreeMap::new();
+    for spec in crate::weights::param_specs(arch) {
+        let init = graph
+            .initializer
+            .iter()
+            .find(|t| t.name.as_deref() == Some(spec.name.as_str()))
+            .with_context(|| format!("the ONNX file has no initializer {}", spec.name))?;
+        if init.data_type != Some(DataType::Float as i32) {
+            bail!("initializer {} is not fp32", spec.name);
+        }
+        let raw = init
+            .raw_data
+            .as_deref()
+            .with_context(|| format!("initializer {} has no raw_data", spec.name))?;
+        let n: usize = spec.shape.iter().product();
+        if raw.len() != n * 4 {
+            bail!(
+                "initializer {} holds {} bytes but {:?} needs {}",
+                spec.name,
+                raw.len(),
+                spec.shape,
+                n * 4
+            );
+        }
+        let flat: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let data = if stored_transposed(arch, &spec.name) {
+            // Stored [in, out] = [cols, rows] of the HF [rows, cols] tensor.
+            let (rows, cols) = (spec.shape[0], spec.shape[1]);
+            let mut out = vec![0f32; n];
+            for c in 0..cols {
+                for r in 0..rows {
+                    out[r * cols + c] = flat[c * rows + r];
+                }
+            }
+            out
+        } else {
+            flat
+        };
+        tensors.insert(
+            spec.name.clone(),
+            Tensor {
+                shape: spec.shape.clone(),
+                data,
+            },
+        );
+    }
+    Ok(Weights {
+        tensors,
+        source: "onnx initializers".into(),
+    })
+}
+
 /// `[rows, cols]` row-major f32 to the little-endian bytes of its `[cols, rows]` transpose,
 /// a band of rows at a time so reads stay in cache and writes are sequential runs.
 fn transposed_le_bytes(src: &[f32], rows: usize, cols: usize) -> Vec<u8> {

@@ -28,6 +28,10 @@ pub struct PeakMemory {
     pub peak_delta_bytes: Option<u64>,
     /// What was done to obtain the figures, in words.
     pub method: String,
+    /// GPU buffers held by a GPU backend (weights, activations, KV cache; all allocated before
+    /// the first run, so this is also their peak); `None` for host-memory backends.
+    #[serde(default)]
+    pub gpu_buffer_bytes: Option<u64>,
 }
 
 /// Tracks the peak resident memory of the process from [`PeakTracker::start`] to
@@ -65,6 +69,7 @@ impl PeakTracker {
                 baseline_rss_bytes: None,
                 peak_delta_bytes: None,
                 method: "unavailable on this OS".to_string(),
+                gpu_buffer_bytes: None,
             };
         }
         let peak = read_status_bytes("VmHWM");
@@ -95,6 +100,7 @@ impl PeakTracker {
             baseline_rss_bytes: self.baseline,
             peak_delta_bytes: delta,
             method,
+            gpu_buffer_bytes: None,
         }
     }
 }

@@ -289,7 +289,8 @@ pub fn run_protocol(
         }
     }
     let timed_loop = loop_start.elapsed();
-    let memory = tracker.finish();
+    let mut memory = tracker.finish();
+    memory.gpu_buffer_bytes = runner.gpu_buffer_bytes();
     drop(runner);
 
     let n = samples.len();

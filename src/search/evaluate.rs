@@ -27,7 +27,9 @@ pub struct Evaluation {
     pub stats: Stats,
     /// Raw latency samples in run order.
     pub samples_ms: Vec<f64>,
-    /// Peak memory attributable to the candidate (bytes), when the platform can tell.
+    /// Peak memory attributable to the candidate (bytes), when the platform can tell: the GPU
+    /// buffers (weights, activations, KV cache) for GPU backends, the process's peak RSS delta
+    /// for host backends.
     pub peak_memory_bytes: Option<u64>,
     /// Whether the protocol's minimums were met.
     pub valid: bool,
@@ -81,12 +83,17 @@ impl Evaluator for Measured {
             max_params: self.max_params,
         };
         let r = job::execute(&job)?;
-        self.runtime = Some(format!("{} {}", r.runtime.name, r.runtime.version));
+        self.runtime = Some(match r.runtime.providers.first() {
+            Some(p) if r.runtime.name == "wgpu" => {
+                format!("{} {} ({p})", r.runtime.name, r.runtime.version)
+            }
+            _ => format!("{} {}", r.runtime.name, r.runtime.version),
+        });
         let m = r.measurement;
         Ok(Evaluation {
             stats: m.stats.clone(),
             samples_ms: m.samples_ms.clone(),
-            peak_memory_bytes: m.memory.peak_delta_bytes,
+            peak_memory_bytes: m.memory.gpu_buffer_bytes.or(m.memory.peak_delta_bytes),
             valid: m.valid,
             session_creation_ms: m.session_creation_ms,
             graph_emission_ms: r.graph_emission_ms,

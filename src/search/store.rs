@@ -107,7 +107,8 @@ pub struct CandidateRow {
     pub latency_std_ms: f64,
     /// Coefficient of variation.
     pub latency_cv: f64,
-    /// Peak memory (bytes), empty when unavailable.
+    /// Peak memory (bytes): GPU buffers for the wgpu backend, peak RSS delta for ort; empty when
+    /// unavailable.
     pub peak_memory_bytes: Option<u64>,
     /// CV above the protocol's threshold.
     pub noisy: bool,

@@ -1,0 +1,61 @@
+// LayerNorm (GPT-2) or RMSNorm (Llama) over the last axis, one 256-invocation workgroup per row.
+//   LayerNorm: (x - mean) / sqrt(var + eps) * w + b   (biased variance, two passes)
+//   RMSNorm:   x / sqrt(mean(x^2) + eps) * w
+// Sums are f32 tree reductions in workgroup memory.
+
+struct Params {
+    D: u32,
+    rms: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<S>;
+@group(0) @binding(2) var<storage, read> w: array<S>;
+@group(0) @binding(3) var<storage, read> bb: array<S>;
+@group(0) @binding(4) var<storage, read_write> y: array<S>;
+
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, 256>;
+
+fn reduce_sum(v: f32, t: u32) -> f32 {
+    red[t] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            red[t] += red[t + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let base = wid.x * p.D;
+    let n = f32(p.D);
+    var mean = 0.0;
+    if (p.rms == 0u) {
+        var s = 0.0;
+        for (var i = t; i < p.D; i += WG) {
+            s += f32(x[base + i]);
+        }
+        mean = reduce_sum(s, t) / n;
+    }
+    var s2 = 0.0;
+    for (var i = t; i < p.D; i += WG) {
+        let v = f32(x[base + i]) - mean;
+        s2 += v * v;
+    }
+    let inv = inverseSqrt(reduce_sum(s2, t) / n + p.eps);
+    for (var i = t; i < p.D; i += WG) {
+        var v = (f32(x[base + i]) - mean) * inv * f32(w[i]);
+        if (p.rms == 0u) {
+            v += f32(bb[i]);
+        }
+        y[base + i] = S(v);
+    }
+}

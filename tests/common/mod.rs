@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests that compare backends: tolerance checks, token
+//! patterns, sharpened weights and ONNX Runtime sessions.
+#![allow(dead_code)]
+
+use lts::arch::Arch;
+use lts::backend::ort::{OptLevel, Ort, OrtOptions};
+use lts::graph::{self, GraphKind};
+use lts::reference::KvCache;
+use lts::weights::Weights;
+use ndarray::{Array2, ArrayD};
+use ort::session::Session;
+
+/// Largest absolute difference and largest |a - b| / |b| (over |b| > 1e-3) between two arrays.
+pub fn errors(a: &ArrayD<f32>, b: &ArrayD<f32>) -> (f32, f32) {
+    let mut max_abs = 0.0f32;
+    let mut max_rel = 0.0f32;
+    for (x, y) in a.iter().zip(b.iter()) {
+        let d = (x - y).abs();
+        max_abs = max_abs.max(d);
+        if y.abs() > 1e-3 {
+            max_rel = max_rel.max(d / y.abs());
+        }
+    }
+    (max_abs, max_rel)
+}
+
+/// Max |a - b| / (atol + rtol * |b|) over all elements must stay below 1.
+pub fn assert_close(what: &str, a: &ArrayD<f32>, b: &ArrayD<f32>, atol: f32, rtol: f32) {
+    assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
+    let mut worst = 0.0f32;
+    let mut max_abs = 0.0f32;
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert!(x.is_finite(), "{what}: non-finite value {x}");
+        let d = (x - y).abs();
+        max_abs = max_abs.max(d);
+        worst = worst.max(d / (atol + rtol * y.abs()));
+    }
+    assert!(
+        worst <= 1.0,
+        "{what}: max abs diff {max_abs} exceeds atol {atol} + rtol {rtol}"
+    );
+}
+
+/// An ONNX Runtime session of `arch`'s graph `kind` at optimisation level `opt`.
+pub fn session(arch: &Arch, w: &Weights, kind: GraphKind, opt: OptLevel) -> Session {
+    let ort = Ort::load().expect("ONNX Runtime available (run `lts setup`)");
+    let bytes = graph::to_bytes(&graph::build_model(arch, w, kind).unwrap());
+    let opts = OrtOptions {
+        opt_level: opt,
+        ..OrtOptions::default()
+    };
+    ort.session(&bytes, &opts).unwrap()
+}
+
+/// Deterministic token ids `[batch, seq]` that differ across rows and positions.
+pub fn tokens(arch: &Arch, batch: usize, seq: usize, salt: i64) -> Array2<i64> {
+    Array2::from_shape_fn((batch, seq), |(b, t)| {
+        (b as i64 * 31 + t as i64 * 7 + salt * 13) % arch.vocab_size as i64
+    })
+}
+
+/// Every layer's key and value agree to atol 1e-5 + rtol 1e-4.
+pub fn cache_close(what: &str, a: &KvCache, b: &KvCache) {
+    cache_close_tol(what, a, b, 1e-5, 1e-4);
+}
+
+/// [`cache_close`] with a given tolerance.
+pub fn cache_close_tol(what: &str, a: &KvCache, b: &KvCache, atol: f32, rtol: f32) {
+    assert_eq!(a.layers.len(), b.layers.len());
+    for (i, ((ka, va), (kb, vb))) in a.layers.iter().zip(&b.layers).enumerate() {
+        assert_close(
+            &format!("{what} layer {i} key"),
+            &ka.clone().into_dyn(),
+            &kb.clone().into_dyn(),
+            atol,
+            rtol,
+        );
+        assert_close(
+            &format!("{what} layer {i} value"),
+            &va.clone().into_dyn(),
+            &vb.clone().into_dyn(),
+            atol,
+            rtol,
+        );
+    }
+}
+
+/// Random weights scaled up 8x (norm scales and biases perturbed too) so attention is peaked
+/// and a wrong mask, position or head mapping changes the logits visibly; with GPT-2's
+/// N(0, 0.02) init the softmax is nearly uniform and such bugs would hide.
+pub fn sharpened(arch: &Arch, seed: u64) -> Weights {
+    let mut w = Weights::random(arch, seed);
+    for (name, t) in w.tensors.iter_mut() {
+        let is_norm = name.contains("ln_") || name.contains("norm");
+        for (j, x) in t.data.iter_mut().enumerate() {
+            if t.shape.len() == 1 {
+                // Biases and norm scales: deterministic non-trivial values.
+                let wiggle = ((j * 37 + name.len()) % 17) as f32 / 17.0 - 0.5;
+                *x = if is_norm {
+                    *x + 0.3 * wiggle
+                } else {
+                    0.2 * wiggle
+                };
+            } else {
+                *x *= 8.0;
+            }
+        }
+    }
+    w
+}
