@@ -208,22 +208,7 @@ pub fn build_model_bytes(job: &Job) -> Result<(Vec<u8>, String, f64)> {
             (graph::to_bytes(&model), source)
         }
         WeightsSpec::Onnx { path } => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
-            let info = read_onnx_info(&bytes).with_context(|| {
-                format!(
-                    "{} is not an ONNX file written by `lts export`",
-                    path.display()
-                )
-            })?;
-            if info.arch != job.arch {
-                bail!(
-                    "{} holds arch {} but the job asks for {}",
-                    path.display(),
-                    info.arch.id(),
-                    job.arch.id()
-                );
-            }
+            let (bytes, info) = read_exported(path, &job.arch)?;
             if info.kind != kind {
                 bail!(
                     "{} is a {:?} graph but --mode {:?} needs a {:?} graph",
@@ -272,6 +257,27 @@ pub fn read_onnx_info(bytes: &[u8]) -> Result<OnnxInfo> {
     Ok(OnnxInfo { arch, kind })
 }
 
+/// Reads an ONNX file written by `lts export` and checks it holds `arch`.
+fn read_exported(path: &std::path::Path, arch: &Arch) -> Result<(Vec<u8>, OnnxInfo)> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+    let info = read_onnx_info(&bytes).with_context(|| {
+        format!(
+            "{} is not an ONNX file written by `lts export`",
+            path.display()
+        )
+    })?;
+    if info.arch != *arch {
+        bail!(
+            "{} holds arch {} but the job asks for {}",
+            path.display(),
+            info.arch.id(),
+            arch.id()
+        );
+    }
+    Ok((bytes, info))
+}
+
 /// Loads the weights a job describes in HF layout (for backends that do not run ONNX bytes),
 /// with the time it took and the weights source.
 pub fn build_weights(job: &Job) -> Result<(Weights, String, f64)> {
@@ -281,22 +287,7 @@ pub fn build_weights(job: &Job) -> Result<(Weights, String, f64)> {
         WeightsSpec::Safetensors { path } => Weights::from_safetensors(&job.arch, path)?,
         WeightsSpec::Onnx { path } => {
             use prost::Message;
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
-            let info = read_onnx_info(&bytes).with_context(|| {
-                format!(
-                    "{} is not an ONNX file written by `lts export`",
-                    path.display()
-                )
-            })?;
-            if info.arch != job.arch {
-                bail!(
-                    "{} holds arch {} but the job asks for {}",
-                    path.display(),
-                    info.arch.id(),
-                    job.arch.id()
-                );
-            }
+            let (bytes, _) = read_exported(path, &job.arch)?;
             let model = graph::onnx::ModelProto::decode(&bytes[..])?;
             let mut w = graph::weights_from_model(&job.arch, &model)
                 .with_context(|| format!("cannot read the weights of {}", path.display()))?;

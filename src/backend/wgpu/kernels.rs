@@ -2,9 +2,10 @@
 //! the small helpers that bind them: uniform parameter blocks, GPU buffers with byte accounting,
 //! and the [`Dispatch`] list a forward pass is encoded from.
 //!
-//! Every shader is assembled as `header + common.wgsl + kernel.wgsl`, where the header selects
-//! the storage type (`alias S = f32` or `enable f16; alias S = f16`) and, for the matrix
-//! multiplies, `const TRANS_B`.
+//! Every shader is assembled as `header + common.wgsl + kernel.wgsl` (+ `matmul_common.wgsl`
+//! for the matrix multiplies, `reduce.wgsl` for kernels with workgroup reductions), where the
+//! header selects the storage type (`alias S = f32` or `enable f16; alias S = f16`) and, for the
+//! matrix multiplies, `const TRANS_B`.
 
 use std::cell::Cell;
 
@@ -14,6 +15,8 @@ use wgpu::util::DeviceExt;
 use super::{Gpu, Precision};
 
 const COMMON: &str = include_str!("shaders/common.wgsl");
+const REDUCE: &str = include_str!("shaders/reduce.wgsl");
+const MATMUL_COMMON: &str = include_str!("shaders/matmul_common.wgsl");
 const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
 const MATMUL_NAIVE: &str = include_str!("shaders/matmul_naive.wgsl");
 const NORM: &str = include_str!("shaders/norm.wgsl");
@@ -101,8 +104,8 @@ impl Kernels {
     pub fn new(gpu: &Gpu, precision: Precision) -> Result<Kernels> {
         assert!(precision != Precision::Auto, "resolve the precision first");
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let make = |name: &str, body: &str, trans_b: Option<bool>| {
-            let src = format!("{}{}{}", header(precision, trans_b), COMMON, body);
+        let make = |name: &str, parts: &[&str], trans_b: Option<bool>| {
+            let src = format!("{}{}{}", header(precision, trans_b), COMMON, parts.concat());
             let module = gpu
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -122,18 +125,26 @@ impl Kernels {
         let k = Kernels {
             precision,
             tiled: [
-                make("matmul_tiled", MATMUL_TILED, Some(false)),
-                make("matmul_tiled_tb", MATMUL_TILED, Some(true)),
+                make("matmul_tiled", &[MATMUL_COMMON, MATMUL_TILED], Some(false)),
+                make(
+                    "matmul_tiled_tb",
+                    &[MATMUL_COMMON, MATMUL_TILED],
+                    Some(true),
+                ),
             ],
             naive: [
-                make("matmul_naive", MATMUL_NAIVE, Some(false)),
-                make("matmul_naive_tb", MATMUL_NAIVE, Some(true)),
+                make("matmul_naive", &[MATMUL_COMMON, MATMUL_NAIVE], Some(false)),
+                make(
+                    "matmul_naive_tb",
+                    &[MATMUL_COMMON, MATMUL_NAIVE],
+                    Some(true),
+                ),
             ],
-            norm: make("norm", NORM, None),
-            embed: make("embed", EMBED, None),
-            qkv: make("qkv", QKV, None),
-            attention: make("attention", ATTENTION, None),
-            swiglu: make("swiglu", SWIGLU, None),
+            norm: make("norm", &[NORM, REDUCE], None),
+            embed: make("embed", &[EMBED], None),
+            qkv: make("qkv", &[QKV], None),
+            attention: make("attention", &[ATTENTION, REDUCE], None),
+            swiglu: make("swiglu", &[SWIGLU], None),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!(

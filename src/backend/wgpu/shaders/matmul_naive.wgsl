@@ -1,23 +1,10 @@
 // Naive matrix multiply, one invocation per output element, scalar loads: the baseline the
 // tiled kernel is benchmarked against, and the kernel for skinny products (decode, M < 16) and
-// shapes the vec4 kernel cannot take. Same bindings, layouts and epilogue as matmul_tiled.wgsl.
+// shapes the vec4 kernel cannot take. Same bindings, layouts and epilogue as matmul_tiled.wgsl
+// (matmul_common.wgsl).
 
-struct Params {
-    M: u32,
-    N: u32,
-    K: u32,
-    flags: u32,
-    ldc: u32,
-    c_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<S>;
 @group(0) @binding(2) var<storage, read> b: array<S>;
-@group(0) @binding(3) var<storage, read> bias: array<S>;
-@group(0) @binding(4) var<storage, read_write> c: array<S>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -38,16 +25,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc = fma(f32(a[arow + k]), f32(b[k * p.N + n]), acc);
         }
     }
-    var v = acc;
-    if ((p.flags & FLAG_BIAS) != 0u) {
-        v += f32(bias[n]);
-    }
-    if ((p.flags & FLAG_GELU) != 0u) {
-        v = gelu_new(v);
-    }
-    let idx = m * p.ldc + p.c_off + n;
-    if ((p.flags & FLAG_RESIDUAL) != 0u) {
-        v += f32(c[idx]);
-    }
-    c[idx] = S(v);
+    epilogue(m, n, acc);
 }

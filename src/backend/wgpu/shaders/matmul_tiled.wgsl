@@ -8,22 +8,8 @@
 // (rows ty + 16 i, columns tx + 16 j) so shared-memory reads are conflict-free and stores
 // coalesced. K advances 16 at a time through two 16x64 f32 tiles in workgroup memory.
 
-struct Params {
-    M: u32,
-    N: u32,
-    K: u32,
-    flags: u32,
-    ldc: u32,
-    c_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<S4>;
 @group(0) @binding(2) var<storage, read> b: array<S4>;
-@group(0) @binding(3) var<storage, read> bias: array<S>;
-@group(0) @binding(4) var<storage, read_write> c: array<S>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -120,18 +106,7 @@ fn main(
             if (n >= p.N) {
                 continue;
             }
-            var v = acc[i][j];
-            if ((p.flags & FLAG_BIAS) != 0u) {
-                v += f32(bias[n]);
-            }
-            if ((p.flags & FLAG_GELU) != 0u) {
-                v = gelu_new(v);
-            }
-            let idx = m * p.ldc + p.c_off + n;
-            if ((p.flags & FLAG_RESIDUAL) != 0u) {
-                v += f32(c[idx]);
-            }
-            c[idx] = S(v);
+            epilogue(m, n, acc[i][j]);
         }
     }
 }

@@ -1,7 +1,7 @@
 // LayerNorm (GPT-2) or RMSNorm (Llama) over the last axis, one 256-invocation workgroup per row.
 //   LayerNorm: (x - mean) / sqrt(var + eps) * w + b   (biased variance, two passes)
 //   RMSNorm:   x / sqrt(mean(x^2) + eps) * w
-// Sums are f32 tree reductions in workgroup memory.
+// Sums are f32 tree reductions in workgroup memory (reduce.wgsl).
 
 struct Params {
     D: u32,
@@ -18,20 +18,6 @@ struct Params {
 
 const WG: u32 = 256u;
 var<workgroup> red: array<f32, 256>;
-
-fn reduce_sum(v: f32, t: u32) -> f32 {
-    red[t] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            red[t] += red[t + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
