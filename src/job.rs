@@ -380,6 +380,19 @@ mod tests {
         let back: Job = serde_json::from_str(&text).unwrap();
         assert_eq!(back, job);
         assert!(text.contains(r#""name":"ort""#), "{text}");
+        // The wgpu variant too (a search's run.json is read back on --resume).
+        let gpu = Job {
+            backend: BackendSpec::Wgpu(WgpuOptions {
+                adapter: Some(1),
+                precision: crate::backend::wgpu::Precision::F16,
+                timer: crate::backend::wgpu::GpuTimer::Wall,
+            }),
+            ..job
+        };
+        let text = serde_json::to_string(&gpu).unwrap();
+        assert!(text.contains(r#""name":"wgpu""#), "{text}");
+        let back: Job = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, gpu);
     }
 
     #[test]
