@@ -280,10 +280,12 @@ impl GpuModel {
                     continue;
                 }
                 let half = hd / 2;
+                let inv_freq: Vec<f64> = (0..half)
+                    .map(|j| 1.0 / arch.rope_theta.powf((2 * j) as f64 / hd as f64))
+                    .collect();
                 let mut tab = Vec::with_capacity(cap.positions * half * 2);
                 for p in 0..cap.positions {
-                    for j in 0..half {
-                        let inv = 1.0 / arch.rope_theta.powf((2 * j) as f64 / hd as f64);
+                    for &inv in &inv_freq {
                         let a = p as f64 * inv;
                         tab.push(a.cos() as f32);
                         tab.push(a.sin() as f32);
