@@ -70,6 +70,8 @@ fn main() -> anyhow::Result<()> {
             protocol: Protocol::default(),
             backend: BackendSpec::Ort(OrtOptions::default()),
             max_params: DEFAULT_MAX_PARAMS,
+            thermal: Default::default(),
+            device_profile: None,
             arch,
         };
         let t0 = Instant::now();

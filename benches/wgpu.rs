@@ -173,6 +173,8 @@ fn backends(quick: bool) -> anyhow::Result<()> {
             protocol: protocol.clone(),
             backend: BackendSpec::Ort(OrtOptions::default()),
             max_params: DEFAULT_MAX_PARAMS,
+            thermal: Default::default(),
+            device_profile: None,
         };
         let ort = job::execute(&base)?;
         let gpu_job = |precision| Job {

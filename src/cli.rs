@@ -50,8 +50,9 @@ pub enum Command {
     /// measured on this machine; writes results/<run-id>/ (CSV, JSON, plot, summary).
     #[command(after_help = SEARCH_HELP)]
     Search(SearchArgs),
-    /// Describe this machine: OS, CPU, frequencies, memory, temperatures, ONNX Runtime, wgpu
-    /// adapters (name, API, driver, type, limits, features).
+    /// Describe this machine: OS, CPU, frequencies, memory, temperatures, throttle state, ONNX
+    /// Runtime, wgpu adapters; `--save FILE` writes a device profile for it.
+    #[command(after_help = DEVICE_HELP)]
     Device(DeviceArgs),
     /// Fetch the pinned ONNX Runtime library (onnxruntime==1.31.1 wheel from PyPI) into the cache.
     Setup(SetupArgs),
@@ -185,9 +186,11 @@ pub struct SearchArgs {
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// ONNX Runtime intra-op threads.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
     /// ort: measure with ONNX Runtime. wgpu: measure with our WGSL kernels on a GPU.
     /// cost-model: latency = FLOPs / --cost-gflops, NO measurement (preview a space in
     /// seconds; never read its numbers as latencies).
@@ -324,12 +327,14 @@ pub struct MeasureArgs {
     pub backend: Vec<MeasureBackend>,
     #[command(flatten)]
     pub gpu: GpuArgs,
-    /// ONNX Runtime intra-op threads (LTS: 1).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// ONNX Runtime inter-op threads.
-    #[arg(long, default_value_t = 1)]
-    pub inter_threads: usize,
+    /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// ONNX Runtime inter-op threads (default: the device profile's, else 1).
+    #[arg(long)]
+    pub inter_threads: Option<usize>,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
     /// ONNX Runtime graph optimisation level.
     #[arg(long, value_enum, default_value = "all")]
     pub opt_level: OptLevel,
@@ -366,12 +371,42 @@ pub struct MeasureArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Device profile selection (`devices/*.toml`), shared by `measure`, `search` and `device`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProfileArgs {
+    /// Device profile (e.g. devices/raspberry-pi-4.toml): ONNX Runtime threads, thermal zones,
+    /// throttle detection and cool-down temperature for this board. Flags given here win over
+    /// its values.
+    #[arg(long, value_name = "FILE", env = "LTS_DEVICE_PROFILE")]
+    pub device_profile: Option<PathBuf>,
+}
+
+const DEVICE_HELP: &str = "\
+Thermal state: thermal zones (/sys/class/thermal), per-core clocks and governor (cpufreq), the
+Raspberry Pi throttle bits (vcgencmd get_throttled) and the Jetson power mode (nvpmodel -q);
+what this machine does not expose is listed as missing. `lts measure` and `lts search` sample
+the same state before and after every candidate and flag throttled measurements.
+Profiles: devices/{raspberry-pi-4,raspberry-pi-5,jetson-orin-nano,jetson-nano,x86-host}.toml.";
+
 /// `lts device`.
 #[derive(Args, Debug)]
 pub struct DeviceArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write a device profile for this machine to FILE (e.g. devices/my-board.toml): threads =
+    /// physical cores, its CPU thermal zones and trip point, the throttle/power-mode commands
+    /// found here, performance governor. Edit it, then pass it with --device-profile.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Profile name for --save (default: the file name without .toml).
+    #[arg(long, requires = "save")]
+    pub name: Option<String>,
+    /// Let --save replace an existing file.
+    #[arg(long, requires = "save")]
+    pub force: bool,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
 }
 
 /// `lts setup`.

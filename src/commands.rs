@@ -6,16 +6,18 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    DeviceArgs, ExportArgs, MeasureArgs, MeasureBackend, ParamsArgs, SearchArgs, SearchBackend,
-    SetupArgs,
+    DeviceArgs, ExportArgs, MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs, SearchArgs,
+    SearchBackend, SetupArgs,
 };
 use crate::device::DeviceInfo;
 use crate::graph;
 use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
 use crate::measure::Protocol;
+use crate::profile::DeviceProfile;
 use crate::report;
 use crate::search::space::SearchSpace;
 use crate::search::{EvaluatorSpec, RunOptions, SearchConfig};
+use crate::thermal;
 use crate::util::write_atomic;
 use crate::weights::Weights;
 
@@ -155,6 +157,23 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
             (arch, w)
         }
     };
+    let profile = load_profile(&args.profile)?;
+    let mut ort = OrtOptions {
+        opt_level: args.opt_level,
+        ..OrtOptions::default()
+    };
+    if let Some(p) = &profile {
+        ort = p.apply_ort(ort);
+    }
+    if let Some(n) = args.threads {
+        ort.intra_threads = n;
+    }
+    if let Some(n) = args.inter_threads {
+        ort.inter_threads = n;
+    }
+    if args.no_spin {
+        ort.allow_spinning = false;
+    }
     Ok(Job {
         arch,
         weights,
@@ -165,14 +184,13 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
             seed: args.input_seed,
         },
         protocol: protocol_from(args),
-        backend: BackendSpec::Ort(OrtOptions {
-            intra_threads: args.threads,
-            inter_threads: args.inter_threads,
-            opt_level: args.opt_level,
-            allow_spinning: !args.no_spin,
-            ..OrtOptions::default()
-        }),
+        backend: BackendSpec::Ort(ort),
         max_params: args.max_params,
+        thermal: profile
+            .as_ref()
+            .map(|p| p.thermal.clone())
+            .unwrap_or_default(),
+        device_profile: profile.map(|p| p.name),
     })
 }
 
@@ -257,12 +275,21 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     cfg.full_protocol.min_runs = args.full_min_runs;
     cfg.full_protocol.min_duration_s = args.full_min_duration_s;
     cfg.weights_seed = args.weights_seed;
+    let profile = load_profile(&args.profile)?;
+    let mut ort = match &profile {
+        Some(p) => p.apply_ort(OrtOptions::default()),
+        None => OrtOptions::default(),
+    };
+    if let Some(n) = args.threads {
+        ort.intra_threads = n;
+    }
+    if let Some(p) = profile {
+        cfg.thermal = p.thermal;
+        cfg.device_profile = Some(p.name);
+    }
     cfg.evaluator = match args.backend {
         SearchBackend::Ort => EvaluatorSpec::Measure {
-            backend: BackendSpec::Ort(OrtOptions {
-                intra_threads: args.threads,
-                ..OrtOptions::default()
-            }),
+            backend: BackendSpec::Ort(ort),
         },
         SearchBackend::Wgpu => EvaluatorSpec::Measure {
             backend: BackendSpec::Wgpu(args.gpu.options()),
@@ -368,8 +395,58 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Loads `--device-profile` and prints, on stderr, what it sets and where this machine does not
+/// match it.
+pub fn load_profile(args: &ProfileArgs) -> Result<Option<DeviceProfile>> {
+    let Some(path) = &args.device_profile else {
+        return Ok(None);
+    };
+    let p = DeviceProfile::load(path)?;
+    eprintln!("{}", p.summary());
+    let root = p
+        .thermal
+        .sysfs_root
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+    for w in p.mismatches(&root) {
+        eprintln!("warning: {w}");
+    }
+    Ok(Some(p))
+}
+
 /// `lts device`.
 pub fn device(args: &DeviceArgs) -> Result<()> {
+    let profile = load_profile(&args.profile)?;
+    let thermal_settings = profile
+        .as_ref()
+        .map(|p| p.thermal.clone())
+        .unwrap_or_default();
+    let root = thermal_settings
+        .sysfs_root
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+    if let Some(path) = &args.save {
+        if path.exists() && !args.force {
+            bail!(
+                "{} exists: pass --force to replace it, or choose another file",
+                path.display()
+            );
+        }
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .context("--save needs a file name such as devices/my-board.toml")?,
+        };
+        let p = DeviceProfile::from_machine(&name, &DeviceInfo::collect(), &root);
+        write_atomic(path, p.to_toml()?.as_bytes())?;
+        println!("wrote device profile {} to {}", p.name, path.display());
+        print!("{}", p.to_toml()?);
+        return Ok(());
+    }
+    let sample = thermal::sample(&thermal_settings);
     let mut info = DeviceInfo::collect();
     info.gpu_adapters = crate::backend::wgpu::list_adapters();
     let runtime_error = match Ort::load() {
@@ -380,9 +457,16 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
         Err(e) => Some(e),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        let mut v = serde_json::to_value(&info)?;
+        v["thermal"] = serde_json::to_value(&sample)?;
+        v["board_model"] = serde_json::to_value(thermal::board_model(&root))?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", info.table());
+        print!(
+            "{}",
+            report::thermal_sample(&sample, thermal::board_model(&root).as_deref())
+        );
     }
     if let Some(e) = runtime_error {
         eprintln!("note: ONNX Runtime unavailable: {e:#}");

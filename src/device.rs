@@ -8,7 +8,7 @@
 //! ever invented.
 
 use serde::{Deserialize, Serialize};
-use sysinfo::{Components, CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::backend::RuntimeInfo;
 
@@ -94,17 +94,7 @@ impl DeviceInfo {
         };
         let cpu_brand = non_empty(cpus.first().map(|c| c.brand().to_string()));
         let cpu_freq_mhz: Vec<u64> = cpus.iter().map(|c| c.frequency()).collect();
-        let temperatures = Components::new_with_refreshed_list()
-            .list()
-            .iter()
-            .filter_map(|c| {
-                let t = c.temperature()?;
-                t.is_finite().then(|| Temperature {
-                    label: c.label().to_string(),
-                    celsius: t,
-                })
-            })
-            .collect();
+        let temperatures = crate::thermal::hwmon_sensors();
         DeviceInfo {
             hostname: non_empty(System::host_name()),
             os: non_empty(System::name()),

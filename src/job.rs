@@ -15,6 +15,7 @@ use crate::backend::wgpu::{Gpu, WgpuOptions};
 use crate::backend::{Runner, RuntimeInfo};
 use crate::graph::{self, GraphKind};
 use crate::measure::{self, Measurement, Protocol};
+use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
 
 /// Which graph is timed.
@@ -148,6 +149,13 @@ pub struct Job {
     /// Upper bound on total parameters (see [`DEFAULT_MAX_PARAMS`]).
     #[serde(default = "default_max_params")]
     pub max_params: u64,
+    /// Thermal sampling, throttle detection and cool-down around the measurement (from the
+    /// device profile; defaults watch every zone and wait for nothing).
+    #[serde(default)]
+    pub thermal: ThermalSettings,
+    /// Name of the device profile that set this job's defaults, if any.
+    #[serde(default)]
+    pub device_profile: Option<String>,
 }
 
 fn default_max_params() -> u64 {
@@ -183,6 +191,13 @@ pub struct JobResult {
     pub model_bytes: u64,
     /// Latency and memory.
     pub measurement: Measurement,
+    /// Temperatures, clocks and throttle state before and after the measurement, with flags
+    /// when it ran throttled or down-clocked (absent in results of older versions).
+    #[serde(default)]
+    pub thermal: Option<ThermalRecord>,
+    /// Device profile the job ran under.
+    #[serde(default)]
+    pub device_profile: Option<String>,
     /// When the job started (UTC, RFC 3339).
     pub started_at: String,
 }
@@ -307,44 +322,51 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     job.arch.check_size(job.max_params)?;
     job.workload.check(&job.arch)?;
     job.protocol.validate()?;
+    job.thermal.validate()?;
     let started_at = crate::util::now_rfc3339();
-    let (runtime, weights_source, emission_ms, model_bytes, measurement) = match &job.backend {
-        BackendSpec::Ort(opts) => {
-            let ort = Ort::load()?;
-            let (bytes, source, emission_ms) = build_model_bytes(job)?;
-            let m = measure::run_protocol(&job.protocol, || {
-                let session = ort.session(&bytes, opts)?;
-                Ok(Box::new(OrtRunner::new(session, &job.arch, &job.workload)?) as Box<dyn Runner>)
-            })?;
-            (
-                ort.info().clone(),
-                source,
-                emission_ms,
-                bytes.len() as u64,
-                m,
-            )
-        }
-        BackendSpec::Wgpu(opts) => {
-            let gpu = Gpu::shared(opts.adapter)?;
-            let precision = gpu.resolve_precision(opts.precision)?;
-            let timer = gpu.resolve_timer(opts.timer)?;
-            let (weights, source, emission_ms) = build_weights(job)?;
-            let mut gpu_weight_bytes = 0;
-            let m = measure::run_protocol(&job.protocol, || {
-                let runner =
-                    WgpuRunner::new(gpu.clone(), &job.arch, &weights, &job.workload, opts)?;
-                gpu_weight_bytes = runner.model().weight_bytes();
-                Ok(Box::new(runner) as Box<dyn Runner>)
-            })?;
-            (
-                runtime_info(&gpu, precision, timer),
-                source,
-                emission_ms,
-                gpu_weight_bytes,
-                m,
-            )
-        }
-    };
+    let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =
+        match &job.backend {
+            BackendSpec::Ort(opts) => {
+                let ort = Ort::load()?;
+                let (bytes, source, emission_ms) = build_model_bytes(job)?;
+                let m = thermal::around(&job.thermal, || {
+                    measure::run_protocol(&job.protocol, || {
+                        let session = ort.session(&bytes, opts)?;
+                        Ok(Box::new(OrtRunner::new(session, &job.arch, &job.workload)?)
+                            as Box<dyn Runner>)
+                    })
+                })?;
+                (
+                    ort.info().clone(),
+                    source,
+                    emission_ms,
+                    bytes.len() as u64,
+                    m,
+                )
+            }
+            BackendSpec::Wgpu(opts) => {
+                let gpu = Gpu::shared(opts.adapter)?;
+                let precision = gpu.resolve_precision(opts.precision)?;
+                let timer = gpu.resolve_timer(opts.timer)?;
+                let (weights, source, emission_ms) = build_weights(job)?;
+                let mut gpu_weight_bytes = 0;
+                let m = thermal::around(&job.thermal, || {
+                    measure::run_protocol(&job.protocol, || {
+                        let runner =
+                            WgpuRunner::new(gpu.clone(), &job.arch, &weights, &job.workload, opts)?;
+                        gpu_weight_bytes = runner.model().weight_bytes();
+                        Ok(Box::new(runner) as Box<dyn Runner>)
+                    })
+                })?;
+                (
+                    runtime_info(&gpu, precision, timer),
+                    source,
+                    emission_ms,
+                    gpu_weight_bytes,
+                    m,
+                )
+            }
+        };
     Ok(JobResult {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arch_id: job.arch.id(),
@@ -358,6 +380,8 @@ pub fn execute(job: &Job) -> Result<JobResult> {
         graph_emission_ms: emission_ms,
         model_bytes,
         measurement,
+        thermal: Some(thermal),
+        device_profile: job.device_profile.clone(),
         started_at,
     })
 }
@@ -375,6 +399,8 @@ mod tests {
             protocol: Protocol::default(),
             backend: BackendSpec::Ort(OrtOptions::default()),
             max_params: DEFAULT_MAX_PARAMS,
+            thermal: ThermalSettings::default(),
+            device_profile: None,
         };
         let text = serde_json::to_string(&job).unwrap();
         let back: Job = serde_json::from_str(&text).unwrap();

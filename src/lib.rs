@@ -13,6 +13,8 @@
 //! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime today).
 //! - [`measure`]: the measurement protocol and its statistics.
 //! - [`device`]: what machine the numbers come from.
+//! - [`thermal`]: temperatures, clocks and throttle state sampled around each measurement.
+//! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
 //! - [`report`]: human-readable tables.
 
@@ -25,8 +27,10 @@ pub mod graph;
 pub mod job;
 pub mod measure;
 pub mod plot;
+pub mod profile;
 pub mod reference;
 pub mod report;
 pub mod search;
+pub mod thermal;
 pub mod util;
 pub mod weights;

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::arch::Arch;
 use crate::job::JobResult;
+use crate::thermal::{ThermalRecord, ThermalSample};
 
 /// Formats an integer with thousands separators: `85056000` -> `85,056,000`.
 pub fn thousands(n: u64) -> String {
@@ -251,8 +252,131 @@ pub fn measurement_table(r: &JobResult) -> String {
             st.n
         ));
     }
+    if let Some(t) = &r.thermal {
+        s.push_str(&thermal_record(t));
+    }
     for f in flags {
         let _ = writeln!(s, "{f}");
+    }
+    s
+}
+
+/// One sample as `48.7 C (cpu-thermal), 1800 MHz (performance)`, with "n/a" for what is missing.
+fn sample_brief(t: Option<f32>, sample: &ThermalSample) -> String {
+    let temp = t.map_or("temperature n/a".to_string(), |t| format!("{t:.1} C"));
+    let clock = sample
+        .fastest_khz()
+        .map_or("clock n/a".to_string(), |k| format!("{} MHz", k / 1000));
+    let gov = sample.governors();
+    let mut out = format!("{temp}, {clock}");
+    if !gov.is_empty() {
+        out.push_str(&format!(" ({})", gov.join("/")));
+    }
+    if let Some(b) = sample.throttle {
+        out.push_str(&format!(", throttled=0x{:x}", b.0));
+    }
+    if let Some(m) = &sample.power_mode {
+        out.push_str(&format!(", power mode {m}"));
+    }
+    out
+}
+
+/// The thermal lines of a measurement: before/after state, cool-down, flags, missing sensors.
+pub fn thermal_record(t: &ThermalRecord) -> String {
+    let mut s = String::new();
+    if let Some(c) = &t.cooldown {
+        let _ = writeln!(
+            s,
+            "cool-down      {:.1} -> {:.1} C in {:.1} s (target {:.1} C{})",
+            c.start_c,
+            c.end_c,
+            c.waited_s,
+            c.target_c,
+            if c.reached { "" } else { ", NOT reached" }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "thermal        before {}",
+        sample_brief(t.temp_before_c, &t.before)
+    );
+    let _ = writeln!(
+        s,
+        "               after  {}",
+        sample_brief(t.temp_after_c, &t.after)
+    );
+    for f in &t.flags {
+        let _ = writeln!(s, "THROTTLED: {f}");
+    }
+    if !t.after.missing.is_empty() {
+        let _ = writeln!(s, "not measured   {}", t.after.missing.join("; "));
+    }
+    s
+}
+
+/// `lts device`'s thermal section: board model, every zone, per-core clocks, throttle bits,
+/// power mode, and what is missing.
+pub fn thermal_sample(sample: &ThermalSample, board_model: Option<&str>) -> String {
+    const NA: &str = "not available";
+    let mut s = String::new();
+    let _ = writeln!(s, "board model:       {}", board_model.unwrap_or(NA));
+    if sample.zones.is_empty() {
+        let _ = writeln!(s, "thermal zones:     {NA}");
+    } else {
+        let _ = writeln!(s, "thermal zones:     {}", sample.zones.len());
+        for z in &sample.zones {
+            let trip = z
+                .passive_trip_c
+                .map_or(String::new(), |t| format!(" (passive trip {t:.1} C)"));
+            let _ = writeln!(s, "  {} {}: {:.1} C{trip}", z.zone, z.kind, z.celsius);
+        }
+    }
+    if sample.cpus.is_empty() {
+        let _ = writeln!(s, "cpu clocks:        {NA}");
+    } else {
+        let _ = writeln!(s, "cpu clocks:");
+        for c in &sample.cpus {
+            let k = |v: Option<u64>| v.map_or("n/a".to_string(), |v| format!("{}", v / 1000));
+            let _ = writeln!(
+                s,
+                "  cpu{}: {} MHz (limit {}, max {}), {}",
+                c.cpu,
+                k(c.cur_khz),
+                k(c.policy_max_khz),
+                k(c.hw_max_khz),
+                c.governor.as_deref().unwrap_or("no governor")
+            );
+        }
+    }
+    let throttle = match sample.throttle {
+        None => NA.to_string(),
+        Some(b) => {
+            let now = b.now();
+            let past = b.occurred();
+            format!(
+                "0x{:x} (now: {}; since boot: {})",
+                b.0,
+                if now.is_empty() {
+                    "none".to_string()
+                } else {
+                    now.join(", ")
+                },
+                if past.is_empty() {
+                    "none".to_string()
+                } else {
+                    past.join(", ")
+                }
+            )
+        }
+    };
+    let _ = writeln!(s, "throttle bits:     {throttle}");
+    let _ = writeln!(
+        s,
+        "power mode:        {}",
+        sample.power_mode.as_deref().unwrap_or(NA)
+    );
+    for m in &sample.missing {
+        let _ = writeln!(s, "missing:           {m}");
     }
     s
 }

@@ -100,6 +100,39 @@ fn missing_onnx_runtime_says_what_to_run() {
 }
 
 #[test]
+fn library_bundled_next_to_the_binary_is_found_first() {
+    // The board layout scripts/cross.sh packages: lts + lib/libonnxruntime.so.<version>.
+    let o = lts(&["device", "--json"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lib = std::path::PathBuf::from(v["runtime"]["library"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::os::unix::fs::symlink(&lib, dir.path().join("lib").join(lib.file_name().unwrap()))
+        .unwrap();
+    let exe = dir.path().join("lts");
+    std::fs::copy(env!("CARGO_BIN_EXE_lts"), &exe).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let o = Command::new(&exe)
+        .args(["device", "--json"])
+        .env_remove("ORT_DYLIB_PATH")
+        .env("LTS_CACHE_DIR", empty.path())
+        .env("LTS_NO_AUTO_SETUP", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["runtime"]["library"].as_str().unwrap(),
+        dir.path()
+            .join("lib")
+            .join(lib.file_name().unwrap())
+            .to_str()
+            .unwrap()
+    );
+}
+
+#[test]
 fn measure_json_has_statistics_and_raw_samples() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");

@@ -2,11 +2,13 @@
 //!
 //! Search order (first hit wins):
 //! 1. `ORT_DYLIB_PATH`, the variable `ort` itself honours (an error if it names a missing file);
-//! 2. the cache this tool fills (`lts setup`): `$LTS_CACHE_DIR`, else `$XDG_CACHE_HOME/lts`, else
+//! 2. the library bundled next to the binary, as `scripts/cross.sh` packages it for a board:
+//!    `<dir of lts>/lib/libonnxruntime.so.<version>` or `<dir of lts>/libonnxruntime.so.<version>`;
+//! 3. the cache this tool fills (`lts setup`): `$LTS_CACHE_DIR`, else `$XDG_CACHE_HOME/lts`, else
 //!    `~/.cache/lts`, holding `onnxruntime-<version>-<arch>/libonnxruntime.so.<version>`; when it
 //!    is empty, `lts setup` runs automatically once, with a one-line notice on stderr (set
 //!    `LTS_NO_AUTO_SETUP=1` to forbid that);
-//! 3. an installed Python `onnxruntime` package (`python3 -c "import onnxruntime"`), version
+//! 4. an installed Python `onnxruntime` package (`python3 -c "import onnxruntime"`), version
 //!    1.31 or newer.
 //!
 //! `lts setup` takes the library from the official PyPI wheel `onnxruntime==1.31.1` (fetched with
@@ -58,7 +60,8 @@ impl Target {
 pub struct Located {
     /// Path of the shared library.
     pub path: PathBuf,
-    /// Which rule found it: `ORT_DYLIB_PATH`, `cache`, `cache (installed now)` or `python`.
+    /// Which rule found it: `ORT_DYLIB_PATH`, `bundled next to the lts binary`, `cache`,
+    /// `cache (installed now)` or `python`.
     pub how: &'static str,
 }
 
@@ -103,6 +106,12 @@ pub fn locate() -> Result<Located> {
             how: "ORT_DYLIB_PATH",
         });
     }
+    if let Some(path) = bundled_library() {
+        return Ok(Located {
+            path,
+            how: "bundled next to the lts binary",
+        });
+    }
     let host = Target::host();
     let cache = cache_dir();
     if let (Some(dir), Some(t)) = (&cache, host) {
@@ -138,6 +147,12 @@ pub fn locate() -> Result<Located> {
         });
     }
     let mut msg = String::from("ONNX Runtime library not found.\n");
+    if host.is_none() {
+        msg.push_str(&format!(
+            "PyPI has no ONNX Runtime build for this CPU ({}): bring your own libonnxruntime.so (>= 1.{MIN_MINOR}, built from source) and set ORT_DYLIB_PATH, or use --backend wgpu.\n",
+            std::env::consts::ARCH
+        ));
+    }
     if let Some(e) = setup_error {
         msg.push_str(&format!("Automatic setup failed: {e}\n"));
     }
@@ -148,6 +163,18 @@ pub fn locate() -> Result<Located> {
             .unwrap_or_else(|| "$LTS_CACHE_DIR (set it: HOME is unset)".into())
     ));
     bail!(msg)
+}
+
+/// The pinned library shipped beside the executable (`lib/` or the same folder), if any.
+fn bundled_library() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("lib").join(lib_file_name()),
+        dir.join(lib_file_name()),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 /// The library inside an installed Python `onnxruntime` package, if its version is new enough.

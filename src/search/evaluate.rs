@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
 use crate::measure::{Measurement, Protocol, Stats};
+use crate::thermal::{ThermalRecord, ThermalSettings};
 
 /// Which protocol produced a record: the short screening protocol or the full one. Every
 /// frontier point carries a `Full` record.
@@ -39,6 +40,9 @@ pub struct Evaluation {
     pub graph_emission_ms: f64,
     /// Full measurement (protocol, timings, memory method), absent for the cost model.
     pub measurement: Option<Measurement>,
+    /// Thermal state before and after, with throttle flags; absent for the cost model.
+    #[serde(default)]
+    pub thermal: Option<ThermalRecord>,
 }
 
 /// Produces objectives for candidates.
@@ -63,6 +67,10 @@ pub struct Measured {
     pub weights_seed: u64,
     /// Upper bound on total parameters.
     pub max_params: u64,
+    /// Thermal sampling and cool-down around each candidate (from the device profile).
+    pub thermal: ThermalSettings,
+    /// Device profile name, recorded with each result.
+    pub device_profile: Option<String>,
     /// Runtime description, filled after the first evaluation.
     pub runtime: Option<String>,
 }
@@ -81,6 +89,8 @@ impl Evaluator for Measured {
             },
             backend: self.backend.clone(),
             max_params: self.max_params,
+            thermal: self.thermal.clone(),
+            device_profile: self.device_profile.clone(),
         };
         let r = job::execute(&job)?;
         self.runtime = Some(match r.runtime.providers.first() {
@@ -98,6 +108,7 @@ impl Evaluator for Measured {
             session_creation_ms: m.session_creation_ms,
             graph_emission_ms: r.graph_emission_ms,
             measurement: Some(m),
+            thermal: r.thermal,
         })
     }
 
@@ -136,6 +147,7 @@ impl Evaluator for CostModel {
             session_creation_ms: 0.0,
             graph_emission_ms: 0.0,
             measurement: None,
+            thermal: None,
         })
     }
 

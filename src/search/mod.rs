@@ -37,6 +37,7 @@ use crate::backend::ort::OrtOptions;
 use crate::device::DeviceInfo;
 use crate::job::{BackendSpec, Mode, Workload};
 use crate::measure::Protocol;
+use crate::thermal::ThermalSettings;
 
 pub mod evaluate;
 pub mod pareto;
@@ -108,6 +109,12 @@ pub struct SearchConfig {
     pub weights_seed: u64,
     /// Upper bound on total parameters.
     pub max_params: u64,
+    /// Thermal sampling and cool-down around each candidate (from the device profile).
+    #[serde(default)]
+    pub thermal: ThermalSettings,
+    /// Device profile the run was started with.
+    #[serde(default)]
+    pub device_profile: Option<String>,
 }
 
 impl SearchConfig {
@@ -164,6 +171,8 @@ impl SearchConfig {
             },
             weights_seed: 0,
             max_params: crate::arch::DEFAULT_MAX_PARAMS,
+            thermal: ThermalSettings::default(),
+            device_profile: None,
             space,
         }
     }
@@ -358,6 +367,8 @@ fn make_evaluator(cfg: &SearchConfig) -> Box<dyn Evaluator> {
             full: cfg.full_protocol.clone(),
             weights_seed: cfg.weights_seed,
             max_params: cfg.max_params,
+            thermal: cfg.thermal.clone(),
+            device_profile: cfg.device_profile.clone(),
             runtime: None,
         }),
         EvaluatorSpec::CostModel { gflops } => Box::new(CostModel {

@@ -132,6 +132,27 @@ pub struct CandidateRow {
     pub session_creation_ms: f64,
     /// Graph emission (ms).
     pub graph_emission_ms: f64,
+    /// Hottest watched temperature before the measurement (C); empty when no sensor is readable.
+    #[serde(default)]
+    pub temp_before_c: Option<f32>,
+    /// Hottest watched temperature after the last timed run (C).
+    #[serde(default)]
+    pub temp_after_c: Option<f32>,
+    /// Fastest core's clock before the measurement (MHz); empty without cpufreq.
+    #[serde(default)]
+    pub cpu_mhz_before: Option<u64>,
+    /// Fastest core's clock after the last timed run (MHz).
+    #[serde(default)]
+    pub cpu_mhz_after: Option<u64>,
+    /// Seconds waited for the cool-down temperature before this measurement.
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
+    /// True when the measurement ran throttled or down-clocked (see `thermal_flags`).
+    #[serde(default)]
+    pub throttled: bool,
+    /// Why it is flagged, `;`-separated (throttle bits, trip points, clock caps and drops).
+    #[serde(default)]
+    pub thermal_flags: String,
     /// UTC start of the measurement in this row.
     pub started_at: String,
     /// UTC end of the measurement in this row.
@@ -151,6 +172,7 @@ impl CandidateRow {
         on_latency_frontier: bool,
     ) -> CandidateRow {
         let s = &r.eval.stats;
+        let th = r.eval.thermal.as_ref();
         CandidateRow {
             arch_id: r.arch_id.clone(),
             family: r.arch.family.to_string(),
@@ -190,6 +212,13 @@ impl CandidateRow {
             parents: r.parents.join(";"),
             session_creation_ms: r.eval.session_creation_ms,
             graph_emission_ms: r.eval.graph_emission_ms,
+            temp_before_c: th.and_then(|t| t.temp_before_c),
+            temp_after_c: th.and_then(|t| t.temp_after_c),
+            cpu_mhz_before: th.and_then(|t| t.before.fastest_khz()).map(|k| k / 1000),
+            cpu_mhz_after: th.and_then(|t| t.after.fastest_khz()).map(|k| k / 1000),
+            cooldown_s: th.and_then(|t| t.cooldown.as_ref()).map(|c| c.waited_s),
+            throttled: th.is_some_and(|t| t.throttled()),
+            thermal_flags: th.map(|t| t.flags.join("; ")).unwrap_or_default(),
             started_at: r.started_at.clone(),
             finished_at: r.finished_at.clone(),
         }
@@ -253,6 +282,13 @@ pub const CSV_COLUMNS: &[&str] = &[
     "parents",
     "session_creation_ms",
     "graph_emission_ms",
+    "temp_before_c",
+    "temp_after_c",
+    "cpu_mhz_before",
+    "cpu_mhz_after",
+    "cooldown_s",
+    "throttled",
+    "thermal_flags",
     "started_at",
     "finished_at",
 ];
@@ -438,6 +474,13 @@ mod tests {
             parents: "a;b".into(),
             session_creation_ms: 12.5,
             graph_emission_ms: 1.0,
+            temp_before_c: None,
+            temp_after_c: None,
+            cpu_mhz_before: None,
+            cpu_mhz_after: None,
+            cooldown_s: None,
+            throttled: false,
+            thermal_flags: String::new(),
             started_at: "2026-11-27T17:00:00Z".into(),
             finished_at: "2026-11-27T17:00:01Z".into(),
         }
@@ -451,6 +494,14 @@ mod tests {
             row("gpt2-a"),
             CandidateRow {
                 peak_memory_bytes: Some(42),
+                temp_before_c: Some(48.5),
+                temp_after_c: Some(82.25),
+                cpu_mhz_before: Some(1800),
+                cpu_mhz_after: Some(1200),
+                cooldown_s: Some(3.5),
+                throttled: true,
+                thermal_flags: "after: throttled (get_throttled=0x60006); fastest core dropped"
+                    .into(),
                 ..row("gpt2-b")
             },
         ];
