@@ -403,12 +403,7 @@ pub fn load_profile(args: &ProfileArgs) -> Result<Option<DeviceProfile>> {
     };
     let p = DeviceProfile::load(path)?;
     eprintln!("{}", p.summary());
-    let root = p
-        .thermal
-        .sysfs_root
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("/"));
-    for w in p.mismatches(&root) {
+    for w in p.mismatches(p.thermal.root()) {
         eprintln!("warning: {w}");
     }
     Ok(Some(p))
@@ -421,10 +416,7 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
         .as_ref()
         .map(|p| p.thermal.clone())
         .unwrap_or_default();
-    let root = thermal_settings
-        .sysfs_root
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+    let root = thermal_settings.root();
     if let Some(path) = &args.save {
         if path.exists() && !args.force {
             bail!(
@@ -440,7 +432,7 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
                 .filter(|s| !s.is_empty())
                 .context("--save needs a file name such as devices/my-board.toml")?,
         };
-        let p = DeviceProfile::from_machine(&name, &DeviceInfo::collect(), &root);
+        let p = DeviceProfile::from_machine(&name, &DeviceInfo::collect(), root);
         write_atomic(path, p.to_toml()?.as_bytes())?;
         println!("wrote device profile {} to {}", p.name, path.display());
         print!("{}", p.to_toml()?);
@@ -459,13 +451,13 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
     if args.json {
         let mut v = serde_json::to_value(&info)?;
         v["thermal"] = serde_json::to_value(&sample)?;
-        v["board_model"] = serde_json::to_value(thermal::board_model(&root))?;
+        v["board_model"] = serde_json::to_value(thermal::board_model(root))?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", info.table());
         print!(
             "{}",
-            report::thermal_sample(&sample, thermal::board_model(&root).as_deref())
+            report::thermal_sample(&sample, thermal::board_model(root).as_deref())
         );
     }
     if let Some(e) = runtime_error {

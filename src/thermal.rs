@@ -111,7 +111,8 @@ impl ThermalSettings {
         Ok(())
     }
 
-    fn root(&self) -> &Path {
+    /// The folder sysfs is read under: `sysfs_root`, else `/`.
+    pub fn root(&self) -> &Path {
         self.sysfs_root.as_deref().unwrap_or(Path::new("/"))
     }
 

@@ -206,6 +206,11 @@ fn search_csv_carries_thermal_columns() {
             r.thermal_flags
         );
     }
+    let summary = std::fs::read_to_string(out.join("hot/summary.md")).unwrap();
+    assert!(
+        summary.contains("**Thermal (device profile `fixture-raspberry-pi-4-throttled`): 2 of 2 candidates were measured throttled"),
+        "{summary}"
+    );
     let run = std::fs::read_to_string(out.join("hot/run.json")).unwrap();
     assert!(run.contains("fixture-raspberry-pi-4-throttled"), "{run}");
 }

@@ -940,14 +940,55 @@ impl Search {
         }
         self.dir.write(
             "summary.md",
-            report_markdown(&self.info, &front, all.len()).as_bytes(),
+            report_markdown(&self.info, &front, &all).as_bytes(),
         )
     }
 }
 
+/// The thermal paragraph of `summary.md`: how many candidates were measured throttled, the
+/// temperature range seen, or that this machine exposes nothing to check.
+fn thermal_summary(all: &[CandidateRow], profile: Option<&str>) -> String {
+    let profile = profile.map_or(String::new(), |p| format!(" (device profile `{p}`)"));
+    let hot: Vec<&str> = all
+        .iter()
+        .filter(|r| r.throttled)
+        .map(|r| r.arch_id.as_str())
+        .collect();
+    let temps: Vec<f32> = all
+        .iter()
+        .flat_map(|r| [r.temp_before_c, r.temp_after_c])
+        .flatten()
+        .collect();
+    let clocks = all
+        .iter()
+        .any(|r| r.cpu_mhz_before.is_some() || r.cpu_mhz_after.is_some());
+    if !hot.is_empty() {
+        return format!(
+            "**Thermal{profile}: {} of {} candidates were measured throttled or down-clocked**; their latencies are pessimistic. See the `throttled` and `thermal_flags` columns of `candidates.csv` (first: `{}`).",
+            hot.len(),
+            all.len(),
+            hot[0]
+        );
+    }
+    if temps.is_empty() && !clocks {
+        return format!(
+            "Thermal{profile}: this machine exposes no thermal zone or CPU clock, so throttling could not be checked (see `missing` in `measurements.jsonl`)."
+        );
+    }
+    let range = match (
+        temps.iter().copied().reduce(f32::min),
+        temps.iter().copied().reduce(f32::max),
+    ) {
+        (Some(lo), Some(hi)) => format!(", temperatures {lo:.1}-{hi:.1} C"),
+        _ => String::new(),
+    };
+    format!("Thermal{profile}: no throttling or clock drop seen{range}.")
+}
+
 /// `summary.md`: the frontier table and the plot.
-fn report_markdown(info: &RunInfo, front: &[CandidateRow], n: usize) -> String {
+fn report_markdown(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow]) -> String {
     use std::fmt::Write;
+    let n = all.len();
     let c = &info.config;
     let mut s = String::new();
     let _ = writeln!(s, "# LTS search `{}`\n", info.run_id);
@@ -971,6 +1012,9 @@ fn report_markdown(info: &RunInfo, front: &[CandidateRow], n: usize) -> String {
         front.len(),
         front.iter().filter(|r| r.on_latency_frontier).count()
     );
+    if matches!(c.evaluator, EvaluatorSpec::Measure { .. }) {
+        let _ = writeln!(s, "{}\n", thermal_summary(all, c.device_profile.as_deref()));
+    }
     let _ = writeln!(s, "![frontier](frontier.svg)\n");
     let _ = writeln!(
         s,
