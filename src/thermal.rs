@@ -228,23 +228,17 @@ pub struct ThermalSample {
 impl ThermalSample {
     /// Hottest watched zone (name, C), else the hottest hwmon sensor when no zone is readable.
     pub fn hottest(&self, settings: &ThermalSettings) -> Option<(String, f32)> {
-        let zones = self
-            .zones
-            .iter()
-            .filter(|z| settings.watches(&z.kind))
-            .map(|z| (z.kind.clone(), z.celsius));
-        let sensors = self.sensors.iter().map(|s| (s.label.clone(), s.celsius));
-        let pick = |it: &mut dyn Iterator<Item = (String, f32)>| {
-            it.fold(None, |best: Option<(String, f32)>, (n, t)| match best {
-                Some((_, b)) if b >= t => best,
-                _ => Some((n, t)),
-            })
-        };
-        let from_zones = pick(&mut zones.into_iter());
-        if from_zones.is_some() || !self.zones.is_empty() {
-            return from_zones;
+        let max =
+            |it: &mut dyn Iterator<Item = (String, f32)>| it.max_by(|a, b| a.1.total_cmp(&b.1));
+        if self.zones.is_empty() {
+            max(&mut self.sensors.iter().map(|s| (s.label.clone(), s.celsius)))
+        } else {
+            max(&mut self
+                .zones
+                .iter()
+                .filter(|z| settings.watches(&z.kind))
+                .map(|z| (z.kind.clone(), z.celsius)))
         }
-        pick(&mut sensors.into_iter())
     }
 
     /// Highest current CPU clock in kHz (the core that ran the work).
@@ -505,6 +499,12 @@ pub fn cool_down(settings: &ThermalSettings) -> Option<Cooldown> {
         s.hottest(settings).map(|(_, t)| t)
     };
     let start_c = read()?;
+    if start_c > target {
+        eprintln!(
+            "cooling down: {start_c:.1} C, waiting for {target:.1} C (at most {:.0} s)",
+            settings.cooldown_timeout_s
+        );
+    }
     let t0 = Instant::now();
     let mut now_c = start_c;
     while now_c > target && t0.elapsed().as_secs_f64() < settings.cooldown_timeout_s {
