@@ -278,9 +278,16 @@ impl DeviceProfile {
     /// Human-readable summary printed when a profile is applied.
     pub fn summary(&self) -> String {
         let t = &self.thermal;
-        let opt = |v: Option<f32>| v.map_or("none".to_string(), |v| format!("{v:.0} C"));
+        let throttle = t
+            .throttle_temp_c
+            .map_or("the zones' passive trip points".to_string(), |v| {
+                format!("{v:.0} C")
+            });
+        let cooldown = t.cooldown_temp_c.map_or("no cool-down".to_string(), |v| {
+            format!("cool-down to {v:.0} C")
+        });
         format!(
-            "device profile {}: {} intra threads, zones {}, throttle point {}, cool-down to {}",
+            "device profile {}: {} intra threads, zones {}, throttle point {throttle}, {cooldown}",
             self.name,
             self.ort
                 .intra_threads
@@ -290,8 +297,6 @@ impl DeviceProfile {
             } else {
                 t.zones.join(",")
             },
-            opt(t.throttle_temp_c),
-            opt(t.cooldown_temp_c)
         )
     }
 }
