@@ -67,7 +67,8 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
   echo "== installing ${need[*]}"
-  if ! dpkg --print-foreign-architectures | grep -qx "$debarch"; then
+  if [[ " ${need[*]} " == *":$debarch "* ]] \
+     && ! dpkg --print-foreign-architectures | grep -qx "$debarch"; then
     $SUDO dpkg --add-architecture "$debarch"
   fi
   apt_update
@@ -79,24 +80,32 @@ linker_var="CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_LINKER"
 export "$linker_var=$gcc"
 
 if [ "$arch" = armv7 ]; then
-  # Debian ships no multiarch-installable armhf std for rustc-web next to the amd64 compiler
-  # (the package conflicts across architectures), so unpack the .deb into a private sysroot.
+  # The armhf std (the rlibs of libstd-rust-web-dev:armhf, same version as rustc-web) is unpacked
+  # into a private sysroot instead of being installed next to the amd64 compiler.
   sysroot="$CARGO_TARGET_DIR/armhf-sysroot"
   if [ ! -d "$sysroot/usr/lib/rustlib/$triple/lib" ]; then
     echo "== unpacking libstd-rust-web-dev:armhf into $sysroot"
     rustc_deb_version="$(dpkg-query -W -f='${Version}' rustc-web)"
-    tmp="$(mktemp -d)"
+    minor="$(echo "$rustc_deb_version" | cut -d. -f1,2)"
     if ! dpkg --print-foreign-architectures | grep -qx armhf; then
       $SUDO dpkg --add-architecture armhf
       apt_update
     fi
-    (cd "$tmp" && apt-get download "libstd-rust-web-dev:armhf=$rustc_deb_version" \
-                                   "libstd-rust-web-1.96:armhf=$rustc_deb_version" 2>/dev/null \
-      || (cd "$tmp" && apt-get download "libstd-rust-web-dev:armhf=$rustc_deb_version"))
+    tmp="$(mktemp -d)"
+    for pkg in libstd-rust-web-dev libstd-rust-web-$minor; do
+      (cd "$tmp" && apt-get download "$pkg:armhf=$rustc_deb_version") || true
+    done
+    if ! ls "$tmp"/libstd-rust-web-dev_*_armhf.deb >/dev/null 2>&1; then
+      echo "cross.sh: could not download libstd-rust-web-dev:armhf=$rustc_deb_version (is the armhf" \
+           "package index of your Debian mirror readable? see apt-get update's output)" >&2
+      rm -rf "$tmp"
+      exit 1
+    fi
     mkdir -p "$sysroot"
     for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$sysroot"; done
     rm -rf "$tmp"
-    # The host's own std must be in the sysroot too, for build scripts and proc macros.
+    # Build scripts and proc macros are host artifacts: keep the host's std reachable through
+    # the same sysroot.
     ln -sfn /usr/lib/rustlib/x86_64-unknown-linux-gnu "$sysroot/usr/lib/rustlib/x86_64-unknown-linux-gnu"
   fi
   export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="--sysroot=$(realpath "$sysroot")/usr"
