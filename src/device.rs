@@ -7,10 +7,13 @@
 //! value the machine does not expose is `None` or empty and printed as "not available"; nothing is
 //! ever invented.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::backend::RuntimeInfo;
+use crate::thermal::read_trimmed;
 
 /// One temperature sensor reading (sysinfo `Component`: Linux hwmon / thermal zones).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -64,13 +67,6 @@ pub struct DeviceInfo {
     pub collected_at: String,
 }
 
-/// Reads a sysfs file and trims it; `None` when absent, unreadable or empty.
-fn read_trimmed(path: &str) -> Option<String> {
-    let s = std::fs::read_to_string(path).ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
-}
-
 fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
@@ -105,9 +101,13 @@ impl DeviceInfo {
             physical_cores: System::physical_core_count(),
             logical_cores,
             cpu_freq_mhz,
-            cpu_max_freq_khz: read_trimmed("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-                .and_then(|s| s.parse().ok()),
-            governor: read_trimmed("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+            cpu_max_freq_khz: read_trimmed(Path::new(
+                "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
+            ))
+            .and_then(|s| s.parse().ok()),
+            governor: read_trimmed(Path::new(
+                "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            )),
             total_memory_bytes: sys.total_memory(),
             available_memory_bytes: sys.available_memory(),
             temperatures,

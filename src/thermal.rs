@@ -228,17 +228,7 @@ pub struct ThermalSample {
 impl ThermalSample {
     /// Hottest watched zone (name, C), else the hottest hwmon sensor when no zone is readable.
     pub fn hottest(&self, settings: &ThermalSettings) -> Option<(String, f32)> {
-        let max =
-            |it: &mut dyn Iterator<Item = (String, f32)>| it.max_by(|a, b| a.1.total_cmp(&b.1));
-        if self.zones.is_empty() {
-            max(&mut self.sensors.iter().map(|s| (s.label.clone(), s.celsius)))
-        } else {
-            max(&mut self
-                .zones
-                .iter()
-                .filter(|z| settings.watches(&z.kind))
-                .map(|z| (z.kind.clone(), z.celsius)))
-        }
+        hottest_of(&self.zones, &self.sensors, settings)
     }
 
     /// Highest current CPU clock in kHz (the core that ran the work).
@@ -259,7 +249,30 @@ impl ThermalSample {
     }
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
+/// Hottest of the watched `zones` (type, C); the hottest of `sensors` when there is no zone.
+fn hottest_of(
+    zones: &[ZoneReading],
+    sensors: &[Temperature],
+    settings: &ThermalSettings,
+) -> Option<(String, f32)> {
+    let hottest = |a: &(String, f32), b: &(String, f32)| a.1.total_cmp(&b.1);
+    if zones.is_empty() {
+        sensors
+            .iter()
+            .map(|s| (s.label.clone(), s.celsius))
+            .max_by(hottest)
+    } else {
+        zones
+            .iter()
+            .filter(|z| settings.watches(&z.kind))
+            .map(|z| (z.kind.clone(), z.celsius))
+            .max_by(hottest)
+    }
+}
+
+/// Reads a sysfs or procfs file, trimmed of whitespace and NULs; `None` when absent, unreadable
+/// or empty.
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
     let s = std::fs::read_to_string(path).ok()?;
     let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     (!s.is_empty()).then(|| s.to_string())
@@ -483,20 +496,12 @@ pub fn cool_down(settings: &ThermalSettings) -> Option<Cooldown> {
     let target = settings.cooldown_temp_c?;
     let read = || {
         let zones = read_zones(settings.root());
-        let s = ThermalSample {
-            at: String::new(),
-            sensors: if zones.is_empty() && settings.live() {
-                hwmon_sensors()
-            } else {
-                Vec::new()
-            },
-            zones,
-            cpus: Vec::new(),
-            throttle: None,
-            power_mode: None,
-            missing: Vec::new(),
+        let sensors = if zones.is_empty() && settings.live() {
+            hwmon_sensors()
+        } else {
+            Vec::new()
         };
-        s.hottest(settings).map(|(_, t)| t)
+        hottest_of(&zones, &sensors, settings).map(|(_, t)| t)
     };
     let start_c = read()?;
     if start_c > target {
@@ -670,12 +675,13 @@ pub fn assess(
 }
 
 /// Runs `measure` between a cool-down (when asked for) and a before/after sample pair, and
-/// returns its result with the thermal record.
+/// returns its result with the thermal record. `settings` must be validated
+/// ([`ThermalSettings::validate`]) by the caller, as [`crate::job::execute`] does before it
+/// builds the model.
 pub fn around<T>(
     settings: &ThermalSettings,
     measure: impl FnOnce() -> Result<T>,
 ) -> Result<(T, ThermalRecord)> {
-    settings.validate()?;
     let cooldown = cool_down(settings);
     let before = sample(settings);
     let out = measure()?;
