@@ -464,6 +464,11 @@ impl Arch {
         2 * (matmul + lm_head) + 2 * self.n_layer as u64 * context as u64 * d
     }
 
+    /// Forward FLOPs of the LM head for one position: `2 x vocab_size x d_model`.
+    pub fn lm_head_flops(&self) -> u64 {
+        2 * self.vocab_size as u64 * self.d_model as u64
+    }
+
     /// Forward FLOPs of a prefill of `seq` tokens (token t attends to t + 1 positions).
     pub fn prefill_flops(&self, seq: usize) -> u64 {
         (0..seq).map(|t| self.flops_per_token(t + 1)).sum()

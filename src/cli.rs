@@ -10,7 +10,7 @@ use crate::backend::ort::OptLevel;
 use crate::backend::ortlib::Target;
 use crate::backend::wgpu::{GpuTimer, Precision};
 use crate::graph::GraphKind;
-use crate::job::Mode;
+use crate::workload::{Logits, Mode};
 
 const ARCH_HELP: &str = "\
 Arch files (JSON or TOML) hold: family (gpt2|llama), n_layer, d_model, d_inner, n_head,
@@ -177,12 +177,25 @@ pub struct SearchArgs {
     /// Per-gene probability of taking the second parent's gene in a crossover.
     #[arg(long, default_value_t = 0.5)]
     pub crossover_prob: f64,
-    /// Latency objective: prefill (a prompt of --seq-len) or decode (one token, cache of --seq-len).
+    /// Latency objective: prefill (a prompt of --seq-len, the time before the first token),
+    /// decode (one token after a cache of --seq-len) or generate (a prompt of --prompt-len, then
+    /// --new-tokens decode steps, end to end: what a user waits for a reply).
     #[arg(long, value_enum, default_value = "prefill")]
     pub objective: Mode,
-    /// Sequence length (default: the space's, else 192).
-    #[arg(long)]
+    /// Sequence length of prefill/decode (default: the space's, else min(192, n_positions)).
+    #[arg(long, conflicts_with = "prompt_len")]
     pub seq_len: Option<usize>,
+    /// Prefill logits: last (the last position only, what the first token needs; default) or
+    /// all (every position, as scoring text needs).
+    #[arg(long, value_enum)]
+    pub logits: Option<Logits>,
+    /// Generate objective: prompt tokens (default min(128, n_positions / 2)).
+    #[arg(long)]
+    pub prompt_len: Option<usize>,
+    /// Generate objective: decode steps after the first token (default min(64, n_positions -
+    /// prompt)).
+    #[arg(long)]
+    pub new_tokens: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -264,6 +277,11 @@ pub struct ExportArgs {
     /// Which graph(s): prefill (input_ids -> logits, present) and/or decode (+ past_key_values).
     #[arg(long, value_enum, default_value = "both")]
     pub kind: ExportKind,
+    /// Prefill logits: last (`[batch, 1, vocab]`, the last position only: what producing the
+    /// first token needs, and what `lts measure` times by default) or all (`[batch, seq,
+    /// vocab]`: every position, for scoring text / perplexity).
+    #[arg(long, value_enum, default_value = "last")]
+    pub logits: Logits,
     /// Output directory (created). Files: <arch-id>.prefill.onnx, <arch-id>.decode.onnx,
     /// <arch-id>.arch.json and, for homogeneous archs, <arch-id>.config.json (Hugging Face).
     #[arg(long, short, default_value = "results/export")]
@@ -309,12 +327,25 @@ pub struct MeasureArgs {
     /// from the file).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch", "weights"])]
     pub onnx: Option<PathBuf>,
-    /// prefill: one prompt of --seq-len tokens; decode: one token after a KV cache of --seq-len.
+    /// prefill: one prompt of --seq-len tokens; decode: one token after a KV cache of --seq-len;
+    /// generate: a prompt of --prompt-len tokens then --new-tokens greedy decode steps with the
+    /// growing KV cache, timed end to end and reported also as time to first token and tokens/s.
     #[arg(long, value_enum, default_value = "prefill")]
     pub mode: Mode,
-    /// Sequence length (LTS: 192).
-    #[arg(long, default_value_t = 192)]
-    pub seq_len: usize,
+    /// Sequence length of prefill/decode (LTS: 192; default min(192, the arch's n_positions)).
+    #[arg(long, conflicts_with = "prompt_len")]
+    pub seq_len: Option<usize>,
+    /// Prefill logits: last (the last position only, what the first token needs; default) or
+    /// all (every position, as scoring text needs). With --onnx: the file's.
+    #[arg(long, value_enum)]
+    pub logits: Option<Logits>,
+    /// --mode generate: prompt tokens (default min(128, n_positions / 2)).
+    #[arg(long)]
+    pub prompt_len: Option<usize>,
+    /// --mode generate: decode steps after the first token (default min(64, n_positions -
+    /// prompt)).
+    #[arg(long)]
+    pub new_tokens: Option<usize>,
     /// Batch size (LTS: 1).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,

@@ -11,7 +11,8 @@ use crate::cli::{
 };
 use crate::device::DeviceInfo;
 use crate::graph;
-use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
+use crate::graph::GraphKind;
+use crate::job::{self, BackendSpec, Job, WeightsSpec};
 use crate::measure::Protocol;
 use crate::profile::DeviceProfile;
 use crate::report;
@@ -20,6 +21,7 @@ use crate::search::{EvaluatorSpec, RunOptions, SearchConfig};
 use crate::thermal;
 use crate::util::write_atomic;
 use crate::weights::Weights;
+use crate::workload::{Logits, Mode, Workload};
 
 /// `lts params`.
 pub fn params(args: &ParamsArgs) -> Result<()> {
@@ -62,7 +64,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     for kind in args.kind.kinds() {
-        let model = graph::build_model(&arch, &weights, kind)?;
+        let model = graph::build_model(&arch, &weights, kind, args.logits)?;
         let path = args.out.join(format!("{id}.{}.onnx", kind.as_str()));
         graph::save(&model, &path)?;
         println!("wrote {}", path.display());
@@ -86,6 +88,38 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// The lengths and logits flags of `measure` / `search` as a workload for an arch (or space) of
+/// `n_positions`, with the note to print when a default had to shrink to fit. Flags that do not
+/// apply to the mode are errors; values that do not fit are left to [`Workload::check`].
+pub fn workload_from(
+    mode: Mode,
+    n_positions: usize,
+    seq_len: Option<usize>,
+    prompt_len: Option<usize>,
+    new_tokens: Option<usize>,
+    logits: Option<Logits>,
+) -> Result<(Workload, Option<String>)> {
+    if mode != Mode::Generate && (prompt_len.is_some() || new_tokens.is_some()) {
+        bail!(
+            "--prompt-len and --new-tokens apply to generation (--mode/--objective generate); for {} use --seq-len",
+            mode.as_str()
+        );
+    }
+    if mode == Mode::Generate && seq_len.is_some() {
+        bail!("generation takes --prompt-len (and --new-tokens), not --seq-len");
+    }
+    let (seq_len, new_tokens, note) =
+        crate::workload::resolve_lengths(mode, n_positions, seq_len.or(prompt_len), new_tokens);
+    let workload = Workload {
+        mode,
+        seq_len,
+        new_tokens,
+        logits: logits.unwrap_or(Logits::Last),
+        ..Workload::default()
+    };
+    Ok((workload, note))
 }
 
 fn protocol_from(args: &MeasureArgs) -> Protocol {
@@ -174,15 +208,39 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     if args.no_spin {
         ort.allow_spinning = false;
     }
+    let (mut workload, note) = workload_from(
+        args.mode,
+        arch.n_positions,
+        args.seq_len,
+        args.prompt_len,
+        args.new_tokens,
+        args.logits,
+    )?;
+    workload.batch = args.batch;
+    workload.seed = args.input_seed;
+    if let (Some(path), Mode::Prefill) = (&args.onnx, args.mode) {
+        // An exported prefill graph computes the logits it was exported with.
+        let info = job::read_onnx_info(&std::fs::read(path)?)?;
+        if info.kind == GraphKind::Prefill {
+            match args.logits {
+                Some(l) if l != info.logits => bail!(
+                    "{} was exported with --logits {}: drop --logits {} or export again with it",
+                    path.display(),
+                    info.logits.as_str(),
+                    l.as_str()
+                ),
+                _ => workload.logits = info.logits,
+            }
+        }
+    }
+    workload.check(&arch)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     Ok(Job {
         arch,
         weights,
-        workload: Workload {
-            mode: args.mode,
-            batch: args.batch,
-            seq_len: args.seq_len,
-            seed: args.input_seed,
-        },
+        workload,
         protocol: protocol_from(args),
         backend: BackendSpec::Ort(ort),
         max_params: args.max_params,
@@ -199,7 +257,8 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
     let jobs = measure_jobs(args)?;
     if let Some(path) = &args.onnx {
         let kind = job::read_onnx_info(&std::fs::read(path)?)?.kind;
-        if kind != args.mode.graph_kind() {
+        let needed = job::graphs_for(&jobs[0].workload);
+        if needed.len() == 1 && needed[0].0 != kind {
             bail!(
                 "{} is a {kind:?} graph: pass --mode {}",
                 path.display(),
@@ -266,11 +325,27 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     }
     cfg.mutation_prob = args.mutation_prob;
     cfg.crossover_prob = args.crossover_prob;
-    cfg.workload.mode = args.objective;
-    cfg.workload.batch = args.batch;
-    if let Some(v) = args.seq_len {
-        cfg.workload.seq_len = v;
+    // The space's own sequence length is the default of prefill/decode; generation lengths
+    // default to what fits the space's positions.
+    let space_seq = (args.objective != Mode::Generate)
+        .then_some(cfg.space.search.seq_len)
+        .flatten();
+    let (workload, note) = workload_from(
+        args.objective,
+        cfg.space.n_positions,
+        args.seq_len.or(space_seq),
+        args.prompt_len,
+        args.new_tokens,
+        args.logits,
+    )?;
+    if let (Some(note), false) = (note, args.quiet || args.json) {
+        eprintln!("note: {note}");
     }
+    cfg.workload = Workload {
+        batch: args.batch,
+        seed: cfg.workload.seed,
+        ..workload
+    };
     cfg.short_protocol.min_runs = args.short_min_runs;
     cfg.full_protocol.min_runs = args.full_min_runs;
     cfg.full_protocol.min_duration_s = args.full_min_duration_s;

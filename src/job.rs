@@ -9,88 +9,17 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, ParamCounts, DEFAULT_MAX_PARAMS};
-use crate::backend::ort::{Ort, OrtOptions, OrtRunner};
+use crate::backend::ort::{Ort, OrtGenerator, OrtOptions, OrtRunner};
 use crate::backend::wgpu::model::{runtime_info, WgpuRunner};
 use crate::backend::wgpu::{Gpu, WgpuOptions};
-use crate::backend::{Runner, RuntimeInfo};
+use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
 use crate::graph::{self, GraphKind};
-use crate::measure::{self, Measurement, Protocol};
+use crate::measure::{self, Measurement, Protocol, Stats};
 use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
+use crate::workload::Logits;
 
-/// Which graph is timed.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Process a prompt of `seq_len` tokens at once (LTS's latency: batch 1, seq 192).
-    Prefill,
-    /// Generate one token with a KV cache already holding `seq_len` positions.
-    Decode,
-}
-
-impl Mode {
-    /// The ONNX graph this mode runs.
-    pub fn graph_kind(self) -> GraphKind {
-        match self {
-            Mode::Prefill => GraphKind::Prefill,
-            Mode::Decode => GraphKind::Decode,
-        }
-    }
-}
-
-/// The inputs of one timed inference.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Workload {
-    /// Prefill or decode.
-    pub mode: Mode,
-    /// Sequences per run.
-    pub batch: usize,
-    /// Prefill: prompt tokens. Decode: positions already in the KV cache (one new token).
-    pub seq_len: usize,
-    /// Seed of the generated inputs (token ids, cache contents).
-    pub seed: u64,
-}
-
-impl Default for Workload {
-    fn default() -> Self {
-        Workload {
-            mode: Mode::Prefill,
-            batch: 1,
-            seq_len: 192,
-            seed: 0,
-        }
-    }
-}
-
-impl Workload {
-    /// Checks the workload fits the arch (positions) and is non-empty.
-    pub fn check(&self, arch: &Arch) -> Result<()> {
-        if self.batch == 0 || self.seq_len == 0 {
-            bail!("--batch and --seq-len must be >= 1");
-        }
-        let positions = match self.mode {
-            Mode::Prefill => self.seq_len,
-            Mode::Decode => self.seq_len + 1,
-        };
-        if positions > arch.n_positions {
-            bail!(
-                "the workload needs {positions} positions but the arch has n_positions = {}; lower --seq-len or raise n_positions",
-                arch.n_positions
-            );
-        }
-        Ok(())
-    }
-
-    /// Forward FLOPs of one run.
-    pub fn flops(&self, arch: &Arch) -> u64 {
-        let per_seq = match self.mode {
-            Mode::Prefill => arch.prefill_flops(self.seq_len),
-            Mode::Decode => arch.flops_per_token(self.seq_len + 1),
-        };
-        per_seq * self.batch as u64
-    }
-}
+pub use crate::workload::{Mode, Workload};
 
 /// Where the weights of the timed model come from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -189,8 +118,11 @@ pub struct JobResult {
     /// Size of the model: the serialized ONNX graph (ort) or the weight buffers on the GPU
     /// (wgpu, in its storage precision).
     pub model_bytes: u64,
-    /// Latency and memory.
+    /// Latency and memory (for generate: of the whole generation, end to end).
     pub measurement: Measurement,
+    /// Generate mode: time to first token and decode throughput of the timed runs.
+    #[serde(default)]
+    pub generation: Option<Generation>,
     /// Temperatures, clocks and throttle state before and after the measurement, with flags
     /// when it ran throttled or down-clocked (absent in results of older versions).
     #[serde(default)]
@@ -202,41 +134,58 @@ pub struct JobResult {
     pub started_at: String,
 }
 
-/// Builds the model a job describes and returns the serialized ONNX bytes and the weights
-/// source, plus the time spent building (graph emission, including weight generation).
-pub fn build_model_bytes(job: &Job) -> Result<(Vec<u8>, String, f64)> {
-    let kind = job.workload.mode.graph_kind();
+/// The ONNX graphs a workload runs, with the logits each computes: prefill or decode alone, or
+/// for generate a last-position prefill and a decode graph.
+pub fn graphs_for(workload: &Workload) -> Vec<(GraphKind, Logits)> {
+    match workload.mode {
+        Mode::Prefill => vec![(GraphKind::Prefill, workload.logits)],
+        Mode::Decode => vec![(GraphKind::Decode, Logits::Last)],
+        Mode::Generate => vec![
+            (GraphKind::Prefill, Logits::Last),
+            (GraphKind::Decode, Logits::Last),
+        ],
+    }
+}
+
+/// Builds the graphs a job runs ([`graphs_for`]) as serialized ONNX bytes, with the weights
+/// source and the time spent building (weight generation or loading, and graph emission). An
+/// exported file holding exactly the needed graph is used as it is (0 ms); otherwise (generate
+/// from one file) its weights are read and both graphs emitted from them.
+pub fn build_model_bytes(job: &Job) -> Result<(Vec<(GraphKind, Vec<u8>)>, String, f64)> {
+    let wanted = graphs_for(&job.workload);
+    if let (WeightsSpec::Onnx { path }, [(kind, logits)]) = (&job.weights, &wanted[..]) {
+        let (bytes, info) = read_exported(path, &job.arch)?;
+        if info.kind != *kind {
+            bail!(
+                "{} is a {} graph but --mode {} needs a {kind} graph",
+                path.display(),
+                info.kind,
+                job.workload.mode.as_str(),
+            );
+        }
+        if *kind == GraphKind::Prefill && info.logits != *logits {
+            bail!(
+                "{} computes logits for {} position(s) but the job asks for --logits {}: pass --logits {} or export again",
+                path.display(),
+                info.logits.as_str(),
+                logits.as_str(),
+                info.logits.as_str()
+            );
+        }
+        return Ok((
+            vec![(*kind, bytes)],
+            format!("onnx file {}", path.display()),
+            0.0,
+        ));
+    }
+    let (w, source, load_ms) = build_weights(job)?;
     let t0 = Instant::now();
-    let (bytes, source) = match &job.weights {
-        WeightsSpec::Random { seed } => {
-            let w = Weights::random(&job.arch, *seed);
-            let source = w.source.clone();
-            let model = graph::build_model(&job.arch, &w, kind)?;
-            drop(w);
-            (graph::to_bytes(&model), source)
-        }
-        WeightsSpec::Safetensors { path } => {
-            let w = Weights::from_safetensors(&job.arch, path)?;
-            let source = w.source.clone();
-            let model = graph::build_model(&job.arch, &w, kind)?;
-            drop(w);
-            (graph::to_bytes(&model), source)
-        }
-        WeightsSpec::Onnx { path } => {
-            let (bytes, info) = read_exported(path, &job.arch)?;
-            if info.kind != kind {
-                bail!(
-                    "{} is a {:?} graph but --mode {:?} needs a {:?} graph",
-                    path.display(),
-                    info.kind,
-                    job.workload.mode,
-                    kind
-                );
-            }
-            return Ok((bytes, format!("onnx file {}", path.display()), 0.0));
-        }
-    };
-    Ok((bytes, source, t0.elapsed().as_secs_f64() * 1e3))
+    let mut graphs = Vec::with_capacity(wanted.len());
+    for (kind, logits) in wanted {
+        let model = graph::build_model(&job.arch, &w, kind, logits)?;
+        graphs.push((kind, graph::to_bytes(&model)));
+    }
+    Ok((graphs, source, load_ms + t0.elapsed().as_secs_f64() * 1e3))
 }
 
 /// What an ONNX file written by `lts export` says about itself.
@@ -246,6 +195,9 @@ pub struct OnnxInfo {
     pub arch: Arch,
     /// Prefill or decode, from the graph's inputs.
     pub kind: GraphKind,
+    /// Which positions get logits (metadata `logits`; files written before it existed, and
+    /// every prefill graph of theirs, computed all).
+    pub logits: Logits,
 }
 
 /// Reads the arch (from `metadata_props`) and graph kind (decode graphs take
@@ -269,7 +221,18 @@ pub fn read_onnx_info(bytes: &[u8]) -> Result<OnnxInfo> {
     } else {
         GraphKind::Prefill
     };
-    Ok(OnnxInfo { arch, kind })
+    let logits = match model
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("logits"))
+        .and_then(|p| p.value.as_deref())
+    {
+        Some("last") => Logits::Last,
+        Some("all") | None if kind == GraphKind::Prefill => Logits::All,
+        Some("all") | None => Logits::Last,
+        Some(other) => bail!("unknown logits `{other}` in the model's metadata"),
+    };
+    Ok(OnnxInfo { arch, kind, logits })
 }
 
 /// Reads an ONNX file written by `lts export` and checks it holds `arch`.
@@ -314,6 +277,93 @@ pub fn build_weights(job: &Job) -> Result<(Weights, String, f64)> {
     Ok((w, source, t0.elapsed().as_secs_f64() * 1e3))
 }
 
+/// What a generate run is read as: the time to the first token and the decode speed after it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Generation {
+    /// Prompt tokens per sequence (the prefill).
+    pub prompt_tokens: usize,
+    /// Decode steps after the first token.
+    pub new_tokens: usize,
+    /// Time to first token (prefill + argmax of its last-position logits) of each timed run.
+    pub first_token: Stats,
+    /// Raw time-to-first-token samples, in run order (the same runs as the measurement's).
+    pub first_token_samples_ms: Vec<f64>,
+    /// Median over timed runs of (end-to-end - time to first token) / new_tokens.
+    pub ms_per_token: f64,
+    /// Generated tokens per second after the first one, all sequences of the batch together:
+    /// `batch x 1000 / ms_per_token` (llama-bench's `tg` figure).
+    pub tokens_per_s: f64,
+}
+
+impl Generation {
+    /// Reads the timed runs' share of `log` (its last `timed_runs` entries).
+    pub fn new(
+        workload: &Workload,
+        m: &Measurement,
+        log: &[std::time::Duration],
+    ) -> Result<Generation> {
+        let n = m.samples_ms.len();
+        if log.len() < n || n == 0 {
+            bail!(
+                "the runner logged {} first-token times for {n} timed runs",
+                log.len()
+            );
+        }
+        let ttft: Vec<f64> = log[log.len() - n..]
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        let mut per_token: Vec<f64> = m
+            .samples_ms
+            .iter()
+            .zip(&ttft)
+            .map(|(total, first)| (total - first).max(0.0) / workload.new_tokens as f64)
+            .collect();
+        per_token.sort_by(f64::total_cmp);
+        let ms_per_token = crate::measure::stats::percentile_sorted(&per_token, 50.0);
+        let p = &m.protocol;
+        Ok(Generation {
+            prompt_tokens: workload.seq_len,
+            new_tokens: workload.new_tokens,
+            first_token: Stats::from_samples(
+                &ttft,
+                p.cv_threshold,
+                p.outlier_threshold,
+                p.confidence,
+            ),
+            first_token_samples_ms: ttft,
+            ms_per_token,
+            tokens_per_s: if ms_per_token > 0.0 {
+                workload.batch as f64 * 1e3 / ms_per_token
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// The ONNX Runtime runner of a job's workload from its sessions (in [`graphs_for`] order).
+fn ort_runner(
+    sessions: Vec<ort::session::Session>,
+    job: &Job,
+    first_token: FirstTokenLog,
+) -> Result<Box<dyn Runner>> {
+    let mut sessions = sessions.into_iter();
+    let mut next = || sessions.next().context("a graph is missing");
+    Ok(match job.workload.mode {
+        Mode::Prefill | Mode::Decode => {
+            Box::new(OrtRunner::new(next()?, &job.arch, &job.workload)?) as Box<dyn Runner>
+        }
+        Mode::Generate => Box::new(OrtGenerator::new(
+            next()?,
+            next()?,
+            &job.arch,
+            &job.workload,
+            first_token,
+        )?),
+    })
+}
+
 /// Runs one job on this machine: builds the model, creates the session (ort) or uploads it to
 /// the GPU (wgpu) and applies the measurement protocol (creation and first run reported
 /// separately).
@@ -324,25 +374,25 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     job.protocol.validate()?;
     job.thermal.validate()?;
     let started_at = crate::util::now_rfc3339();
+    let first_token = FirstTokenLog::default();
     let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =
         match &job.backend {
             BackendSpec::Ort(opts) => {
                 let ort = Ort::load()?;
-                let (bytes, source, emission_ms) = build_model_bytes(job)?;
+                let (graphs, source, emission_ms) = build_model_bytes(job)?;
+                let bytes = graphs.iter().map(|(_, b)| b.len() as u64).sum();
                 let m = thermal::around(&job.thermal, || {
                     measure::run_protocol(&job.protocol, || {
-                        let session = ort.session(&bytes, opts)?;
-                        Ok(Box::new(OrtRunner::new(session, &job.arch, &job.workload)?)
-                            as Box<dyn Runner>)
+                        // The serialized graphs are dropped once the sessions hold the model,
+                        // before the first run.
+                        let mut sessions = Vec::with_capacity(graphs.len());
+                        for (_, g) in graphs {
+                            sessions.push(ort.session(&g, opts)?);
+                        }
+                        ort_runner(sessions, job, first_token.clone())
                     })
                 })?;
-                (
-                    ort.info().clone(),
-                    source,
-                    emission_ms,
-                    bytes.len() as u64,
-                    m,
-                )
+                (ort.info().clone(), source, emission_ms, bytes, m)
             }
             BackendSpec::Wgpu(opts) => {
                 let gpu = Gpu::shared(opts.adapter)?;
@@ -352,8 +402,14 @@ pub fn execute(job: &Job) -> Result<JobResult> {
                 let mut gpu_weight_bytes = 0;
                 let m = thermal::around(&job.thermal, || {
                     measure::run_protocol(&job.protocol, || {
-                        let runner =
-                            WgpuRunner::new(gpu.clone(), &job.arch, &weights, &job.workload, opts)?;
+                        let runner = WgpuRunner::new(
+                            gpu.clone(),
+                            &job.arch,
+                            &weights,
+                            &job.workload,
+                            opts,
+                            first_token.clone(),
+                        )?;
                         gpu_weight_bytes = runner.model().weight_bytes();
                         Ok(Box::new(runner) as Box<dyn Runner>)
                     })
@@ -367,6 +423,9 @@ pub fn execute(job: &Job) -> Result<JobResult> {
                 )
             }
         };
+    let generation = (job.workload.mode == Mode::Generate)
+        .then(|| Generation::new(&job.workload, &measurement, &first_token.lock().unwrap()))
+        .transpose()?;
     Ok(JobResult {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arch_id: job.arch.id(),
@@ -380,6 +439,7 @@ pub fn execute(job: &Job) -> Result<JobResult> {
         graph_emission_ms: emission_ms,
         model_bytes,
         measurement,
+        generation,
         thermal: Some(thermal),
         device_profile: job.device_profile.clone(),
         started_at,
@@ -419,21 +479,5 @@ mod tests {
         assert!(text.contains(r#""name":"wgpu""#), "{text}");
         let back: Job = serde_json::from_str(&text).unwrap();
         assert_eq!(back, gpu);
-    }
-
-    #[test]
-    fn workload_must_fit_positions() {
-        let arch = Arch::preset("gpt2-tiny").unwrap(); // 64 positions
-        let mut w = Workload {
-            seq_len: 64,
-            ..Workload::default()
-        };
-        assert!(w.check(&arch).is_ok());
-        w.mode = Mode::Decode;
-        let e = w.check(&arch).unwrap_err().to_string();
-        assert!(
-            e.contains("65 positions") && e.contains("n_positions = 64"),
-            "{e}"
-        );
     }
 }

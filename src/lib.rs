@@ -34,3 +34,4 @@ pub mod search;
 pub mod thermal;
 pub mod util;
 pub mod weights;
+pub mod workload;

@@ -145,11 +145,7 @@ pub fn measurement_table(r: &JobResult) -> String {
             r.runtime.providers.join("; ")
         ),
     };
-    let _ = writeln!(
-        s,
-        "{:?} batch {} seq {}  |  {backend}",
-        w.mode, w.batch, w.seq_len
-    );
+    let _ = writeln!(s, "{}, batch {}  |  {backend}", w.describe(), w.batch);
     let _ = writeln!(
         s,
         "weights {}  model {}",
@@ -197,18 +193,32 @@ pub fn measurement_table(r: &JobResult) -> String {
         st.std_ms,
         st.cv * 100.0
     );
-    let _ = writeln!(
-        s,
-        "throughput     {:.1} tokens/s   {:.2} GFLOP/s",
-        (w.batch
-            * if w.mode == crate::job::Mode::Prefill {
-                w.seq_len
-            } else {
-                1
-            }) as f64
-            / (st.median_ms / 1e3),
-        r.flops_per_run as f64 / (st.median_ms / 1e3) / 1e9
-    );
+    match &r.generation {
+        Some(g) => {
+            let _ = writeln!(
+                s,
+                "generation     time to first token {:.3} ms (median; p90 {:.3})  then {:.3} ms/token = {:.1} tokens/s",
+                g.first_token.median_ms, g.first_token.p90_ms, g.ms_per_token, g.tokens_per_s
+            );
+            let _ = writeln!(
+                s,
+                "               end to end {} prompt + {} new tokens: {:.3} ms  {:.2} GFLOP/s",
+                g.prompt_tokens,
+                g.new_tokens,
+                st.median_ms,
+                r.flops_per_run as f64 / (st.median_ms / 1e3) / 1e9
+            );
+        }
+        None => {
+            let tokens = w.batch * w.first_tokens();
+            let _ = writeln!(
+                s,
+                "throughput     {:.1} tokens/s   {:.2} GFLOP/s",
+                tokens as f64 / (st.median_ms / 1e3),
+                r.flops_per_run as f64 / (st.median_ms / 1e3) / 1e9
+            );
+        }
+    }
     let mem = &m.memory;
     let _ = writeln!(
         s,

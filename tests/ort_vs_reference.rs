@@ -1,15 +1,16 @@
 //! The emitted ONNX graphs, run by ONNX Runtime, against the plain-Rust reference forward pass:
-//! prefill and decode, both families, heterogeneous layers, batch 2; and decode-with-cache
-//! against prefill of the full sequence.
+//! prefill (logits of every position and of the last one) and decode, both families,
+//! heterogeneous layers, batch 2; and decode-with-cache against prefill of the full sequence.
 
 mod common;
 
-use common::{assert_close, cache_close, session, sharpened, tokens};
+use common::{assert_close, cache_close, session, session_with, sharpened, tokens};
 use lts::arch::Arch;
 use lts::backend::ort::{infer, OptLevel};
 use lts::graph::GraphKind;
 use lts::reference::{self, KvCache};
 use lts::weights::Weights;
+use lts::workload::Logits;
 use ndarray::{s, ArrayD};
 
 /// Prefill and decode of ORT against the reference, and ORT decode vs ORT prefill.
@@ -33,6 +34,29 @@ fn check_arch(arch: &Arch, seed: u64) {
             1e-4,
         );
         cache_close("prefill present", &ort_full.present, &ref_full.present);
+
+        // Last-position logits (the latency graph): `[batch, 1, vocab]` equal to the
+        // reference's last position, and the same cache.
+        let mut last = session_with(arch, &w, GraphKind::Prefill, opt, Logits::Last);
+        let ort_last = infer(&mut last, arch, &ids, None).unwrap();
+        assert_eq!(ort_last.logits.dim(), (batch, 1, arch.vocab_size));
+        let n = prompt + extra;
+        assert_close(
+            &format!("{} {opt:?} prefill last-position logits", arch.id()),
+            &ort_last.logits.clone().into_dyn(),
+            &ref_full
+                .logits
+                .slice(s![.., n - 1..n, ..])
+                .to_owned()
+                .into_dyn(),
+            1e-5,
+            1e-4,
+        );
+        cache_close(
+            "last-logits prefill present",
+            &ort_last.present,
+            &ref_full.present,
+        );
 
         // Decode: prompt through the prefill graph, then the rest through the decode graph
         // (a chunk of 2, then one token), fed with ORT's own cache.

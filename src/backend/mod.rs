@@ -15,22 +15,19 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::job::{Mode, Workload};
 use crate::reference::KvCache;
+use crate::workload::{Mode, Workload};
 
 pub mod ort;
 pub mod ortlib;
 pub mod wgpu;
 
 /// Seeded inputs of a workload, the same for every backend: `input_ids` `[batch, new tokens]`
-/// uniform over the vocabulary and, in decode mode, a past cache of `seq_len` positions drawn
+/// (the prompt for prefill and generate, one token for decode) uniform over the vocabulary and, in decode mode, a past cache of `seq_len` positions drawn
 /// from N(0, 1) (per layer: key, then value). Same seed, same inputs.
 pub fn workload_inputs(arch: &Arch, workload: &Workload) -> (Array2<i64>, Option<KvCache>) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(workload.seed);
-    let new_tokens = match workload.mode {
-        Mode::Prefill => workload.seq_len,
-        Mode::Decode => 1,
-    };
+    let new_tokens = workload.first_tokens();
     let ids = Array2::from_shape_simple_fn((workload.batch, new_tokens), || {
         rng.random_range(0..arch.vocab_size as i64)
     });
@@ -54,6 +51,11 @@ pub fn workload_inputs(arch: &Arch, workload: &Workload) -> (Array2<i64>, Option
     });
     (ids, past)
 }
+
+/// Time to first token of every run of a generate runner (first run, warm-up and timed runs, in
+/// order), shared with whoever built the runner; the timed runs are the last `timed_runs`
+/// entries. Runners of single forwards leave it empty.
+pub type FirstTokenLog = std::sync::Arc<std::sync::Mutex<Vec<Duration>>>;
 
 /// A model prepared for repeated inference on fixed, seeded inputs: one call of [`Runner::run`]
 /// is one inference, the unit the measurement protocol times.

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, Array3, Array4, Ix3, Ix4};
@@ -16,10 +16,10 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{ortlib, Runner, RuntimeInfo};
+use super::{ortlib, FirstTokenLog, Runner, RuntimeInfo};
 use crate::arch::Arch;
-use crate::job::Workload;
 use crate::reference::{KvCache, Output};
+use crate::workload::{Mode, Workload};
 
 /// ONNX Runtime graph optimisation level (`GraphOptimizationLevel`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -208,7 +208,8 @@ pub fn make_inputs(arch: &Arch, workload: &Workload) -> Result<Vec<(String, DynV
     Ok(inputs)
 }
 
-/// A session plus its fixed inputs: one [`Runner::run`] is one `Session::run`.
+/// A session plus its fixed inputs: one [`Runner::run`] is one `Session::run` (a prefill or one
+/// decode step).
 pub struct OrtRunner {
     session: Session,
     inputs: Vec<(String, DynValue)>,
@@ -236,6 +237,116 @@ impl Runner for OrtRunner {
             .run(inputs)
             .context("ONNX Runtime inference failed")?;
         drop(outputs);
+        Ok(None)
+    }
+}
+
+/// End-to-end generation (`--mode generate`): one [`Runner::run`] is a prefill of the prompt with
+/// the last-position logits graph, then `new_tokens` decode steps, each feeding the previous
+/// step's greedy (argmax) token and the `present.*` cache of the step before as
+/// `past_key_values.*`. The time to the first token (prefill + its argmax) of each run is logged.
+pub struct OrtGenerator {
+    prefill: Session,
+    decode: Session,
+    prompt: DynValue,
+    n_layer: usize,
+    new_tokens: usize,
+    first_token: FirstTokenLog,
+}
+
+impl OrtGenerator {
+    /// Wraps a last-position prefill session and a decode session of the same model with the
+    /// seeded prompt of `workload` (`seq_len` tokens, `new_tokens` steps).
+    pub fn new(
+        prefill: Session,
+        decode: Session,
+        arch: &Arch,
+        workload: &Workload,
+        first_token: FirstTokenLog,
+    ) -> Result<OrtGenerator> {
+        if workload.mode != Mode::Generate {
+            bail!("OrtGenerator needs a generate workload");
+        }
+        let (ids, _) = super::workload_inputs(arch, workload);
+        Ok(OrtGenerator {
+            prefill,
+            decode,
+            prompt: Tensor::from_array(ids)?.into_dyn(),
+            n_layer: arch.n_layer,
+            new_tokens: workload.new_tokens,
+            first_token,
+        })
+    }
+}
+
+/// Greedy next token of every sequence: argmax over the vocabulary of the last position of
+/// `logits` `[batch, seq, vocab]`, as `[batch, 1]` ids.
+pub fn argmax_last(logits: &DynValue) -> Result<Array2<i64>> {
+    let (shape, data) = logits.try_extract_tensor::<f32>()?;
+    let [b, s, v] = shape[..] else {
+        bail!("logits have shape {shape:?}, expected [batch, seq, vocab]");
+    };
+    let (b, s, v) = (b as usize, s as usize, v as usize);
+    Ok(Array2::from_shape_fn((b, 1), |(i, _)| {
+        let row = &data[(i * s + s - 1) * v..(i * s + s) * v];
+        let mut best = 0;
+        for (j, x) in row.iter().enumerate() {
+            if *x > row[best] {
+                best = j;
+            }
+        }
+        best as i64
+    }))
+}
+
+impl Runner for OrtGenerator {
+    fn run(&mut self) -> Result<Option<Duration>> {
+        let start = Instant::now();
+        let mut out = self
+            .prefill
+            .run(vec![(
+                Cow::Borrowed("input_ids"),
+                SessionInputValue::from(&self.prompt),
+            )])
+            .context("ONNX Runtime prefill failed")?;
+        let mut next = argmax_last(&out["logits"])?;
+        self.first_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(start.elapsed());
+        let take = |out: &mut ort::session::SessionOutputs<'_>| -> Result<Vec<DynValue>> {
+            let mut cache = Vec::with_capacity(2 * self.n_layer);
+            for i in 0..self.n_layer {
+                for part in ["key", "value"] {
+                    cache.push(
+                        out.remove(format!("present.{i}.{part}"))
+                            .with_context(|| format!("no output present.{i}.{part}"))?,
+                    );
+                }
+            }
+            Ok(cache)
+        };
+        let mut past = take(&mut out)?;
+        drop(out);
+        for step in 0..self.new_tokens {
+            let ids = Tensor::from_array(next)?.into_dyn();
+            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+                Vec::with_capacity(1 + past.len());
+            inputs.push(("input_ids".into(), SessionInputValue::from(&ids)));
+            for (j, v) in past.iter().enumerate() {
+                let part = if j % 2 == 0 { "key" } else { "value" };
+                inputs.push((
+                    format!("past_key_values.{}.{part}", j / 2).into(),
+                    SessionInputValue::from(v),
+                ));
+            }
+            let mut out = self
+                .decode
+                .run(inputs)
+                .with_context(|| format!("ONNX Runtime decode step {} failed", step + 1))?;
+            next = argmax_last(&out["logits"])?;
+            past = take(&mut out)?;
+        }
         Ok(None)
     }
 }

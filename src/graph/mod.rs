@@ -53,6 +53,7 @@ use prost::Message;
 
 use crate::arch::{Arch, Family};
 use crate::weights::{param_specs, Tensor, Weights};
+use crate::workload::Logits;
 use onnx::attribute_proto::AttributeType;
 use onnx::tensor_proto::DataType;
 use onnx::tensor_shape_proto::{dimension, Dimension};
@@ -159,7 +160,17 @@ pub fn parameter_count(model: &ModelProto) -> u64 {
 /// Builds the prefill or decode graph of `arch` with `weights` embedded (see the module docs for
 /// the I/O contract and the math). Fails when the weights do not fit the arch or the model would
 /// not fit in one protobuf (2 GiB).
-pub fn build_model(arch: &Arch, weights: &Weights, kind: GraphKind) -> Result<ModelProto> {
+///
+/// `logits` chooses which positions of a prefill graph get logits: [`Logits::Last`] slices the
+/// last position before the final norm and the LM head (output `[batch, 1, vocab]`, what
+/// producing the first token needs), [`Logits::All`] keeps every position (`[batch, seq,
+/// vocab]`, for scoring text). Decode graphs compute one position either way and ignore it.
+pub fn build_model(
+    arch: &Arch,
+    weights: &Weights,
+    kind: GraphKind,
+    logits: Logits,
+) -> Result<ModelProto> {
     arch.validate()?;
     let specs = param_specs(arch);
     let mut problems = Vec::new();
@@ -203,7 +214,8 @@ pub fn build_model(arch: &Arch, weights: &Weights, kind: GraphKind) -> Result<Mo
         initializers: param_tensors(arch, weights, &specs),
         ..Default::default()
     };
-    let common = common(&mut b, kind);
+    let last_only = kind == GraphKind::Prefill && logits == Logits::Last;
+    let common = common(&mut b, kind, last_only);
     match arch.family {
         Family::Gpt2 => gpt2(&mut b, arch, kind, &common),
         Family::Llama => llama(&mut b, arch, kind, &common),
@@ -219,7 +231,11 @@ pub fn build_model(arch: &Arch, weights: &Weights, kind: GraphKind) -> Result<Mo
         DataType::Float,
         &[
             Dim::Sym("batch"),
-            Dim::Sym("seq"),
+            if last_only {
+                Dim::Fixed(1)
+            } else {
+                Dim::Sym("seq")
+            },
             Dim::Fixed(arch.vocab_size),
         ],
     )];
@@ -285,6 +301,12 @@ pub fn build_model(arch: &Arch, weights: &Weights, kind: GraphKind) -> Result<Mo
             meta("arch", arch.canonical_json()),
             meta("arch_id", id),
             meta("graph_kind", kind.to_string()),
+            meta(
+                "logits",
+                if last_only { Logits::Last } else { Logits::All }
+                    .as_str()
+                    .into(),
+            ),
             meta("weights_source", weights.source.clone()),
         ],
         ..Default::default()
@@ -645,11 +667,13 @@ struct Common {
     pos: String,
     /// Additive causal mask, f32 `[seq, total_seq]` (0 where allowed, -inf elsewhere).
     mask: String,
+    /// Logits of the last position only ([`Logits::Last`] prefill graphs).
+    last_only: bool,
 }
 
 /// Positions (`Range(past_seq, past_seq + seq)`, with `past_seq` from the `Shape` of layer 0's
 /// past key, or 0 for prefill) and the additive causal mask, built once per graph.
-fn common(b: &mut Builder, kind: GraphKind) -> Common {
+fn common(b: &mut Builder, kind: GraphKind, last_only: bool) -> Common {
     let zero = b.scalar_i64(0);
     let one = b.scalar_i64(1);
     let ids_shape = b.op("Shape", "pos.ids_shape", &["input_ids"], vec![]);
@@ -691,7 +715,25 @@ fn common(b: &mut Builder, kind: GraphKind) -> Common {
         ids_shape,
         pos,
         mask,
+        last_only,
     }
+}
+
+/// The hidden states the final norm and the LM head see: all of `h` `[B, S, D]`, or for
+/// last-position logits only its last position, `Slice(h, -1:, axis 1)` `[B, 1, D]`.
+fn head_input(b: &mut Builder, h: &str, c: &Common) -> String {
+    if !c.last_only {
+        return h.to_string();
+    }
+    let starts = b.ints("starts", &[-1]);
+    let ends = b.ints("ends", &[i64::MAX]);
+    let axes = b.ints("axes", &[1]);
+    b.op(
+        "Slice",
+        "final.last_position",
+        &[h, &starts, &ends, &axes],
+        vec![],
+    )
 }
 
 /// `[B, S, heads*hd]` -> `[B, heads, S, hd]` (Reshape + Transpose); the output is named `out`.
@@ -812,7 +854,7 @@ fn attention(
 }
 
 /// `logits = h @ weightᵀ` with `weight` `[V, D]`: Reshape to `[B*S, D]`, `Gemm(transB=1)`,
-/// Reshape to `[B, S, V]`, output named `logits`.
+/// Reshape to `[B, S, V]` (`[B, 1, V]` for last-position logits), output named `logits`.
 fn lm_head(b: &mut Builder, arch: &Arch, h: &str, weight: &str, c: &Common) {
     let flat_shape = b.ints("shape", &[-1, arch.d_model as i64]);
     let flat = b.op("Reshape", "lm_head.flatten", &[h, &flat_shape], vec![]);
@@ -822,13 +864,17 @@ fn lm_head(b: &mut Builder, arch: &Arch, h: &str, weight: &str, c: &Common) {
         &[&flat, weight],
         vec![attr_int("transB", 1)],
     );
-    let vocab = b.ints("shape", &[arch.vocab_size as i64]);
-    let out_shape = b.op(
-        "Concat",
-        "lm_head.out_shape",
-        &[&c.ids_shape, &vocab],
-        vec![attr_int("axis", 0)],
-    );
+    let out_shape = if c.last_only {
+        b.ints("shape", &[-1, 1, arch.vocab_size as i64])
+    } else {
+        let vocab = b.ints("shape", &[arch.vocab_size as i64]);
+        b.op(
+            "Concat",
+            "lm_head.out_shape",
+            &[&c.ids_shape, &vocab],
+            vec![attr_int("axis", 0)],
+        )
+    };
     b.op_to(
         "Reshape",
         "lm_head.reshape",
@@ -972,6 +1018,7 @@ fn gpt2(b: &mut Builder, arch: &Arch, kind: GraphKind, c: &Common) {
         );
         h = b.op("Add", &format!("{p}.mlp.residual"), &[&h, &proj], vec![]);
     }
+    let h = head_input(b, &h, c);
     let hf = layer_norm(b, "final.ln_f", &h, "transformer.ln_f", arch.norm_eps);
     lm_head(b, arch, &hf, "transformer.wte.weight", c);
 }
@@ -1190,6 +1237,7 @@ fn llama(b: &mut Builder, arch: &Arch, kind: GraphKind, c: &Common) {
         );
         h = b.op("Add", &format!("{p}.mlp.residual"), &[&h, &down], vec![]);
     }
+    let h = head_input(b, &h, c);
     let hf = rms_norm(b, "final.norm", &h, "model.norm.weight", arch.norm_eps);
     let head = if arch.tie_embeddings {
         "model.embed_tokens.weight"
@@ -1231,7 +1279,7 @@ mod tests {
         for (name, arch) in archs() {
             let w = Weights::random(&arch, 3);
             for kind in [GraphKind::Prefill, GraphKind::Decode] {
-                let m = build_model(&arch, &w, kind).unwrap();
+                let m = build_model(&arch, &w, kind, Logits::All).unwrap();
                 assert_eq!(parameter_count(&m), arch.params().total, "{name} {kind}");
             }
         }
@@ -1241,7 +1289,7 @@ mod tests {
     fn every_parameter_is_one_initializer() {
         for (name, arch) in archs() {
             let w = Weights::random(&arch, 3);
-            let m = build_model(&arch, &w, GraphKind::Decode).unwrap();
+            let m = build_model(&arch, &w, GraphKind::Decode, Logits::All).unwrap();
             let mut seen: HashMap<&str, usize> = HashMap::new();
             for t in &graph(&m).initializer {
                 *seen.entry(t.name()).or_default() += 1;
@@ -1272,7 +1320,7 @@ mod tests {
     fn linear_weights_are_stored_transposed() {
         let arch = Arch::preset("llama-tiny").unwrap();
         let w = Weights::random(&arch, 5);
-        let m = build_model(&arch, &w, GraphKind::Prefill).unwrap();
+        let m = build_model(&arch, &w, GraphKind::Prefill, Logits::All).unwrap();
         let find = |n: &str| {
             graph(&m)
                 .initializer
@@ -1320,7 +1368,7 @@ mod tests {
         for (name, arch) in archs() {
             let w = Weights::random(&arch, 1);
             for kind in [GraphKind::Prefill, GraphKind::Decode] {
-                let m = build_model(&arch, &w, kind).unwrap();
+                let m = build_model(&arch, &w, kind, Logits::All).unwrap();
                 let g = graph(&m);
                 let ins: Vec<String> = g.input.iter().map(|v| v.name().to_string()).collect();
                 let outs: Vec<String> = g.output.iter().map(|v| v.name().to_string()).collect();
@@ -1346,7 +1394,7 @@ mod tests {
         for (name, arch) in archs() {
             let w = Weights::random(&arch, 1);
             for kind in [GraphKind::Prefill, GraphKind::Decode] {
-                let m = build_model(&arch, &w, kind).unwrap();
+                let m = build_model(&arch, &w, kind, Logits::All).unwrap();
                 assert_eq!(m.ir_version, Some(IR_VERSION));
                 assert_eq!(m.opset_import[0].version, Some(OPSET));
                 let g = graph(&m);
@@ -1406,7 +1454,7 @@ mod tests {
     fn metadata_records_arch_and_weights() {
         let arch = Arch::preset("llama-tiny").unwrap();
         let w = Weights::random(&arch, 9);
-        let m = build_model(&arch, &w, GraphKind::Decode).unwrap();
+        let m = build_model(&arch, &w, GraphKind::Decode, Logits::All).unwrap();
         let get = |k: &str| {
             m.metadata_props
                 .iter()
@@ -1428,7 +1476,7 @@ mod tests {
         let mut other = arch.clone();
         other.d_inner[0] = 128;
         let w = Weights::random(&other, 1);
-        let e = build_model(&arch, &w, GraphKind::Prefill)
+        let e = build_model(&arch, &w, GraphKind::Prefill, Logits::All)
             .unwrap_err()
             .to_string();
         assert!(e.contains("transformer.h.0.mlp.c_fc.weight"), "{e}");
@@ -1466,7 +1514,7 @@ mod tests {
             let w = Weights::random(&arch, 2);
             for kind in [GraphKind::Prefill, GraphKind::Decode] {
                 let path = dir.path().join(format!("{name}-{kind}.onnx"));
-                save(&build_model(&arch, &w, kind).unwrap(), &path).unwrap();
+                save(&build_model(&arch, &w, kind, Logits::All).unwrap(), &path).unwrap();
                 files.push(path);
             }
         }
@@ -1494,7 +1542,7 @@ mod tests {
             let w = Weights::random(&arch, 0);
             for kind in [GraphKind::Prefill, GraphKind::Decode] {
                 let t0 = std::time::Instant::now();
-                let m = build_model(&arch, &w, kind).unwrap();
+                let m = build_model(&arch, &w, kind, Logits::All).unwrap();
                 let t1 = t0.elapsed();
                 let bytes = to_bytes(&m);
                 let t2 = t0.elapsed();

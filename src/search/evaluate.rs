@@ -132,9 +132,10 @@ impl Evaluator for CostModel {
     fn evaluate(&mut self, arch: &Arch, _stage: Stage) -> Result<Evaluation> {
         let flops = self.workload.flops(arch) as f64;
         let ms = flops / (self.gflops * 1e9) * 1e3;
-        let tokens = match self.workload.mode {
-            job::Mode::Prefill => self.workload.seq_len,
-            job::Mode::Decode => 1,
+        // Positions that get logits.
+        let tokens = match (self.workload.mode, self.workload.logits) {
+            (job::Mode::Prefill, crate::workload::Logits::All) => self.workload.seq_len,
+            _ => 1,
         };
         let memory =
             arch.params().total * 4 + (self.workload.batch * tokens * arch.vocab_size * 4) as u64;

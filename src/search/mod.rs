@@ -35,9 +35,10 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 use crate::backend::ort::OrtOptions;
 use crate::device::DeviceInfo;
-use crate::job::{BackendSpec, Mode, Workload};
+use crate::job::BackendSpec;
 use crate::measure::Protocol;
 use crate::thermal::ThermalSettings;
+use crate::workload::{Mode, Workload, DEFAULT_SEQ_LEN};
 
 pub mod evaluate;
 pub mod pareto;
@@ -160,9 +161,8 @@ impl SearchConfig {
             crossover_prob: 0.5,
             workload: Workload {
                 mode: Mode::Prefill,
-                batch: 1,
-                seq_len: d.seq_len.unwrap_or(192),
-                seed: 0,
+                seq_len: d.seq_len.unwrap_or(DEFAULT_SEQ_LEN.min(space.n_positions)),
+                ..Workload::default()
             },
             short_protocol: SearchConfig::default_short_protocol(),
             full_protocol: SearchConfig::default_full_protocol(),
@@ -194,17 +194,9 @@ impl SearchConfig {
         );
         self.short_protocol.validate().context("short protocol")?;
         self.full_protocol.validate().context("full protocol")?;
-        anyhow::ensure!(
-            self.workload.batch >= 1 && self.workload.seq_len >= 1,
-            "--batch and --seq-len must be >= 1"
-        );
-        let positions = self.workload.seq_len + usize::from(self.workload.mode == Mode::Decode);
-        anyhow::ensure!(
-            positions <= self.space.n_positions,
-            "--seq-len {} needs {positions} positions but the space has n_positions = {}",
-            self.workload.seq_len,
-            self.space.n_positions
-        );
+        // Every candidate of the space has the space's positions.
+        self.workload
+            .check_positions(self.space.n_positions, "the space")?;
         if let EvaluatorSpec::CostModel { gflops } = self.evaluator {
             anyhow::ensure!(
                 gflops > 0.0 && gflops.is_finite(),

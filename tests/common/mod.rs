@@ -7,6 +7,7 @@ use lts::backend::ort::{OptLevel, Ort, OrtOptions};
 use lts::graph::{self, GraphKind};
 use lts::reference::KvCache;
 use lts::weights::Weights;
+use lts::workload::Logits;
 use ndarray::{Array2, ArrayD};
 use ort::session::Session;
 
@@ -41,10 +42,22 @@ pub fn assert_close(what: &str, a: &ArrayD<f32>, b: &ArrayD<f32>, atol: f32, rto
     );
 }
 
-/// An ONNX Runtime session of `arch`'s graph `kind` at optimisation level `opt`.
+/// An ONNX Runtime session of `arch`'s graph `kind` (logits of every position) at optimisation
+/// level `opt`.
 pub fn session(arch: &Arch, w: &Weights, kind: GraphKind, opt: OptLevel) -> Session {
+    session_with(arch, w, kind, opt, Logits::All)
+}
+
+/// [`session`] with a choice of logits (last position or all).
+pub fn session_with(
+    arch: &Arch,
+    w: &Weights,
+    kind: GraphKind,
+    opt: OptLevel,
+    logits: Logits,
+) -> Session {
     let ort = Ort::load().expect("ONNX Runtime available (run `lts setup`)");
-    let bytes = graph::to_bytes(&graph::build_model(arch, w, kind).unwrap());
+    let bytes = graph::to_bytes(&graph::build_model(arch, w, kind, logits).unwrap());
     let opts = OrtOptions {
         opt_level: opt,
         ..OrtOptions::default()

@@ -25,10 +25,10 @@ use super::kernels::{
 };
 use super::{Gpu, GpuTimer, Precision, WgpuOptions};
 use crate::arch::{Arch, Family};
-use crate::backend::{Runner, RuntimeInfo};
-use crate::job::{Mode, Workload};
+use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
 use crate::reference::{KvCache, Output};
 use crate::weights::Weights;
+use crate::workload::{Mode, Workload};
 
 /// How much one [`GpuModel`] can process: activation and cache buffers are sized from this once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -791,12 +791,18 @@ impl WgpuRunner {
         weights: &Weights,
         workload: &Workload,
         opts: &WgpuOptions,
+        first_token: FirstTokenLog,
     ) -> Result<WgpuRunner> {
+        let _ = first_token;
+        if workload.mode == Mode::Generate {
+            bail!("--mode generate is not supported by the wgpu backend yet");
+        }
         let timer = gpu.resolve_timer(opts.timer)?;
         let (ids, past) = crate::backend::workload_inputs(arch, workload);
         let (seq, past_len) = match workload.mode {
             Mode::Prefill => (workload.seq_len, 0),
             Mode::Decode => (1, workload.seq_len),
+            Mode::Generate => unreachable!("refused above"),
         };
         let cap = Capacity {
             batch: workload.batch,
