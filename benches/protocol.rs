@@ -63,9 +63,8 @@ fn main() -> anyhow::Result<()> {
             weights: WeightsSpec::Random { seed: 0 },
             workload: Workload {
                 mode: Mode::Prefill,
-                batch: 1,
                 seq_len,
-                seed: 0,
+                ..Workload::default()
             },
             protocol: Protocol::default(),
             backend: BackendSpec::Ort(OrtOptions::default()),

@@ -166,9 +166,8 @@ fn backends(quick: bool) -> anyhow::Result<()> {
             weights: WeightsSpec::Random { seed: 0 },
             workload: Workload {
                 mode,
-                batch: 1,
                 seq_len: seq,
-                seed: 0,
+                ..Workload::default()
             },
             protocol: protocol.clone(),
             backend: BackendSpec::Ort(OrtOptions::default()),

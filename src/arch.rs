@@ -274,7 +274,7 @@ impl Arch {
         }
         for i in 0..self.n_layer {
             let (h, kv) = (self.n_head[i], self.n_kv_head[i]);
-            if self.d_model % h != 0 {
+            if !self.d_model.is_multiple_of(h) {
                 return Err(ArchError::Divides {
                     rule: "d_model must be divisible by n_head[i]",
                     layer: i,
@@ -293,7 +293,7 @@ impl Arch {
                     detail: format!("n_head {h} % n_kv_head {kv} = {}", h % kv),
                 });
             }
-            if self.family == Family::Llama && (self.d_model / h) % 2 != 0 {
+            if self.family == Family::Llama && !(self.d_model / h).is_multiple_of(2) {
                 return Err(ArchError::Divides {
                     rule: "RoPE needs an even head size d_model / n_head[i]",
                     layer: i,

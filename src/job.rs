@@ -115,8 +115,8 @@ pub struct JobResult {
     /// Time to build the model: ONNX graph emission (ort) or weight generation/loading (wgpu);
     /// 0 for ort when the graph was read from a file.
     pub graph_emission_ms: f64,
-    /// Size of the model: the serialized ONNX graph (ort) or the weight buffers on the GPU
-    /// (wgpu, in its storage precision).
+    /// Size of the model: the serialized ONNX graph(s) plus their parameter data (ort) or the
+    /// weight buffers on the GPU (wgpu, in its storage precision).
     pub model_bytes: u64,
     /// Latency and memory (for generate: of the whole generation, end to end).
     pub measurement: Measurement,
@@ -147,11 +147,32 @@ pub fn graphs_for(workload: &Workload) -> Vec<(GraphKind, Logits)> {
     }
 }
 
-/// Builds the graphs a job runs ([`graphs_for`]) as serialized ONNX bytes, with the weights
-/// source and the time spent building (weight generation or loading, and graph emission). An
-/// exported file holding exactly the needed graph is used as it is (0 ms); otherwise (generate
-/// from one file) its weights are read and both graphs emitted from them.
-pub fn build_model_bytes(job: &Job) -> Result<(Vec<(GraphKind, Vec<u8>)>, String, f64)> {
+/// The model of an ONNX Runtime job: the serialized graphs ([`graphs_for`] order) and, unless
+/// they came from a self-contained file, the parameter data they reference
+/// ([`graph::ExternalFiles`], shared by the graphs).
+pub struct OrtModel {
+    /// Serialized ONNX graphs.
+    pub graphs: Vec<Vec<u8>>,
+    /// In-memory external data of their initializers (empty for a self-contained file).
+    pub files: graph::ExternalFiles,
+}
+
+impl OrtModel {
+    /// Bytes of the model: graphs plus parameter data (counted once).
+    pub fn bytes(&self) -> u64 {
+        let graphs: usize = self.graphs.iter().map(Vec::len).sum();
+        let data: usize = self.files.iter().map(|(_, d)| d.len()).sum();
+        (graphs + data) as u64
+    }
+}
+
+/// Builds the graphs a job runs ([`graphs_for`]) with the weights source and the time spent
+/// building (weight generation or loading, and graph emission). Weights go to ONNX Runtime as
+/// in-memory external data, converted once to their graph layout and shared by the graphs (no
+/// protobuf serialization of the parameters). An exported file holding exactly the needed
+/// graph is used as it is (0 ms); otherwise (generate from one file) its weights are read and
+/// both graphs emitted from them.
+pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
     let wanted = graphs_for(&job.workload);
     if let (WeightsSpec::Onnx { path }, [(kind, logits)]) = (&job.weights, &wanted[..]) {
         let (bytes, info) = read_exported(path, &job.arch)?;
@@ -172,20 +193,18 @@ pub fn build_model_bytes(job: &Job) -> Result<(Vec<(GraphKind, Vec<u8>)>, String
                 info.logits.as_str()
             );
         }
-        return Ok((
-            vec![(*kind, bytes)],
-            format!("onnx file {}", path.display()),
-            0.0,
-        ));
+        let model = OrtModel {
+            graphs: vec![bytes],
+            files: Vec::new(),
+        };
+        return Ok((model, format!("onnx file {}", path.display()), 0.0));
     }
     let (w, source, load_ms) = build_weights(job)?;
     let t0 = Instant::now();
-    let mut graphs = Vec::with_capacity(wanted.len());
-    for (kind, logits) in wanted {
-        let model = graph::build_model(&job.arch, &w, kind, logits)?;
-        graphs.push((kind, graph::to_bytes(&model)));
-    }
-    Ok((graphs, source, load_ms + t0.elapsed().as_secs_f64() * 1e3))
+    let (models, files) = graph::build_models_external(&job.arch, w, &wanted)?;
+    let graphs = models.iter().map(graph::to_bytes).collect();
+    let ms = load_ms + t0.elapsed().as_secs_f64() * 1e3;
+    Ok((OrtModel { graphs, files }, source, ms))
 }
 
 /// What an ONNX file written by `lts export` says about itself.
@@ -379,16 +398,18 @@ pub fn execute(job: &Job) -> Result<JobResult> {
         match &job.backend {
             BackendSpec::Ort(opts) => {
                 let ort = Ort::load()?;
-                let (graphs, source, emission_ms) = build_model_bytes(job)?;
-                let bytes = graphs.iter().map(|(_, b)| b.len() as u64).sum();
+                let (model, source, emission_ms) = build_ort_model(job)?;
+                let bytes = model.bytes();
                 let m = thermal::around(&job.thermal, || {
                     measure::run_protocol(&job.protocol, || {
-                        // The serialized graphs are dropped once the sessions hold the model,
+                        // Our handles on the model are dropped once the sessions hold it,
                         // before the first run.
+                        let OrtModel { graphs, files } = model;
                         let mut sessions = Vec::with_capacity(graphs.len());
-                        for (_, g) in graphs {
-                            sessions.push(ort.session(&g, opts)?);
+                        for g in graphs {
+                            sessions.push(ort.session_with_files(&g, &files, opts)?);
                         }
+                        drop(files);
                         ort_runner(sessions, job, first_token.clone())
                     })
                 })?;

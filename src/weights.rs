@@ -21,6 +21,20 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::arch::{Arch, Family};
 
+/// Values per independent random stream in [`Weights::random`].
+const RANDOM_CHUNK: usize = 1 << 18;
+
+/// Seed of chunk `chunk` of tensor `tensor` under `seed` (SplitMix64 finalizer over the three:
+/// distinct inputs give unrelated streams).
+fn chunk_seed(seed: u64, tensor: u64, chunk: u64) -> u64 {
+    let mut z = seed
+        ^ tensor.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ chunk.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A dense row-major f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
@@ -246,25 +260,67 @@ pub struct Weights {
 
 impl Weights {
     /// Seeded random weights (see [`param_specs`] for the scheme). The same arch and seed give
-    /// bit-identical weights on every platform (xoshiro256++ and `rand_distr`'s ziggurat normal).
+    /// bit-identical weights on every platform and with any number of cores (xoshiro256++ streams
+    /// of 2^18 values, each seeded from the seed, the tensor and the chunk, and `rand_distr`'s
+    /// ziggurat normal), generated in parallel. (Before lts 0.1.0's issue 10 one stream ran over
+    /// every tensor in turn, so seeds give other values than they did then.)
     pub fn random(arch: &Arch, seed: u64) -> Weights {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let mut tensors = BTreeMap::new();
-        for spec in param_specs(arch) {
-            let n: usize = spec.shape.iter().product();
-            let data = match spec.init {
-                Init::Zeros => vec![0.0; n],
-                Init::Ones => vec![1.0; n],
-                Init::Normal(std) => {
-                    let dist = Normal::new(0.0f32, std).expect("std is finite and positive");
-                    (0..n).map(|_| dist.sample(&mut rng)).collect()
+        let specs = param_specs(arch);
+        // Every chunk of RANDOM_CHUNK values of every tensor is an independent stream, seeded
+        // from (seed, tensor index, chunk index): the values do not depend on how many threads
+        // fill them, and the chunks are spread over the cores.
+        let mut data: Vec<Vec<f32>> = specs
+            .iter()
+            .map(|s| vec![0.0f32; s.shape.iter().product()])
+            .collect();
+        let mut jobs: Vec<(usize, usize, &mut [f32])> = Vec::new();
+        for (t, d) in data.iter_mut().enumerate() {
+            if let Init::Normal(_) = specs[t].init {
+                for (c, chunk) in d.chunks_mut(RANDOM_CHUNK).enumerate() {
+                    jobs.push((t, c, chunk));
                 }
+            }
+        }
+        let fill = |(t, c, chunk): (usize, usize, &mut [f32])| {
+            let Init::Normal(std) = specs[t].init else {
+                return;
             };
+            let dist = Normal::new(0.0f32, std).expect("std is finite and positive");
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(chunk_seed(seed, t as u64, c as u64));
+            for x in chunk.iter_mut() {
+                *x = dist.sample(&mut rng);
+            }
+        };
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(jobs.len())
+            .min(16);
+        if threads <= 1 {
+            jobs.into_iter().for_each(fill);
+        } else {
+            // Round-robin over threads: chunks are equal-sized, so the loads are even.
+            let mut per: Vec<Vec<(usize, usize, &mut [f32])>> =
+                (0..threads).map(|_| Vec::new()).collect();
+            for (i, job) in jobs.into_iter().enumerate() {
+                per[i % threads].push(job);
+            }
+            std::thread::scope(|scope| {
+                for part in per {
+                    scope.spawn(move || part.into_iter().for_each(fill));
+                }
+            });
+        }
+        let mut tensors = BTreeMap::new();
+        for (spec, mut d) in specs.into_iter().zip(data) {
+            if let Init::Ones = spec.init {
+                d.fill(1.0);
+            }
             tensors.insert(
                 spec.name,
                 Tensor {
                     shape: spec.shape,
-                    data,
+                    data: d,
                 },
             );
         }

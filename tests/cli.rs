@@ -455,3 +455,154 @@ fn device_lists_wgpu_adapters_and_bad_adapter_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Issue 10: defaults that fit every preset, last-position logits by default, generation, and
+/// flags that do not apply to a mode are errors.
+#[test]
+fn measure_defaults_fit_logits_and_generate() {
+    let quick = [
+        "--min-runs",
+        "3",
+        "--min-duration-s",
+        "0",
+        "--warmup-s",
+        "0",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["measure", "--preset", "gpt2-tiny"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&quick);
+        lts(&args)
+    };
+    // gpt2-tiny has 64 positions: the default --seq-len shrinks to fit, and says so.
+    let o = run(&["--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("--seq-len defaults to 64"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["workload"]["seq_len"], 64);
+    assert_eq!(v["workload"]["logits"], "last");
+    let last_flops = v["flops_per_run"].as_u64().unwrap();
+    // --logits all is recorded and costs the LM head of every position.
+    let o = run(&["--json", "--logits", "all"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["workload"]["logits"], "all");
+    assert!(v["flops_per_run"].as_u64().unwrap() > last_flops);
+
+    // Generation: end to end, time to first token and tokens/s.
+    let o = run(&[
+        "--mode",
+        "generate",
+        "--prompt-len",
+        "16",
+        "--new-tokens",
+        "8",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("generate 16 + 8") && out.contains("time to first token"),
+        "{out}"
+    );
+    let o = run(&["--mode", "generate", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("--prompt-len defaults to 32"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let g = &v["generation"];
+    assert_eq!(g["prompt_tokens"], 32);
+    assert_eq!(g["new_tokens"], 32);
+    let ttft = g["first_token"]["median_ms"].as_f64().unwrap();
+    assert!(ttft > 0.0 && ttft < v["measurement"]["stats"]["median_ms"].as_f64().unwrap());
+    assert!(g["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        g["first_token_samples_ms"].as_array().unwrap().len(),
+        v["measurement"]["samples_ms"].as_array().unwrap().len()
+    );
+
+    // Flags that do not apply, and values that do not fit, are errors naming the flag.
+    for (args, want) in [
+        (&["--mode", "decode", "--logits", "all"][..], "--logits all"),
+        (&["--prompt-len", "8"][..], "--mode/--objective generate"),
+        (
+            &["--mode", "generate", "--seq-len", "8"][..],
+            "--prompt-len",
+        ),
+        (
+            &[
+                "--mode",
+                "generate",
+                "--prompt-len",
+                "60",
+                "--new-tokens",
+                "10",
+            ][..],
+            "70 positions",
+        ),
+        (
+            &["--mode", "generate", "--new-tokens", "0"][..],
+            "--new-tokens must be >= 1",
+        ),
+    ] {
+        let o = run(args);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// An exported prefill graph computes the logits it was exported with; `lts measure --onnx`
+/// times that and refuses a contradicting --logits.
+#[test]
+fn exported_logits_are_what_measure_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for logits in ["all", "last"] {
+        let sub = format!("{d}/{logits}");
+        let o = lts(&[
+            "export",
+            "--preset",
+            "gpt2-tiny",
+            "--kind",
+            "prefill",
+            "--logits",
+            logits,
+            "--out",
+            &sub,
+        ]);
+        assert!(o.status.success(), "{}", text(&o).1);
+        let file = std::fs::read_dir(&sub)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
+            .unwrap();
+        let f = file.to_str().unwrap();
+        let quick = [
+            "--min-runs",
+            "2",
+            "--min-duration-s",
+            "0",
+            "--warmup-s",
+            "0",
+        ];
+        let mut args = vec!["measure", "--onnx", f, "--seq-len", "8", "--json"];
+        args.extend_from_slice(&quick);
+        let o = lts(&args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["workload"]["logits"], logits);
+        let other = if logits == "all" { "last" } else { "all" };
+        let mut args = vec!["measure", "--onnx", f, "--seq-len", "8", "--logits", other];
+        args.extend_from_slice(&quick);
+        let o = lts(&args);
+        let (_, err) = text(&o);
+        assert!(
+            !o.status.success() && err.contains(&format!("exported with --logits {logits}")),
+            "{err}"
+        );
+    }
+}

@@ -131,8 +131,22 @@ fn real_search_writes_every_file_and_frontier_is_fully_measured() {
             assert!(!dominated, "{} dominated by {}", f.arch_id, c.arch_id);
         }
     }
+    // What was timed is recorded: CSV columns, run.json, summary.md.
+    for r in &cands {
+        assert_eq!(
+            (r.workload.as_str(), r.logits.as_str()),
+            ("prefill", "last")
+        );
+        assert_eq!((r.seq_len, r.new_tokens, r.ttft_ms), (16, 0, None));
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("prefill 16 (last-position logits)"),
+        "{summary}"
+    );
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["config"]["workload"]["logits"], "last");
     assert_eq!(run["status"], "complete");
     assert_eq!(run["iterations"].as_array().unwrap().len(), 3);
     assert!(run["runtime"].as_str().unwrap().starts_with("onnxruntime"));
@@ -416,4 +430,78 @@ fn static_constraints_are_checked_before_measuring() {
         .as_u64()
         .unwrap();
     assert!(pruned > 0, "nothing was pruned");
+}
+
+/// `--objective generate`: end-to-end generation latency is the objective, with time to first
+/// token and tokens/s in the CSV and the summary.
+#[test]
+fn generate_objective_records_first_token_and_tokens_per_s() {
+    let root = tempfile::tempdir().unwrap();
+    let o = lts()
+        .args([
+            "search",
+            "--space",
+            "quick",
+            "--population",
+            "3",
+            "--iterations",
+            "0",
+            "--objective",
+            "generate",
+            "--prompt-len",
+            "12",
+            "--new-tokens",
+            "4",
+            "--short-min-runs",
+            "3",
+            "--full-min-runs",
+            "3",
+            "--full-min-duration-s",
+            "0.02",
+            "--quiet",
+            "--out",
+            root.path().to_str().unwrap(),
+            "--run-id",
+            "g",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = root.path().join("g");
+    let cands = read_csv(&dir.join("candidates.csv")).unwrap();
+    assert_eq!(cands.len(), 3);
+    for r in &cands {
+        assert_eq!(r.workload, "generate");
+        assert_eq!((r.seq_len, r.new_tokens), (12, 4));
+        let ttft = r.ttft_ms.expect("time to first token");
+        assert!(
+            ttft > 0.0 && ttft < r.latency_median_ms,
+            "{ttft} vs {}",
+            r.latency_median_ms
+        );
+        assert!(r.tokens_per_s.unwrap() > 0.0);
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(summary.contains("time to first token"), "{summary}");
+    // A generation that does not fit the space's positions is refused before anything exists.
+    let o = lts()
+        .args([
+            "search",
+            "--objective",
+            "generate",
+            "--prompt-len",
+            "1000",
+            "--out",
+        ])
+        .arg(root.path())
+        .args(["--run-id", "bad"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("positions but the space has n_positions"),
+        "{}",
+        text(&o)
+    );
+    assert!(!root.path().join("bad").exists());
 }

@@ -89,6 +89,19 @@ impl Ort {
 
     /// Creates a session from serialized ONNX bytes.
     pub fn session(&self, model: &[u8], opts: &OrtOptions) -> Result<Session> {
+        self.session_with_files(model, &[], opts)
+    }
+
+    /// Creates a session from serialized ONNX bytes whose external-data initializers live in
+    /// the in-memory `files` ([`crate::graph::build_models_external`]): ONNX Runtime reads
+    /// them from our buffers (`AddExternalInitializersFromFilesInMemory`) instead of a
+    /// protobuf, and the session keeps them alive.
+    pub fn session_with_files(
+        &self,
+        model: &[u8],
+        files: &[(String, std::sync::Arc<[u8]>)],
+        opts: &OrtOptions,
+    ) -> Result<Session> {
         if opts.provider != "cpu" {
             bail!(
                 "execution provider `{}` is not supported yet; use `cpu` (available in this library: {})",
@@ -121,6 +134,11 @@ impl Ort {
                 if opts.allow_spinning { "1" } else { "0" },
             )
             .map_err(fail)?;
+        for (name, data) in files {
+            builder = builder
+                .with_external_initializer_file_in_memory(name, data.clone())
+                .map_err(fail)?;
+        }
         builder
             .commit_from_memory(model)
             .context("ONNX Runtime could not load the model")
@@ -252,6 +270,7 @@ pub struct OrtGenerator {
     n_layer: usize,
     new_tokens: usize,
     first_token: FirstTokenLog,
+    generated: Vec<i64>,
 }
 
 impl OrtGenerator {
@@ -275,7 +294,17 @@ impl OrtGenerator {
             n_layer: arch.n_layer,
             new_tokens: workload.new_tokens,
             first_token,
+            generated: Vec::new(),
         })
+    }
+
+    /// The greedy tokens of the last run, `[batch, 1 + new_tokens]` (the prefill's token, then
+    /// one per decode step); empty before the first run.
+    pub fn generated_tokens(&self) -> Array2<i64> {
+        let steps = self.new_tokens + 1;
+        let batch = self.generated.len() / steps;
+        // Stored step-major: step s holds the batch's tokens at [s * batch ..].
+        Array2::from_shape_fn((batch, steps), |(b, s)| self.generated[s * batch + b])
     }
 }
 
@@ -310,6 +339,8 @@ impl Runner for OrtGenerator {
             )])
             .context("ONNX Runtime prefill failed")?;
         let mut next = argmax_last(&out["logits"])?;
+        self.generated.clear();
+        self.generated.extend(next.iter());
         self.first_token
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -345,6 +376,7 @@ impl Runner for OrtGenerator {
                 .run(inputs)
                 .with_context(|| format!("ONNX Runtime decode step {} failed", step + 1))?;
             next = argmax_last(&out["logits"])?;
+            self.generated.extend(next.iter());
             past = take(&mut out)?;
         }
         Ok(None)

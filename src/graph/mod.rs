@@ -47,6 +47,7 @@ pub mod onnx;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use prost::Message;
@@ -171,6 +172,49 @@ pub fn build_model(
     kind: GraphKind,
     logits: Logits,
 ) -> Result<ModelProto> {
+    let specs = check_weights(arch, weights)?;
+    let bytes = arch.params().total * 4;
+    if bytes > MAX_MODEL_BYTES {
+        bail!(
+            "arch {} has {} parameters ({:.2} GB in fp32), too large for one ONNX protobuf (2 GiB); choose a smaller arch",
+            arch.id(),
+            arch.params().total,
+            bytes as f64 / 1e9
+        );
+    }
+    let initializers = param_tensors(arch, weights, &specs);
+    Ok(assemble(arch, kind, logits, initializers, &weights.source))
+}
+
+/// Parameter data kept outside the ONNX protobuf, one in-memory "file" per parameter (named
+/// after it) that ONNX Runtime reads through `AddExternalInitializersFromFilesInMemory`
+/// (`ort`'s `with_external_initializer_file_in_memory`): the fp32 little-endian bytes of the
+/// parameter in its graph layout. Several graphs of one model (prefill and decode) share them.
+pub type ExternalFiles = Vec<(String, Arc<[u8]>)>;
+
+/// Builds the graphs `graphs` of `arch` with the parameters held outside the protobuf
+/// ([`ExternalFiles`]): each graph's initializers are `data_location = EXTERNAL` references
+/// (`location` = the parameter's name), so a graph is a few KB and the weights are converted to
+/// their graph layout once, tensor by tensor (each HF tensor is freed as soon as it is
+/// converted, so `weights` and its converted copy never coexist whole), and shared by every
+/// graph and session. Same math and I/O as [`build_model`]; no 2 GiB protobuf limit.
+pub fn build_models_external(
+    arch: &Arch,
+    weights: Weights,
+    graphs: &[(GraphKind, Logits)],
+) -> Result<(Vec<ModelProto>, ExternalFiles)> {
+    let specs = check_weights(arch, &weights)?;
+    let source = weights.source.clone();
+    let (initializers, files) = external_params(arch, weights, &specs);
+    let models = graphs
+        .iter()
+        .map(|&(kind, logits)| assemble(arch, kind, logits, initializers.clone(), &source))
+        .collect();
+    Ok((models, files))
+}
+
+/// Checks `weights` hold every parameter of `arch` with its shape; returns the parameter specs.
+fn check_weights(arch: &Arch, weights: &Weights) -> Result<Vec<crate::weights::ParamSpec>> {
     arch.validate()?;
     let specs = param_specs(arch);
     let mut problems = Vec::new();
@@ -200,18 +244,19 @@ pub fn build_model(
             problems.join("; ")
         );
     }
-    let bytes = arch.params().total * 4;
-    if bytes > MAX_MODEL_BYTES {
-        bail!(
-            "arch {} has {} parameters ({:.2} GB in fp32), too large for one ONNX protobuf (2 GiB); choose a smaller arch",
-            arch.id(),
-            arch.params().total,
-            bytes as f64 / 1e9
-        );
-    }
+    Ok(specs)
+}
 
+/// The graph of `kind` around the given parameter initializers (embedded or external).
+fn assemble(
+    arch: &Arch,
+    kind: GraphKind,
+    logits: Logits,
+    initializers: Vec<TensorProto>,
+    weights_source: &str,
+) -> ModelProto {
     let mut b = Builder {
-        initializers: param_tensors(arch, weights, &specs),
+        initializers,
         ..Default::default()
     };
     let last_only = kind == GraphKind::Prefill && logits == Logits::Last;
@@ -285,7 +330,7 @@ pub fn build_model(
         key: Some(k.to_string()),
         value: Some(v),
     };
-    Ok(ModelProto {
+    ModelProto {
         ir_version: Some(IR_VERSION),
         opset_import: vec![OperatorSetIdProto {
             domain: Some(String::new()),
@@ -307,10 +352,10 @@ pub fn build_model(
                     .as_str()
                     .into(),
             ),
-            meta("weights_source", weights.source.clone()),
+            meta("weights_source", weights_source.to_string()),
         ],
         ..Default::default()
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,32 +376,19 @@ fn param_tensors(
     weights: &Weights,
     specs: &[crate::weights::ParamSpec],
 ) -> Vec<TensorProto> {
-    let total: usize = specs.iter().map(|s| weights.get(&s.name).len()).sum();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(total / (1 << 20) + 1)
-        .min(16);
-    if threads <= 1 {
+    let sizes: Vec<usize> = specs.iter().map(|s| weights.get(&s.name).len()).collect();
+    let buckets = lpt_buckets(&sizes);
+    if buckets.len() <= 1 {
         return specs
             .iter()
             .map(|s| param_tensor(arch, &s.name, weights.get(&s.name)))
             .collect();
     }
-    // Longest-processing-time-first assignment of tensors to threads.
-    let mut order: Vec<usize> = (0..specs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(weights.get(&specs[i].name).len()));
-    let mut buckets: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
-    for i in order {
-        let b = buckets.iter_mut().min_by_key(|b| b.0).expect("threads > 0");
-        b.0 += weights.get(&specs[i].name).len();
-        b.1.push(i);
-    }
     let mut out: Vec<Option<TensorProto>> = vec![None; specs.len()];
     std::thread::scope(|scope| {
         let handles: Vec<_> = buckets
             .iter()
-            .map(|(_, idx)| {
+            .map(|idx| {
                 scope.spawn(move || {
                     idx.iter()
                         .map(|&i| {
@@ -382,13 +414,21 @@ fn param_tensors(
 
 /// A parameter as an fp32 initializer with raw little-endian data.
 fn param_tensor(arch: &Arch, name: &str, t: &Tensor) -> TensorProto {
+    let mut raw = vec![0u8; t.data.len() * 4];
+    param_bytes_into(arch, name, t, &mut raw);
+    TensorProto {
+        raw_data: Some(raw),
+        ..param_header(arch, name, t)
+    }
+}
+
+/// Name, graph-layout dims, type and doc of a parameter's initializer, without its data.
+fn param_header(arch: &Arch, name: &str, t: &Tensor) -> TensorProto {
     if stored_transposed(arch, name) {
-        let (rows, cols) = (t.shape[0], t.shape[1]);
         TensorProto {
             name: Some(name.to_string()),
-            dims: vec![cols as i64, rows as i64],
+            dims: vec![t.shape[1] as i64, t.shape[0] as i64],
             data_type: Some(DataType::Float as i32),
-            raw_data: Some(transposed_le_bytes(&t.data, rows, cols)),
             doc_string: Some(
                 "HF nn.Linear weight [out, in] stored transposed as [in, out] (the graph uses a plain MatMul)"
                     .into(),
@@ -400,10 +440,116 @@ fn param_tensor(arch: &Arch, name: &str, t: &Tensor) -> TensorProto {
             name: Some(name.to_string()),
             dims: t.shape.iter().map(|&d| d as i64).collect(),
             data_type: Some(DataType::Float as i32),
-            raw_data: Some(f32_le_bytes(&t.data)),
             ..Default::default()
         }
     }
+}
+
+/// Writes a parameter's fp32 little-endian bytes in its graph layout (Llama linears transposed)
+/// into `dst` (`4 x len` bytes).
+fn param_bytes_into(arch: &Arch, name: &str, t: &Tensor, dst: &mut [u8]) {
+    if stored_transposed(arch, name) {
+        transposed_le_bytes_into(&t.data, t.shape[0], t.shape[1], dst);
+    } else if cfg!(target_endian = "little") {
+        dst.copy_from_slice(bytemuck::cast_slice::<f32, u8>(&t.data));
+    } else {
+        for (out, v) in dst.chunks_exact_mut(4).zip(&t.data) {
+            out.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Converts every parameter into one [`ExternalFiles`] entry and an external-data initializer
+/// pointing at it, spread over the cores like [`param_tensors`]; each HF tensor is dropped as
+/// soon as it is converted.
+fn external_params(
+    arch: &Arch,
+    weights: Weights,
+    specs: &[crate::weights::ParamSpec],
+) -> (Vec<TensorProto>, ExternalFiles) {
+    let mut tensors = weights.tensors;
+    let items: Vec<(usize, String, Tensor)> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let t = tensors.remove(&s.name).expect("checked by check_weights");
+            (i, s.name.clone(), t)
+        })
+        .collect();
+    drop(tensors);
+    let convert = |(i, name, t): (usize, String, Tensor)| {
+        let n = t.data.len() * 4;
+        let mut buf: Arc<[u8]> = {
+            let zeroed = Arc::<[u8]>::new_zeroed_slice(n);
+            // SAFETY: all-zero bytes are valid `u8`s.
+            unsafe { zeroed.assume_init() }
+        };
+        let dst = Arc::get_mut(&mut buf).expect("a new Arc is unique");
+        param_bytes_into(arch, &name, &t, dst);
+        let header = param_header(arch, &name, &t);
+        drop(t);
+        let entry = |k: &str, v: String| StringStringEntryProto {
+            key: Some(k.into()),
+            value: Some(v),
+        };
+        let init = TensorProto {
+            data_location: Some(onnx::tensor_proto::DataLocation::External as i32),
+            external_data: vec![
+                entry("location", name.clone()),
+                entry("offset", "0".into()),
+                entry("length", n.to_string()),
+            ],
+            ..header
+        };
+        (i, init, (name, buf))
+    };
+    let sizes: Vec<usize> = items.iter().map(|(_, _, t)| t.data.len()).collect();
+    type Converted = (TensorProto, (String, Arc<[u8]>));
+    let mut out: Vec<Option<Converted>> = vec![None; items.len()];
+    let buckets = lpt_buckets(&sizes);
+    let mut per_bucket: Vec<Vec<(usize, String, Tensor)>> = vec![Vec::new(); buckets.len()];
+    let bucket_of: HashMap<usize, usize> = buckets
+        .iter()
+        .enumerate()
+        .flat_map(|(b, idx)| idx.iter().map(move |&i| (i, b)))
+        .collect();
+    for item in items {
+        per_bucket[bucket_of[&item.0]].push(item);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = per_bucket
+            .into_iter()
+            .map(|items| scope.spawn(move || items.into_iter().map(convert).collect::<Vec<_>>()))
+            .collect();
+        for h in handles {
+            for (i, init, file) in h.join().expect("parameter conversion thread panicked") {
+                out[i] = Some((init, file));
+            }
+        }
+    });
+    out.into_iter()
+        .map(|x| x.expect("every parameter converted"))
+        .unzip()
+}
+
+/// Longest-processing-time-first assignment of items of the given sizes to threads (at most
+/// the available cores, 16, and one per MiB of values): each bucket lists item indices.
+fn lpt_buckets(sizes: &[usize]) -> Vec<Vec<usize>> {
+    let total: usize = sizes.iter().sum();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(total / (1 << 20) + 1)
+        .min(16);
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let mut buckets: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
+    for i in order {
+        let b = buckets.iter_mut().min_by_key(|b| b.0).expect("threads > 0");
+        b.0 += sizes[i];
+        b.1.push(i);
+    }
+    buckets.into_iter().map(|(_, idx)| idx).collect()
 }
 
 /// The parameters of a model written by [`build_model`] read back into HF layout (Llama linears
@@ -469,9 +615,8 @@ pub fn weights_from_model(arch: &Arch, model: &ModelProto) -> anyhow::Result<Wei
 
 /// `[rows, cols]` row-major f32 to the little-endian bytes of its `[cols, rows]` transpose,
 /// a band of rows at a time so reads stay in cache and writes are sequential runs.
-fn transposed_le_bytes(src: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+fn transposed_le_bytes_into(src: &[f32], rows: usize, cols: usize, dst: &mut [u8]) {
     const BAND: usize = 16;
-    let mut dst = vec![0u8; rows * cols * 4];
     for r0 in (0..rows).step_by(BAND) {
         let r1 = (r0 + BAND).min(rows);
         let band = &src[r0 * cols..r1 * cols];
@@ -482,16 +627,10 @@ fn transposed_le_bytes(src: &[f32], rows: usize, cols: usize) -> Vec<u8> {
             }
         }
     }
-    dst
 }
 
-/// ONNX `raw_data` is little-endian; on little-endian hosts this is one memcpy.
 fn f32_le_bytes(data: &[f32]) -> Vec<u8> {
-    if cfg!(target_endian = "little") {
-        bytemuck::cast_slice::<f32, u8>(data).to_vec()
-    } else {
-        data.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn i64_le_bytes(data: &[i64]) -> Vec<u8> {

@@ -43,6 +43,9 @@ pub struct Evaluation {
     /// Thermal state before and after, with throttle flags; absent for the cost model.
     #[serde(default)]
     pub thermal: Option<ThermalRecord>,
+    /// Generate objective: time to first token and tokens/s of the timed runs.
+    #[serde(default)]
+    pub generation: Option<job::Generation>,
 }
 
 /// Produces objectives for candidates.
@@ -109,6 +112,7 @@ impl Evaluator for Measured {
             graph_emission_ms: r.graph_emission_ms,
             measurement: Some(m),
             thermal: r.thermal,
+            generation: r.generation,
         })
     }
 
@@ -149,6 +153,7 @@ impl Evaluator for CostModel {
             graph_emission_ms: 0.0,
             measurement: None,
             thermal: None,
+            generation: None,
         })
     }
 

@@ -864,7 +864,13 @@ impl Search {
             .enumerate()
             .map(|(i, c)| {
                 let r = c.best();
-                CandidateRow::from_record(r, self.feasible(r), on.contains(&i), on2.contains(&i))
+                CandidateRow::from_record(
+                    r,
+                    &self.cfg.workload,
+                    self.feasible(r),
+                    on.contains(&i),
+                    on2.contains(&i),
+                )
             })
             .collect();
         let mut front: Vec<CandidateRow> = all.iter().filter(|r| r.on_frontier).cloned().collect();
@@ -910,10 +916,9 @@ impl Search {
             }
         );
         let subtitle = format!(
-            "{:?} batch {} seq {} | {} candidates; line: params-latency frontier ({}); {} on the 3-objective frontier with memory | run {}",
-            w.mode,
+            "{}, batch {} | {} candidates; line: params-latency frontier ({}); {} on the 3-objective frontier with memory | run {}",
+            w.describe(),
             w.batch,
-            w.seq_len,
             all.len(),
             front.iter().filter(|r| r.on_latency_frontier).count(),
             front.len(),
@@ -977,6 +982,22 @@ fn thermal_summary(all: &[CandidateRow], profile: Option<&str>) -> String {
     format!("Thermal{profile}: no throttling or clock drop seen{range}.")
 }
 
+/// One sentence on what a latency in this run is, for readers comparing it with other tools.
+fn timed_what(w: &Workload) -> &'static str {
+    match (w.mode, w.logits) {
+        (Mode::Prefill, crate::workload::Logits::Last) => {
+            "the prompt's forward with logits of its last position only: the time before the first token, as a serving engine computes it"
+        }
+        (Mode::Prefill, crate::workload::Logits::All) => {
+            "the prompt's forward with logits of every position: the work of scoring text (perplexity), more than a first token needs"
+        }
+        (Mode::Decode, _) => "one generated token with a KV cache already holding the context",
+        (Mode::Generate, _) => {
+            "a whole generation, end to end: prefill of the prompt, then greedy decode steps with the growing KV cache"
+        }
+    }
+}
+
 /// `summary.md`: the frontier table and the plot.
 fn report_markdown(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow]) -> String {
     use std::fmt::Write;
@@ -986,14 +1007,14 @@ fn report_markdown(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow])
     let _ = writeln!(s, "# LTS search `{}`\n", info.run_id);
     let _ = writeln!(
         s,
-        "Space `{}` ({}), algorithm `{:?}`, seed {}, {:?} batch {} seq {}, runtime {}, status **{}**.\n",
+        "Space `{}` ({}), algorithm `{:?}`, seed {}, timed: {} (`{}`), batch {}, runtime {}, status **{}**.\n",
         c.space.name,
         c.space.family,
         c.algo,
         c.seed,
-        c.workload.mode,
+        c.workload.describe(),
+        timed_what(&c.workload),
         c.workload.batch,
-        c.workload.seq_len,
         info.runtime,
         info.status
     );
@@ -1030,6 +1051,22 @@ fn report_markdown(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow])
             r.latency_p90_ms,
             crate::report::mib_number(r.peak_memory_bytes)
         );
+    }
+    if c.workload.mode == Mode::Generate {
+        let _ = writeln!(
+            s,
+            "\nGeneration of {} prompt + {} new tokens (median ms above is end to end):\n\n| arch id | time to first token ms | tokens/s after it |\n|---|---|---|",
+            c.workload.seq_len, c.workload.new_tokens
+        );
+        for r in front {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} |",
+                r.arch_id,
+                r.ttft_ms.map_or("-".into(), |v| format!("{v:.3}")),
+                r.tokens_per_s.map_or("-".into(), |v| format!("{v:.1}"))
+            );
+        }
     }
     if let Some(last) = info.iterations.last() {
         let _ = writeln!(

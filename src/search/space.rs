@@ -323,7 +323,7 @@ impl SearchSpace {
     /// Whether `h` query heads work with hidden size `d`: `d % h == 0`, and for Llama an even
     /// head size (RoPE rotates pairs).
     fn heads_fit(&self, d: usize, h: usize) -> bool {
-        h > 0 && d % h == 0 && (self.family != Family::Llama || (d / h) % 2 == 0)
+        h > 0 && d.is_multiple_of(h) && (self.family != Family::Llama || (d / h).is_multiple_of(2))
     }
 
     /// A uniformly random genome: every gene drawn uniformly from its knob's values (archai's
@@ -443,8 +443,8 @@ impl SearchSpace {
         if kv.per_layer {
             for (i, v) in g.n_kv_head.iter_mut().enumerate() {
                 let h = heads[if self.n_head.per_layer { i } else { 0 }];
-                if h % *v != 0 {
-                    let ok = kv.values.iter().copied().filter(|&c| h % c == 0);
+                if !h.is_multiple_of(*v) {
+                    let ok = kv.values.iter().copied().filter(|&c| h.is_multiple_of(c));
                     if let Some(n) = nearest(ok, *v) {
                         *v = n;
                     }

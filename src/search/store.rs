@@ -22,6 +22,7 @@ use super::evaluate::{Evaluation, Stage};
 use super::space::Genome;
 use crate::arch::{Arch, ParamCounts};
 use crate::util::write_atomic;
+use crate::workload::Workload;
 
 /// How a candidate was produced.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +88,24 @@ pub struct CandidateRow {
     pub total_params: u64,
     /// Forward FLOPs of one run.
     pub flops_per_run: u64,
+    /// What one timed run computed: `prefill`, `decode` or `generate` (the run's objective).
+    #[serde(default)]
+    pub workload: String,
+    /// Prefill: prompt tokens; decode: cached positions; generate: prompt tokens.
+    #[serde(default)]
+    pub seq_len: usize,
+    /// Generate: decode steps after the first token (0 otherwise).
+    #[serde(default)]
+    pub new_tokens: usize,
+    /// Positions of the prefill that got logits: `last` (the first token's work) or `all`.
+    #[serde(default)]
+    pub logits: String,
+    /// Generate: median time to first token (ms); empty otherwise.
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    /// Generate: tokens/s after the first token; empty otherwise.
+    #[serde(default)]
+    pub tokens_per_s: Option<f64>,
     /// `short` or `full`: the protocol of the statistics in this row.
     pub stage: String,
     /// Timed runs.
@@ -167,6 +186,7 @@ impl CandidateRow {
     /// The row for a record; `feasible` and `on_frontier` are decided by the search.
     pub fn from_record(
         r: &Record,
+        workload: &Workload,
         feasible: bool,
         on_frontier: bool,
         on_latency_frontier: bool,
@@ -184,6 +204,12 @@ impl CandidateRow {
             decoder_params: r.params.decoder,
             total_params: r.params.total,
             flops_per_run: r.flops_per_run,
+            workload: workload.mode.as_str().into(),
+            seq_len: workload.seq_len,
+            new_tokens: workload.new_tokens,
+            logits: workload.logits.as_str().into(),
+            ttft_ms: r.eval.generation.as_ref().map(|g| g.first_token.median_ms),
+            tokens_per_s: r.eval.generation.as_ref().map(|g| g.tokens_per_s),
             stage: match r.stage {
                 Stage::Short => "short".into(),
                 Stage::Full => "full".into(),
@@ -261,6 +287,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "decoder_params",
     "total_params",
     "flops_per_run",
+    "workload",
+    "seq_len",
+    "new_tokens",
+    "logits",
+    "ttft_ms",
+    "tokens_per_s",
     "stage",
     "runs",
     "latency_mean_ms",
@@ -453,6 +485,12 @@ mod tests {
             decoder_params: 1234,
             total_params: 5678,
             flops_per_run: 99,
+            workload: "prefill".into(),
+            seq_len: 192,
+            new_tokens: 0,
+            logits: "last".into(),
+            ttft_ms: None,
+            tokens_per_s: None,
             stage: "full".into(),
             runs: 10,
             latency_mean_ms: 1.25,

@@ -69,7 +69,7 @@ impl MatmulKernel {
 
     /// Whether the tiled kernel's vec4 loads can take this shape.
     pub fn tiled_fits(n: usize, k: usize, trans_b: bool) -> bool {
-        k % 4 == 0 && (trans_b || n % 4 == 0)
+        k.is_multiple_of(4) && (trans_b || n.is_multiple_of(4))
     }
 }
 
