@@ -442,6 +442,16 @@ pub struct DeviceArgs {
 
 /// `lts setup`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Without --wheel, lts setup downloads onnxruntime==1.31.1 with `python3 -m pip download` (any
+machine with Python 3, pip and PyPI access) and unpacks libonnxruntime.so.1.31.1 itself.
+With --wheel FILE it needs neither Python nor network: download the wheel on another machine,
+copy it over and unpack it here:
+  onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl    (x86_64)
+  onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl   (aarch64: Raspberry Pi 4/5, Jetson)
+  lts setup --wheel onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl --target aarch64
+The library goes to $LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts (or --dest DIR),
+as onnxruntime-1.31.1-<arch>/libonnxruntime.so.1.31.1, where lts looks for it.")]
 pub struct SetupArgs {
     /// CPU architecture to fetch the library for (default: this machine's), e.g. aarch64 to
     /// provision a board without internet.
@@ -453,6 +463,11 @@ pub struct SetupArgs {
     /// Download again even if the library is already there.
     #[arg(long)]
     pub force: bool,
+    /// Unpack the library from this onnxruntime wheel (.whl) instead of downloading: no network,
+    /// no Python. The wheel's library must be ONNX Runtime >= 1.31 built for --target (default:
+    /// this machine); it replaces a library already installed.
+    #[arg(long, value_name = "FILE")]
+    pub wheel: Option<PathBuf>,
 }
 
 #[cfg(test)]

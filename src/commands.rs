@@ -562,10 +562,21 @@ pub fn setup(args: &SetupArgs) -> Result<()> {
             ortlib::cache_dir().context("no cache directory: set LTS_CACHE_DIR or pass --dest")?
         }
     };
-    let path = ortlib::setup(target, &dir, args.force)?;
+    let (path, version) = match &args.wheel {
+        Some(wheel) => {
+            let installed = ortlib::install_wheel(wheel, target, &dir)?;
+            if let Some(n) = &installed.notice {
+                eprintln!("lts: {n}");
+            }
+            (installed.path, installed.version)
+        }
+        None => (
+            ortlib::setup(target, &dir, args.force)?,
+            ortlib::ORT_VERSION.to_string(),
+        ),
+    };
     println!(
-        "ONNX Runtime {} for {:?}: {}",
-        ortlib::ORT_VERSION,
+        "ONNX Runtime {version} for {:?}: {}",
         target,
         path.display()
     );
