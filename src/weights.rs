@@ -265,6 +265,12 @@ impl Weights {
     /// ziggurat normal), generated in parallel. (Before lts 0.1.0's issue 10 one stream ran over
     /// every tensor in turn, so seeds give other values than they did then.)
     pub fn random(arch: &Arch, seed: u64) -> Weights {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Weights::random_on(arch, seed, cores.min(16))
+    }
+
+    /// [`Weights::random`] on at most `threads` threads (the values do not depend on it).
+    fn random_on(arch: &Arch, seed: u64, threads: usize) -> Weights {
         let specs = param_specs(arch);
         // Every chunk of RANDOM_CHUNK values of every tensor is an independent stream, seeded
         // from (seed, tensor index, chunk index): the values do not depend on how many threads
@@ -291,11 +297,7 @@ impl Weights {
                 *x = dist.sample(&mut rng);
             }
         };
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(jobs.len())
-            .min(16);
+        let threads = threads.min(jobs.len());
         if threads <= 1 {
             jobs.into_iter().for_each(fill);
         } else {
@@ -327,6 +329,37 @@ impl Weights {
         Weights {
             tensors,
             source: format!("random(seed={seed})"),
+        }
+    }
+
+    /// The single-stream generator `lts` used before issue 10: one xoshiro256++ stream over
+    /// every tensor in [`param_specs`] order. Same scheme and distribution as [`Weights::random`],
+    /// other values. Kept because the Hugging Face reference numbers in the tests were computed
+    /// from its weights.
+    pub fn random_single_stream(arch: &Arch, seed: u64) -> Weights {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut tensors = BTreeMap::new();
+        for spec in param_specs(arch) {
+            let n: usize = spec.shape.iter().product();
+            let data = match spec.init {
+                Init::Zeros => vec![0.0; n],
+                Init::Ones => vec![1.0; n],
+                Init::Normal(std) => {
+                    let dist = Normal::new(0.0f32, std).expect("std is finite and positive");
+                    (0..n).map(|_| dist.sample(&mut rng)).collect()
+                }
+            };
+            tensors.insert(
+                spec.name,
+                Tensor {
+                    shape: spec.shape,
+                    data,
+                },
+            );
+        }
+        Weights {
+            tensors,
+            source: format!("random-single-stream(seed={seed})"),
         }
     }
 
@@ -473,6 +506,36 @@ fn to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_weights_do_not_depend_on_the_thread_count() {
+        // gpt2-small's token table spans many chunks, so the threads split tensors.
+        let arch = Arch::preset("gpt2-tiny").unwrap();
+        let one = Weights::random_on(&arch, 5, 1);
+        for threads in [2, 3, 7] {
+            assert_eq!(
+                one.tensors,
+                Weights::random_on(&arch, 5, threads).tensors,
+                "{threads} threads"
+            );
+        }
+        let mut big = Arch::preset("gpt2-tiny").unwrap();
+        big.vocab_size = 3 * RANDOM_CHUNK / big.d_model + 7; // a table of 3+ chunks
+        let a = Weights::random_on(&big, 1, 1);
+        let b = Weights::random_on(&big, 1, 4);
+        assert_eq!(a.tensors, b.tensors);
+        // Chunks are distinct streams: the second chunk does not repeat the first.
+        let wte = &a.get("transformer.wte.weight").data;
+        assert_ne!(wte[..64], wte[RANDOM_CHUNK..RANDOM_CHUNK + 64]);
+        // And the distribution is still N(0, 0.02).
+        let n = wte.len() as f64;
+        let mean = wte.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (wte.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(
+            mean.abs() < 1e-3 && (std - 0.02).abs() < 1e-3,
+            "{mean} {std}"
+        );
+    }
 
     #[test]
     fn random_weights_match_param_count_and_are_seeded() {
