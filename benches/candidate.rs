@@ -6,8 +6,9 @@
 //! per config the phases of that one call, in seconds: graph emission (random weights + ONNX
 //! serialisation), session creation, first run, warm-up, timed (the sum of the timed samples),
 //! the wall time of the whole `execute` call, and the share of timed inference in it
-//! (timed / wall). Also the timed run count, the median and the relative half-width of the
-//! median's 95% confidence interval (`max(median - low, high - median) / median`).
+//! (timed / wall). Also the timed run count, the median, the relative half-width of the
+//! median's 95% confidence interval (`max(median - low, high - median) / median`,
+//! `stats.median_ci_rel`) and whether the protocol's precision target was reached.
 //!
 //! Memory: the process's peak RSS during that candidate vs an estimate of what the model must
 //! hold, `fp32 weights + activations + KV cache`, and their ratio. The estimate is
@@ -88,7 +89,11 @@ fn config(name: &str) -> anyhow::Result<Arch> {
     match name {
         "gpt2-small" | "smollm2-135m" => Arch::preset(name),
         // 6 layers, d_model 384: 10,253,824 decoder parameters.
-        "flex-10m" => flex(384, &[1536, 1024, 1536, 2048, 1024, 1536], &[8, 4, 8, 8, 2, 4]),
+        "flex-10m" => flex(
+            384,
+            &[1536, 1024, 1536, 2048, 1024, 1536],
+            &[8, 4, 8, 8, 2, 4],
+        ),
         // 10 layers, d_model 640: 41,529,984 decoder parameters.
         "flex-40m" => flex(
             640,
@@ -124,6 +129,8 @@ struct Row {
     runs: usize,
     median_ms: f64,
     ci_rel: f64,
+    /// Whether the precision target was met (`None`: the protocol has none).
+    target_reached: Option<bool>,
     valid: bool,
     baseline_rss: Option<u64>,
     peak_rss: Option<u64>,
@@ -181,8 +188,7 @@ fn child(name: &str) -> anyhow::Result<()> {
     let peak_rss = memory::peak_rss_bytes();
     let m = &r.measurement;
     let st = &m.stats;
-    let ci_rel =
-        (st.median_ms - st.median_ci_low_ms).max(st.median_ci_high_ms - st.median_ms) / st.median_ms;
+    let ci_rel = st.median_ci_rel.unwrap_or(f64::NAN);
     let row = Row {
         name: name.to_string(),
         decoder_params: p.decoder,
@@ -197,6 +203,7 @@ fn child(name: &str) -> anyhow::Result<()> {
         runs: m.timed_runs,
         median_ms: st.median_ms,
         ci_rel,
+        target_reached: m.target_ci_reached,
         valid: m.valid,
         baseline_rss,
         peak_rss,
@@ -271,7 +278,7 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<13} {:>11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>9} {:>6}",
+        "{:<13} {:>11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>9} {:>6} {:>7}",
         "config",
         "decoder",
         "emit s",
@@ -283,11 +290,12 @@ fn main() -> anyhow::Result<()> {
         "timed%",
         "runs",
         "median ms",
-        "CI ±%"
+        "CI ±%",
+        "target"
     );
     for r in &rows {
         println!(
-            "{:<13} {:>11} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6.1}% {:>5} {:>9.2} {:>5.1}%{}",
+            "{:<13} {:>11} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6.1}% {:>5} {:>9.2} {:>5.1}% {:>7}{}",
             r.name,
             lts::report::thousands(r.decoder_params),
             r.emission_s,
@@ -300,6 +308,11 @@ fn main() -> anyhow::Result<()> {
             r.runs,
             r.median_ms,
             100.0 * r.ci_rel,
+            match r.target_reached {
+                Some(true) => "reached",
+                Some(false) => "missed",
+                None => "-",
+            },
             if r.valid { "" } else { "  INVALID" }
         );
     }
