@@ -868,12 +868,13 @@ mod tests {
         assert!(m.valid);
         assert!(m.precision_summary().contains("target +-2.0% reached"));
 
-        // A real sleep: its jitter is far below +-10% of 20 ms.
-        let m = run_protocol(&precise(0.1), || boxed(Sleeper(Duration::from_millis(20)))).unwrap();
+        // A real sleep of 20 ms. Under a loaded test run it oversleeps by up to ~4 ms (20%)
+        // now and then, so the target here is +-50%: what is tested is the stop at min_runs.
+        let m = run_protocol(&precise(0.5), || boxed(Sleeper(Duration::from_millis(20)))).unwrap();
         assert_eq!(m.timed_runs, 10, "{:?}", m.samples_ms);
         assert_eq!(m.target_ci_reached, Some(true));
         let rel = m.stats.median_ci_rel.unwrap();
-        assert!((0.0..=0.1).contains(&rel), "{rel}");
+        assert!((0.0..=0.5).contains(&rel), "{rel}");
     }
 
     #[test]
