@@ -11,6 +11,19 @@ use crate::backend::ortlib::Target;
 use crate::backend::wgpu::{GpuTimer, Precision};
 use crate::graph::GraphKind;
 use crate::workload::{Logits, Mode};
+use crate::measure::{self, Protocol};
+use crate::search::SearchConfig;
+
+/// Parses `--target-ci`: a finite number in `[0, 1)` ([`measure::check_target_ci_rel`]), checked
+/// when the command line is read, before anything is created.
+fn parse_target_ci(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (e.g. 0.02 for +-2%, 0 to disable)"))?;
+    measure::check_target_ci_rel(v)?;
+    Ok(v)
+}
 
 const ARCH_HELP: &str = "\
 Arch files (JSON or TOML) hold: family (gpt2|llama), n_layer, d_model, d_inner, n_head,
@@ -218,11 +231,25 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 5)]
     pub short_min_runs: usize,
     /// Full protocol (frontier candidates): minimum timed runs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = SearchConfig::default_full_protocol().min_runs)]
     pub full_min_runs: usize,
     /// Full protocol: minimum timed seconds.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = SearchConfig::default_full_protocol().min_duration_s)]
     pub full_min_duration_s: f64,
+    /// Full protocol: hard cap on timed seconds per candidate (a candidate whose minimums need
+    /// longer is marked invalid).
+    #[arg(long, default_value_t = SearchConfig::default_full_protocol().max_duration_s)]
+    pub full_max_duration_s: f64,
+    /// Full protocol: precision target. After the minimums, keep timing until the median's 95%
+    /// confidence interval is within +-REL of the median (0.02 = +-2%) or a cap is hit; 0 stops
+    /// at the minimums. The screening protocol always stops at its minimums.
+    #[arg(
+        long,
+        value_name = "REL",
+        value_parser = parse_target_ci,
+        default_value_t = SearchConfig::default_full_protocol().target_ci_rel
+    )]
+    pub target_ci: f64,
     /// Seed of the candidates' random weights.
     #[arg(long, default_value_t = 0)]
     pub weights_seed: u64,
@@ -390,6 +417,16 @@ pub struct MeasureArgs {
     /// Coefficient of variation above which the measurement is flagged noisy.
     #[arg(long)]
     pub cv_threshold: Option<f64>,
+    /// Precision target: after --min-runs and --min-duration-s, keep timing until the median's
+    /// 95% confidence interval is within +-REL of the median (0.02 = +-2%) or a cap
+    /// (--max-runs, --max-duration-s) is hit; 0 stops as soon as both minimums are met.
+    #[arg(
+        long,
+        value_name = "REL",
+        value_parser = parse_target_ci,
+        default_value_t = Protocol::default().target_ci_rel
+    )]
+    pub target_ci: f64,
     /// Refuse archs above this many total parameters.
     #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
     pub max_params: u64,
@@ -478,6 +515,47 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn target_ci_is_validated_when_parsed() {
+        for bad in ["1", "1.5", "-0.01", "nan", "inf", "two"] {
+            for cmd in ["measure", "search"] {
+                let arg = format!("--target-ci={bad}");
+                let err = Cli::try_parse_from(["lts", cmd, arg.as_str()])
+                    .expect_err(bad)
+                    .to_string();
+                assert!(err.contains("--target-ci"), "{err}");
+                assert!(
+                    err.contains("[0, 1)") || err.contains("not a number"),
+                    "{err}"
+                );
+            }
+        }
+        let cli = Cli::try_parse_from(["lts", "measure", "--target-ci", "0"]).unwrap();
+        let Command::Measure(m) = cli.command else {
+            panic!("measure")
+        };
+        assert_eq!(m.target_ci, 0.0);
+        let cli = Cli::try_parse_from(["lts", "measure"]).unwrap();
+        let Command::Measure(m) = cli.command else {
+            panic!("measure")
+        };
+        assert_eq!(m.target_ci, Protocol::default().target_ci_rel);
+        let cli = Cli::try_parse_from(["lts", "search", "--target-ci", "0.05"]).unwrap();
+        let Command::Search(s) = cli.command else {
+            panic!("search")
+        };
+        assert_eq!(s.target_ci, 0.05);
+        let cli = Cli::try_parse_from(["lts", "search"]).unwrap();
+        let Command::Search(s) = cli.command else {
+            panic!("search")
+        };
+        let full = SearchConfig::default_full_protocol();
+        assert_eq!(s.target_ci, full.target_ci_rel);
+        assert_eq!(s.full_min_duration_s, full.min_duration_s);
+        assert_eq!(s.full_max_duration_s, full.max_duration_s);
+        assert_eq!(s.full_min_runs, full.min_runs);
     }
 
     #[test]

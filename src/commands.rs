@@ -142,6 +142,7 @@ fn protocol_from(args: &MeasureArgs) -> Protocol {
     if let Some(v) = args.cv_threshold {
         p.cv_threshold = v;
     }
+    p.target_ci_rel = args.target_ci;
     p
 }
 
@@ -349,6 +350,8 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     cfg.short_protocol.min_runs = args.short_min_runs;
     cfg.full_protocol.min_runs = args.full_min_runs;
     cfg.full_protocol.min_duration_s = args.full_min_duration_s;
+    cfg.full_protocol.max_duration_s = args.full_max_duration_s;
+    cfg.full_protocol.target_ci_rel = args.target_ci;
     cfg.weights_seed = args.weights_seed;
     let profile = load_profile(&args.profile)?;
     let mut ort = match &profile {

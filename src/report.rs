@@ -193,6 +193,7 @@ pub fn measurement_table(r: &JobResult) -> String {
         st.std_ms,
         st.cv * 100.0
     );
+    let _ = writeln!(s, "precision      {}", m.precision_summary());
     match &r.generation {
         Some(g) => {
             let _ = writeln!(
@@ -249,6 +250,9 @@ pub fn measurement_table(r: &JobResult) -> String {
             st.cv * 100.0,
             m.protocol.cv_threshold * 100.0
         ));
+    }
+    if m.target_ci_reached == Some(false) {
+        flags.push(format!("IMPRECISE: {}", m.precision_summary()));
     }
     if st.outliers > 0 {
         flags.push(format!(

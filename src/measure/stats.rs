@@ -72,6 +72,12 @@ pub struct Stats {
     /// Confidence the interval actually achieves, `P(j <= B < k)` for B ~ Binomial(n, 1/2): at
     /// least the requested level when `n` allows, else the coverage of `[min, max]`.
     pub median_ci_confidence: f64,
+    /// Relative half-width of the median's interval, `max(median - low, high - median) /
+    /// median` ([`ci_rel_half_width`]): the precision the protocol's `target_ci_rel` is checked
+    /// against. `None` when the median is not positive, and in results written before this
+    /// field existed.
+    #[serde(default)]
+    pub median_ci_rel: Option<f64>,
     /// Number of samples whose modified z-score exceeds the threshold (hyperfine). Flagged only,
     /// never removed.
     pub outliers: usize,
@@ -117,12 +123,12 @@ impl Stats {
             0.0
         };
         let cv = if mean != 0.0 { std / mean.abs() } else { 0.0 };
-        let ci = median_ci_sorted(&sorted, confidence);
+        let (median, ci, ci_rel) = median_precision_sorted(&sorted, confidence);
         let outlier_indices = outlier_indices(samples_ms, outlier_threshold);
         Stats {
             n,
             mean_ms: mean,
-            median_ms: percentile_sorted(&sorted, 50.0),
+            median_ms: median,
             p90_ms: percentile_sorted(&sorted, 90.0),
             p95_ms: percentile_sorted(&sorted, 95.0),
             p99_ms: percentile_sorted(&sorted, 99.0),
@@ -133,6 +139,7 @@ impl Stats {
             median_ci_low_ms: ci.low,
             median_ci_high_ms: ci.high,
             median_ci_confidence: ci.confidence,
+            median_ci_rel: ci_rel,
             outliers: outlier_indices.len(),
             outlier_indices,
             noisy: cv > cv_threshold,
@@ -252,6 +259,29 @@ pub fn median_ci_sorted(sorted: &[f64], confidence: f64) -> MedianCi {
     }
 }
 
+/// Relative half-width of a median interval: `max(median - low, high - median) / median`, the
+/// larger side, since order-statistic intervals are not symmetric around the median. `None`
+/// when the median is not a positive finite number (no relative precision can be stated).
+pub fn ci_rel_half_width(median: f64, ci: &MedianCi) -> Option<f64> {
+    if !(median.is_finite() && median > 0.0) {
+        return None;
+    }
+    Some((median - ci.low).max(ci.high - median) / median)
+}
+
+/// The median of samples sorted ascending, its distribution-free interval at `confidence` and
+/// the interval's relative half-width ([`ci_rel_half_width`]), by the same routines
+/// [`Stats::from_samples`] uses, so a stopping rule and the recorded statistics agree.
+///
+/// # Panics
+///
+/// Panics when `sorted` is empty or `confidence` is not in (0, 1).
+pub fn median_precision_sorted(sorted: &[f64], confidence: f64) -> (f64, MedianCi, Option<f64>) {
+    let median = percentile_sorted(sorted, 50.0);
+    let ci = median_ci_sorted(sorted, confidence);
+    (median, ci, ci_rel_half_width(median, &ci))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +372,25 @@ mod tests {
         let s = Stats::from_samples(&xs, 0.05, 14.826, 0.95);
         assert_eq!((s.median_ci_low_ms, s.median_ci_high_ms), (20.0, 90.0));
         assert!(close(s.median_ci_confidence, 0.978515625));
+    }
+
+    #[test]
+    fn ci_relative_half_width_takes_the_wider_side() {
+        // Sorted 10..100 step 10: median 55, 95% interval ranks 2..9 = [20, 90].
+        let xs: Vec<f64> = (1..=10).map(|i| i as f64 * 10.0).collect();
+        let (median, ci, rel) = median_precision_sorted(&xs, 0.95);
+        assert_eq!((median, ci.low, ci.high), (55.0, 20.0, 90.0));
+        assert!(close(rel.unwrap(), 35.0 / 55.0));
+        let asym = MedianCi {
+            low: 9.0,
+            high: 10.5,
+            ..ci
+        };
+        assert!(close(ci_rel_half_width(10.0, &asym).unwrap(), 0.1));
+        assert_eq!(ci_rel_half_width(0.0, &asym), None);
+        assert_eq!(ci_rel_half_width(f64::NAN, &asym), None);
+        let s = Stats::from_samples(&xs, 0.05, 14.826, 0.95);
+        assert_eq!(s.median_ci_rel, rel);
     }
 
     #[test]

@@ -125,22 +125,43 @@ impl SearchConfig {
     }
 
     /// The short protocol used by default: a quick screen (no timed warm-up beyond one run,
-    /// 5 runs and 0.1 s at least).
+    /// 5 runs and 0.1 s at least, no precision target).
     pub fn default_short_protocol() -> Protocol {
         Protocol {
             warmup_s: 0.05,
             min_runs: 5,
             min_duration_s: 0.1,
+            target_ci_rel: 0.0,
             ..Protocol::default()
         }
     }
 
-    /// The full protocol used by default for frontier candidates: [`Protocol::default`] with a
-    /// 0.3 s minimum duration (at least 10 runs, LTS's own count; small search-space models run
-    /// in milliseconds, so 0.3 s is 30-300 samples). `--full-min-duration-s` raises it.
+    /// The full protocol used by default for frontier candidates: [`Protocol::default`] (0.2 s
+    /// warm-up, at least 10 runs, LTS's own count) with a precision stopping rule and tighter
+    /// time limits, so that a quiet candidate stops at its minimums and a noisy one gets more
+    /// runs, but never stalls the search:
+    /// - `target_ci_rel = 0.02`: time until the median's 95% interval is within +-2%
+    ///   (`--target-ci`; why 2%: see [`Protocol`]);
+    /// - `min_duration_s = 0.1` (was 0.3 s before the precision rule): the interval now decides
+    ///   when there are enough samples, so the duration floor only keeps millisecond-scale
+    ///   models from stopping after a 10 ms burst; from 10 ms per run up (every gpt2-flex and
+    ///   llama-flex candidate at seq 192) `min_runs` binds and a quiet candidate stops at 10
+    ///   runs (`--full-min-duration-s`);
+    /// - `max_duration_s = 10` (was 120 s): the most a noisy candidate's timed loop may take
+    ///   (`--full-max-duration-s`). Not lower, because it also bounds the minimums: a candidate
+    ///   that needs more than `max_duration_s / min_runs` per run is marked invalid. On the
+    ///   shared 2-core VM under load (load average ~7.6), the largest gpt2-flex candidates
+    ///   (~100M decoder parameters) took ~0.7 s per run, 7 s for 10 runs, so a 5 s cap would
+    ///   have invalidated them (`cargo bench --bench candidate`). Raise it on slow boards.
+    ///
+    /// The screening protocol ([`SearchConfig::default_short_protocol`]) keeps a fixed count:
+    /// its 5 runs cannot give a +-2% interval (at 95% the interval needs n >= 6 and is then
+    /// [min, max]).
     pub fn default_full_protocol() -> Protocol {
         Protocol {
-            min_duration_s: 0.3,
+            min_duration_s: 0.1,
+            max_duration_s: 10.0,
+            target_ci_rel: 0.02,
             ..Protocol::default()
         }
     }

@@ -118,6 +118,11 @@ pub struct CandidateRow {
     pub latency_ci_low_ms: f64,
     /// Upper end of the median's confidence interval.
     pub latency_ci_high_ms: f64,
+    /// Relative half-width of the median's confidence interval, `max(median - low, high -
+    /// median) / median` (the precision the full protocol's `--target-ci` asks for); empty when
+    /// unavailable (and in files written before the column existed).
+    #[serde(default)]
+    pub latency_ci_rel: Option<f64>,
     /// p90 (ms).
     pub latency_p90_ms: f64,
     /// p99 (ms).
@@ -219,6 +224,7 @@ impl CandidateRow {
             latency_median_ms: s.median_ms,
             latency_ci_low_ms: s.median_ci_low_ms,
             latency_ci_high_ms: s.median_ci_high_ms,
+            latency_ci_rel: s.median_ci_rel,
             latency_p90_ms: s.p90_ms,
             latency_p99_ms: s.p99_ms,
             latency_std_ms: s.std_ms,
@@ -299,6 +305,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "latency_median_ms",
     "latency_ci_low_ms",
     "latency_ci_high_ms",
+    "latency_ci_rel",
     "latency_p90_ms",
     "latency_p99_ms",
     "latency_std_ms",
@@ -497,6 +504,7 @@ mod tests {
             latency_median_ms: 1.2,
             latency_ci_low_ms: 1.1,
             latency_ci_high_ms: 1.3,
+            latency_ci_rel: Some(0.1),
             latency_p90_ms: 1.4,
             latency_p99_ms: 1.5,
             latency_std_ms: 0.1,
@@ -553,5 +561,36 @@ mod tests {
             CSV_COLUMNS.join(",")
         );
         assert!(read_csv(&p).unwrap().is_empty());
+    }
+
+    #[test]
+    fn csv_without_ci_rel_column_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.csv");
+        write_csv(&p, &[row("gpt2-a")]).unwrap();
+        // Drop the column, as in a file written before it existed.
+        let col = CSV_COLUMNS
+            .iter()
+            .position(|c| *c == "latency_ci_rel")
+            .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let old: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut cells: Vec<&str> = l.split(',').collect();
+                cells.remove(col);
+                cells.join(",")
+            })
+            .collect();
+        std::fs::write(&p, old.join("\n") + "\n").unwrap();
+        let back = read_csv(&p).unwrap();
+        assert_eq!(back[0].latency_ci_rel, None);
+        assert_eq!(
+            back[0],
+            CandidateRow {
+                latency_ci_rel: None,
+                ..row("gpt2-a")
+            }
+        );
     }
 }
