@@ -5,13 +5,18 @@
 //!    against the naive one-invocation-per-output kernel on the same adapter and shapes, both
 //!    B layouts, with their ratio; plus the cost of an empty-ish dispatch (1x4x4), the fixed
 //!    per-kernel overhead of the driver;
-//! 2. wgpu vs ONNX Runtime latency (median of the measurement protocol, same weights and
-//!    inputs) for a few configs, prefill and decode, with the ratio.
+//! 2. the cost of recording one forward's plan (bind groups and uniform blocks of every
+//!    dispatch) for prefill and decode, once per `(batch, seq)`: every decode step of a
+//!    generation reuses one plan, the cache length coming from a uniform written per submission;
+//! 3. wgpu vs ONNX Runtime latency (median of the measurement protocol, same weights and
+//!    inputs) for a few configs, prefill (last-position logits), decode and generate, with the
+//!    ratio.
 //!
 //! Matmul times are GPU timestamps around one compute pass holding one dispatch (wall clock
 //! around submit + wait when the adapter has no timestamp queries), median of 7 after 2 warm-up
 //! runs. Run: `cargo bench --bench wgpu` (about 3 minutes on llvmpipe with 2 cores);
-//! `LTS_BENCH_QUICK=1` runs the small shapes and configs only.
+//! `LTS_BENCH_QUICK=1` runs the small shapes and configs only; arguments pick sections
+//! (`cargo bench --bench wgpu -- plans`: any of `matmul`, `plans`, `backends`; all by default).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,9 +26,12 @@ use lts::backend::ort::OrtOptions;
 use lts::backend::wgpu::kernels::{
     download, encode_pass, Alloc, Epilogue, Kernels, MatmulKernel, MatmulShape, Timestamps,
 };
+use lts::backend::wgpu::model::{Capacity, GpuModel};
 use lts::backend::wgpu::{Gpu, GpuTimer, Precision, WgpuOptions};
 use lts::job::{self, BackendSpec, Job, Mode, WeightsSpec, Workload};
 use lts::measure::Protocol;
+use lts::weights::Weights;
+use lts::workload::Logits;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -130,6 +138,55 @@ fn matmuls(gpu: &Gpu, quick: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Milliseconds to record the prefill plan (`seq` tokens, last-position logits; 128 or half
+/// the positions) and the decode plan of a few configs, and the dispatch counts.
+fn plan_costs(gpu: &Arc<Gpu>, quick: bool) -> anyhow::Result<()> {
+    let mut configs = vec![("gpt2-tiny", Arch::preset("gpt2-tiny")?)];
+    configs.push((
+        "llama-4L-256",
+        Arch::from_json(
+            r#"{"family":"llama","n_layer":4,"d_model":256,"d_inner":688,"n_head":8,
+            "n_kv_head":2,"vocab_size":8192,"n_positions":512}"#,
+        )?,
+    ));
+    if !quick {
+        configs.push(("gpt2-small", Arch::preset("gpt2-small")?));
+        configs.push(("smollm2-135m", Arch::preset("smollm2-135m")?));
+    }
+    println!("\nplan recording (one plan per (batch, seq); decode steps share one)");
+    println!(
+        "{:<14} {:>5} {:>16} {:>10} {:>16} {:>10}",
+        "config", "seq", "prefill plan ms", "dispatches", "decode plan ms", "dispatches"
+    );
+    for (name, arch) in configs {
+        let w = Weights::random(&arch, 0);
+        let seq = 128.min(arch.n_positions / 2);
+        let cap = Capacity {
+            batch: 1,
+            tokens: seq,
+            positions: seq + 1,
+            logits: Logits::Last,
+        };
+        let mut m = GpuModel::new(gpu.clone(), &arch, &w, Precision::F32, cap)?;
+        let t = Instant::now();
+        let np = m.dispatch_count(1, seq, 0)?;
+        let prefill = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let nd = m.dispatch_count(1, 1, seq)?;
+        let decode = t.elapsed().as_secs_f64();
+        println!(
+            "{:<14} {:>5} {:>16.3} {:>10} {:>16.3} {:>10}",
+            name,
+            seq,
+            prefill * 1e3,
+            np,
+            decode * 1e3,
+            nd
+        );
+    }
+    Ok(())
+}
+
 fn backends(quick: bool) -> anyhow::Result<()> {
     let mid_llama = Arch::from_json(
         r#"{"family":"llama","n_layer":4,"d_model":256,"d_inner":688,"n_head":8,
@@ -144,11 +201,21 @@ fn backends(quick: bool) -> anyhow::Result<()> {
         ("llama-tiny", Arch::preset("llama-tiny")?, Mode::Prefill, 64),
         ("gpt2-4L-256", mid_gpt2.clone(), Mode::Prefill, 128),
         ("llama-4L-256", mid_llama.clone(), Mode::Prefill, 128),
+        (
+            "llama-tiny",
+            Arch::preset("llama-tiny")?,
+            Mode::Generate,
+            32,
+        ),
     ];
     if !quick {
-        configs.push(("gpt2-4L-256", mid_gpt2, Mode::Decode, 128));
-        configs.push(("llama-4L-256", mid_llama, Mode::Decode, 128));
+        configs.push(("gpt2-4L-256", mid_gpt2.clone(), Mode::Decode, 128));
+        configs.push(("llama-4L-256", mid_llama.clone(), Mode::Decode, 128));
+        configs.push(("gpt2-4L-256", mid_gpt2, Mode::Generate, 128));
+        configs.push(("llama-4L-256", mid_llama, Mode::Generate, 128));
     }
+    // Decode steps of a generate config.
+    const NEW_TOKENS: usize = 16;
     let protocol = Protocol {
         warmup_s: 0.2,
         min_runs: 5,
@@ -167,6 +234,12 @@ fn backends(quick: bool) -> anyhow::Result<()> {
             workload: Workload {
                 mode,
                 seq_len: seq,
+                new_tokens: if mode == Mode::Generate {
+                    NEW_TOKENS
+                } else {
+                    0
+                },
+                logits: Logits::Last,
                 ..Workload::default()
             },
             protocol: protocol.clone(),
@@ -208,13 +281,29 @@ fn backends(quick: bool) -> anyhow::Result<()> {
                 .unwrap_or("?")
         );
     }
-    println!("ratio = wgpu f32 median / ort median (> 1: wgpu slower on this adapter)");
+    println!(
+        "ratio = wgpu f32 median / ort median (> 1: wgpu slower on this adapter); generate: \
+         prompt of `seq` tokens + {NEW_TOKENS} greedy decode steps, wall clock"
+    );
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::var_os("LTS_BENCH_QUICK").is_some();
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |section: &str| picked.is_empty() || picked.iter().any(|p| p == section);
     let gpu = Arc::new(Gpu::open(None)?);
-    matmuls(&gpu, quick)?;
-    backends(quick)
+    if run("matmul") {
+        matmuls(&gpu, quick)?;
+    }
+    if run("plans") {
+        plan_costs(&gpu, quick)?;
+    }
+    if run("backends") {
+        backends(quick)?;
+    }
+    Ok(())
 }

@@ -418,7 +418,12 @@ pub fn execute(job: &Job) -> Result<JobResult> {
             BackendSpec::Wgpu(opts) => {
                 let gpu = Gpu::shared(opts.adapter)?;
                 let precision = gpu.resolve_precision(opts.precision)?;
-                let timer = gpu.resolve_timer(opts.timer)?;
+                // A generation is timed by the wall clock: device timestamps cannot cover the
+                // host-side argmax between steps.
+                let timer = match job.workload.mode {
+                    Mode::Generate => crate::backend::wgpu::GpuTimer::Wall,
+                    _ => gpu.resolve_timer(opts.timer)?,
+                };
                 let (weights, source, emission_ms) = build_weights(job)?;
                 let mut gpu_weight_bytes = 0;
                 let m = thermal::around(&job.thermal, || {

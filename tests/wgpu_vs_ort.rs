@@ -4,6 +4,11 @@
 //! mid-size configs, batch 2; f16 storage with a looser tolerance; the token table split into
 //! chunks when it exceeds the storage-binding limit; clear errors for oversized buffers.
 //!
+//! Last-position logits (`Logits::Last`: the final norm and the LM head on the last position
+//! only) against the last position of all-position logits and ONNX Runtime's last-position
+//! prefill graph; a `--mode generate` run (prefill + greedy decode steps on the GPU's own cache)
+//! against a host-side greedy loop over the reference forward pass.
+//!
 //! Tolerance (f32 storage): atol 1e-4 + rtol 1e-4 per element on logits and caches, with weights
 //! scaled 8x so attention is peaked. Without an adapter these tests are skipped with a note,
 //! except under CI (`CI=true`), where they fail: CI installs Mesa's llvmpipe.
@@ -11,15 +16,18 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::{assert_close, errors, session, sharpened, tokens};
+use common::{assert_close, errors, session, session_with, sharpened, tokens};
 use lts::arch::Arch;
 use lts::backend::ort::{infer, OptLevel};
-use lts::backend::wgpu::model::{Capacity, GpuModel};
-use lts::backend::wgpu::{gpu_for_tests, Gpu, Precision};
+use lts::backend::wgpu::model::{argmax_rows, Capacity, GpuModel, WgpuRunner};
+use lts::backend::wgpu::{gpu_for_tests, Gpu, Precision, WgpuOptions};
+use lts::backend::{workload_inputs, FirstTokenLog, Runner};
 use lts::graph::GraphKind;
 use lts::weights::Weights;
-use ndarray::s;
+use lts::workload::{Logits, Mode, Workload};
+use ndarray::{s, Array2};
 
 /// Relative tolerance of the f32 backend: per element, |wgpu - ort| <= REL (max |ort| + |ort|).
 const REL: f32 = 1e-4;
@@ -62,6 +70,7 @@ fn check_arch(gpu: &Arc<Gpu>, arch: &Arch, seed: u64, prompt: usize) {
         batch,
         tokens: total,
         positions: total,
+        logits: Logits::All,
     };
     let mut gm = GpuModel::new(gpu.clone(), arch, &w, Precision::F32, cap).unwrap();
     let mut pre = session(arch, &w, GraphKind::Prefill, OptLevel::All);
@@ -170,6 +179,265 @@ fn mid_size_configs_of_both_families_match_ort() {
     check_arch(&g, &llama, 6, 297);
 }
 
+/// A model built for last-position logits: `[batch, 1, vocab]` equal to the last position of an
+/// all-position model and to ONNX Runtime's last-position prefill graph; the LM head multiplies
+/// `batch` rows only and the logits buffer holds `batch` rows; the present cache and a decode
+/// step after it are unchanged.
+fn check_last(gpu: &Arc<Gpu>, arch: &Arch, seed: u64, seq: usize) {
+    let w = sharpened(arch, seed);
+    let batch = 2;
+    let v = arch.vocab_size;
+    let ids = tokens(arch, batch, seq, seed as i64 + 3);
+    let cap = |logits| Capacity {
+        batch,
+        tokens: seq,
+        positions: seq + 1,
+        logits,
+    };
+    let mut all = GpuModel::new(gpu.clone(), arch, &w, Precision::F32, cap(Logits::All)).unwrap();
+    let mut last = GpuModel::new(gpu.clone(), arch, &w, Precision::F32, cap(Logits::Last)).unwrap();
+    let id = arch.id();
+
+    // Work: the final norm gathers one row per sequence; the LM head is batch x vocab.
+    let labels = last.dispatch_labels(batch, seq, 0).unwrap();
+    assert_eq!(labels.len(), all.dispatch_count(batch, seq, 0).unwrap());
+    let head: Vec<_> = labels.iter().filter(|l| l.starts_with("LM head")).collect();
+    assert!(!head.is_empty(), "{id}: no LM head in {labels:?}");
+    let want = format!("matmul {batch}x{v}x{}", arch.d_model);
+    assert!(head.iter().all(|l| l.contains(&want)), "{id}: {head:?}");
+    assert!(labels.iter().any(|l| l == "final norm (last position)"));
+    // Memory: the logits buffer shrinks from batch * seq rows to batch rows (16-byte padded).
+    let pad = |n: usize| (n * 4).next_multiple_of(16) as u64;
+    assert_eq!(
+        all.gpu_bytes() - last.gpu_bytes(),
+        pad(batch * seq * v) - pad(batch * v),
+        "{id}: logits buffer size"
+    );
+
+    let a = all.forward(&ids, None).unwrap();
+    let l = last.forward(&ids, None).unwrap();
+    assert_eq!(
+        l.logits.dim(),
+        (batch, 1, v),
+        "{id}: last-position logits shape"
+    );
+    close(
+        &format!("{id} last vs last of all"),
+        l.logits.clone().into_dyn(),
+        a.logits
+            .slice(s![.., seq - 1..seq, ..])
+            .to_owned()
+            .into_dyn(),
+    );
+    let mut pre = session_with(arch, &w, GraphKind::Prefill, OptLevel::All, Logits::Last);
+    let o = infer(&mut pre, arch, &ids, None).unwrap();
+    assert_eq!(
+        o.logits.dim(),
+        (batch, 1, v),
+        "{id}: ORT last-position shape"
+    );
+    close(
+        &format!("{id} last vs ORT last"),
+        l.logits.clone().into_dyn(),
+        o.logits.clone().into_dyn(),
+    );
+    cache_close("last-position present vs all", &l.present, &a.present);
+    cache_close("last-position present vs ORT", &l.present, &o.present);
+
+    // One decode step on each model's own cache: one position, the same either way.
+    let step = tokens(arch, batch, 1, seed as i64 + 7);
+    let dl = last.forward(&step, Some(&l.present)).unwrap();
+    let da = all.forward(&step, Some(&a.present)).unwrap();
+    assert_eq!(dl.logits.dim(), (batch, 1, v));
+    close(
+        &format!("{id} decode after last-position prefill"),
+        dl.logits.into_dyn(),
+        da.logits.into_dyn(),
+    );
+}
+
+#[test]
+fn last_position_logits_match_all_positions_and_ort_gpt2() {
+    let Some(g) = gpu() else { return };
+    check_last(&g, &Arch::preset("gpt2-tiny").unwrap(), 11, 7);
+    let hetero = Arch::from_json(
+        r#"{"family":"gpt2","n_layer":3,"d_model":128,"d_inner":[256,512,192],
+            "n_head":[2,8,4],"vocab_size":500,"n_positions":64}"#,
+    )
+    .unwrap();
+    // Batch 2 x 9 = 18 rows: the all-position LM head takes the tiled kernel here and the naive
+    // one for gpt2-tiny (14 rows); the last-position head (2 rows) is always naive.
+    check_last(&g, &hetero, 12, 9);
+}
+
+#[test]
+fn last_position_logits_match_all_positions_and_ort_llama() {
+    let Some(g) = gpu() else { return };
+    check_last(&g, &Arch::preset("llama-tiny").unwrap(), 13, 7);
+    let mixed = Arch::from_json(
+        r#"{"family":"llama","n_layer":3,"d_model":96,"d_inner":[256,128,192],
+            "n_head":[6,4,3],"n_kv_head":[2,4,1],"vocab_size":300,"n_positions":64,
+            "tie_embeddings":true,"rope_theta":100000.0}"#,
+    )
+    .unwrap();
+    check_last(&g, &mixed, 14, 9);
+}
+
+/// Greedy tokens `[batch, 1 + steps]` of a host-side loop over the reference forward pass:
+/// prefill `prompt`, argmax of the last position, then `steps` one-token forwards on the grown
+/// cache. Panics when a step's top two logits are too close for f32 backends to agree on.
+fn reference_greedy(arch: &Arch, w: &Weights, prompt: &Array2<i64>, steps: usize) -> Array2<i64> {
+    let batch = prompt.nrows();
+    let v = arch.vocab_size;
+    let mut out = Array2::zeros((batch, 1 + steps));
+    let mut ids = prompt.clone();
+    let mut cache = None;
+    for i in 0..=steps {
+        let o = lts::reference::forward(arch, w, &ids, cache.as_ref()).unwrap();
+        let last = o.logits.slice(s![.., -1, ..]).to_owned();
+        let flat: Vec<f32> = last.iter().copied().collect();
+        let next = argmax_rows(&flat, v);
+        for (b, row) in flat.chunks_exact(v).enumerate() {
+            let top = row[next[b] as usize];
+            let second = row
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != next[b] as usize)
+                .fold(f32::MIN, |m, (_, &x)| m.max(x));
+            let scale = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert!(
+                top - second > 1e-3 * scale.max(1.0),
+                "{}: near tie at step {i}, row {b} ({top} vs {second}); pick another seed",
+                arch.id()
+            );
+            out[[b, i]] = next[b] as i64;
+        }
+        ids = Array2::from_shape_fn((batch, 1), |(b, _)| next[b] as i64);
+        cache = Some(o.present);
+    }
+    out
+}
+
+/// `--mode generate` on the wgpu backend: the same greedy tokens as the reference loop, on two
+/// runs of one runner (the KV cache is overwritten, not accumulated), one time-to-first-token
+/// entry per run, and the run timed by the caller's wall clock (`Ok(None)`).
+fn check_generate(gpu: &Arc<Gpu>, preset: &str, seed: u64) {
+    let arch = Arch::preset(preset).unwrap();
+    let w = sharpened(&arch, seed);
+    let workload = Workload {
+        mode: Mode::Generate,
+        batch: 2,
+        seq_len: 5,
+        new_tokens: 4,
+        logits: Logits::Last,
+        seed,
+    };
+    let (prompt, past) = workload_inputs(&arch, &workload);
+    assert!(past.is_none());
+    let want = reference_greedy(&arch, &w, &prompt, workload.new_tokens);
+    eprintln!(
+        "{preset} greedy tokens: {:?}",
+        want.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>()
+    );
+    // A row that repeats one token would not show a decode step reading the wrong cache
+    // position or the wrong fed token (tied random GPT-2 weights tend to echo their input).
+    for row in want.outer_iter() {
+        assert!(
+            row.iter().any(|&t| t != row[0]),
+            "{preset}: seed {seed} gives a constant greedy row {row}; pick another seed"
+        );
+    }
+
+    let log = FirstTokenLog::default();
+    let opts = WgpuOptions {
+        precision: Precision::F32,
+        ..WgpuOptions::default()
+    };
+    let t0 = Instant::now();
+    let mut runner =
+        WgpuRunner::new(gpu.clone(), &arch, &w, &workload, &opts, log.clone()).unwrap();
+    eprintln!("{preset} generate runner built in {:?}", t0.elapsed());
+    let cap = runner.model().capacity();
+    assert_eq!(
+        (cap.tokens, cap.positions, cap.logits),
+        (5, 9, Logits::Last)
+    );
+    assert!(runner.last_tokens().is_none());
+    assert!(log.lock().unwrap().is_empty());
+    for run in 0..2 {
+        let t0 = Instant::now();
+        assert_eq!(
+            runner.run().unwrap(),
+            None,
+            "generate is timed by the wall clock"
+        );
+        let wall = t0.elapsed();
+        assert_eq!(
+            runner.last_tokens().expect("tokens after a run"),
+            &want,
+            "{preset}: run {run} greedy tokens"
+        );
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), run + 1, "{preset}: one first-token time per run");
+        assert!(
+            log[run] > Duration::ZERO && log[run] < wall,
+            "{preset}: time to first token {:?} of a {wall:?} run",
+            log[run]
+        );
+    }
+}
+
+#[test]
+fn generate_matches_reference_greedy_gpt2_tiny() {
+    let Some(g) = gpu() else { return };
+    check_generate(&g, "gpt2-tiny", 26);
+}
+
+#[test]
+fn generate_matches_reference_greedy_llama_tiny() {
+    let Some(g) = gpu() else { return };
+    check_generate(&g, "llama-tiny", 22);
+}
+
+/// The logits of a prefill and decode runner are unaffected by the generate plumbing, and the
+/// prefill workload's logits choice reaches the model.
+#[test]
+fn prefill_runner_follows_the_workload_logits() {
+    let Some(g) = gpu() else { return };
+    let arch = Arch::preset("gpt2-tiny").unwrap();
+    let w = Weights::random(&arch, 0);
+    for (mode, logits, tokens, positions) in [
+        (Mode::Prefill, Logits::Last, 6, 6),
+        (Mode::Prefill, Logits::All, 6, 6),
+        (Mode::Decode, Logits::Last, 1, 7),
+    ] {
+        let workload = Workload {
+            mode,
+            batch: 1,
+            seq_len: 6,
+            new_tokens: 0,
+            logits,
+            seed: 1,
+        };
+        let mut r = WgpuRunner::new(
+            g.clone(),
+            &arch,
+            &w,
+            &workload,
+            &WgpuOptions::default(),
+            FirstTokenLog::default(),
+        )
+        .unwrap();
+        let cap = r.model().capacity();
+        assert_eq!(
+            (cap.tokens, cap.positions, cap.logits),
+            (tokens, positions, logits)
+        );
+        r.run().unwrap();
+        assert!(r.last_tokens().is_none());
+    }
+}
+
 /// f16 storage (where the adapter offers SHADER_F16): logits within 2% of the largest logit.
 #[test]
 fn f16_storage_is_close_to_f32() {
@@ -186,6 +454,7 @@ fn f16_storage_is_close_to_f32() {
             batch: 2,
             tokens: 20,
             positions: 20,
+            logits: Logits::All,
         };
         let mut m16 = GpuModel::new(g.clone(), &arch, &w, Precision::F16, cap).unwrap();
         let mut pre = session(&arch, &w, GraphKind::Prefill, OptLevel::All);
@@ -222,6 +491,7 @@ fn token_table_is_split_when_it_exceeds_the_binding_limit() {
         batch: 1,
         tokens: 8,
         positions: 8,
+        logits: Logits::All,
     };
     let mut gm = GpuModel::new(g, &arch, &w, Precision::F32, cap).unwrap();
     let mut pre = session(&arch, &w, GraphKind::Prefill, OptLevel::All);
@@ -251,12 +521,20 @@ fn oversized_logits_are_a_clear_error() {
         batch: 2,
         tokens: 64,
         positions: 64,
+        logits: Logits::All,
     };
-    let err = GpuModel::new(Arc::new(g), &arch, &w, Precision::F32, cap)
+    let g = Arc::new(g);
+    let err = GpuModel::new(g.clone(), &arch, &w, Precision::F32, cap)
         .err()
         .expect("logits over the limit");
     let msg = format!("{err:#}");
     assert!(msg.contains("logits") && msg.contains("--seq-len"), "{msg}");
+    // Last-position logits need 2 rows (39 KiB) and fit.
+    let last = Capacity {
+        logits: Logits::Last,
+        ..cap
+    };
+    GpuModel::new(g, &arch, &w, Precision::F32, last).unwrap();
 }
 
 /// Bad inputs are errors, not panics or garbage.
@@ -269,6 +547,7 @@ fn bad_inputs_are_errors() {
         batch: 1,
         tokens: 4,
         positions: 4,
+        logits: Logits::All,
     };
     let mut gm = GpuModel::new(g.clone(), &arch, &w, Precision::F32, cap).unwrap();
     let bad = ndarray::Array2::from_elem((1, 2), arch.vocab_size as i64);

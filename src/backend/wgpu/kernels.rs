@@ -1,6 +1,7 @@
 //! The WGSL kernels (`shaders/*.wgsl`) compiled for one device and one storage precision, and
 //! the small helpers that bind them: uniform parameter blocks, GPU buffers with byte accounting,
-//! and the [`Dispatch`] list a forward pass is encoded from.
+//! the [`Dispatch`] list a forward pass is encoded from, and the per-forward [`StepUniform`]
+//! (the KV-cache length) that lets one recorded list serve every cache length.
 //!
 //! Every shader is assembled as `header + common.wgsl + kernel.wgsl` (+ `matmul_common.wgsl`
 //! for the matrix multiplies, `reduce.wgsl` for kernels with workgroup reductions), where the
@@ -435,7 +436,35 @@ impl Kernels {
         b: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Dispatch {
-        let params = [d as u32, rms as u32, (eps as f32).to_bits()];
+        self.norm_gather(gpu, label, rows, (1, 0), d, rms, eps, x, w, b, y)
+    }
+
+    /// [`Kernels::norm`] of `rows` rows gathered from `x`: output row `r` is the norm of input
+    /// row `r * in_rows.0 + in_rows.1`, written compactly to row `r` of `y`. With
+    /// `in_rows = (seq, seq - 1)` it normalizes the last position of each of `rows` sequences
+    /// (the final norm before a last-position LM head); `(1, 0)` is the plain row-wise norm.
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_gather(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        rows: usize,
+        in_rows: (usize, usize),
+        d: usize,
+        rms: bool,
+        eps: f64,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = [
+            d as u32,
+            rms as u32,
+            (eps as f32).to_bits(),
+            in_rows.0 as u32,
+            in_rows.1 as u32,
+        ];
         self.dispatch(
             gpu,
             label.into(),
@@ -446,7 +475,8 @@ impl Kernels {
         )
     }
 
-    /// Embedding gather for token ids in `[v0, v1)` from a table chunk (+ positions).
+    /// Embedding gather for token ids in `[v0, v1)` from a table chunk (+ positions, offset by
+    /// the cache length in `step`, the model's [`StepUniform`]).
     #[allow(clippy::too_many_arguments)]
     pub fn embed(
         &self,
@@ -454,18 +484,17 @@ impl Kernels {
         rows: usize,
         seq: usize,
         d: usize,
-        past: usize,
         vocab_range: (usize, usize),
         with_positions: bool,
         ids: &wgpu::Buffer,
         table: &wgpu::Buffer,
         pos_table: &wgpu::Buffer,
         h: &wgpu::Buffer,
+        step: &StepUniform,
     ) -> Dispatch {
         let params = u32s(&[
             d,
             seq,
-            past,
             vocab_range.0,
             vocab_range.1,
             with_positions as usize,
@@ -475,12 +504,12 @@ impl Kernels {
             format!("embed rows {}..{}", vocab_range.0, vocab_range.1),
             &self.embed,
             &params,
-            &[ids, table, pos_table, h],
+            &[ids, table, pos_table, h, &step.buf],
             (groups(d, 64), rows as u32, 1),
         )
     }
 
-    /// QKV split into heads, RoPE (when `rope`), KV-cache append.
+    /// QKV split into heads, RoPE (when `rope`), KV-cache append at the cache length in `step`.
     #[allow(clippy::too_many_arguments)]
     pub fn qkv(
         &self,
@@ -494,6 +523,7 @@ impl Kernels {
         q: &wgpu::Buffer,
         kc: &wgpu::Buffer,
         vc: &wgpu::Buffer,
+        step: &StepUniform,
     ) -> Dispatch {
         let cols = (dims.heads + 2 * dims.kv_heads) * dims.head_dim;
         let params = u32s(&[
@@ -501,7 +531,6 @@ impl Kernels {
             dims.heads,
             dims.kv_heads,
             dims.head_dim,
-            dims.past,
             dims.cap,
             rope as usize,
         ]);
@@ -510,12 +539,12 @@ impl Kernels {
             label.into(),
             &self.qkv,
             &params,
-            &[qkv, rope_tab, q, kc, vc],
+            &[qkv, rope_tab, q, kc, vc, &step.buf],
             (groups(cols, 64), rows as u32, 1),
         )
     }
 
-    /// Causal GQA attention for `batch` sequences.
+    /// Causal GQA attention for `batch` sequences after the cache length in `step`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -527,23 +556,17 @@ impl Kernels {
         kc: &wgpu::Buffer,
         vc: &wgpu::Buffer,
         out: &wgpu::Buffer,
+        step: &StepUniform,
     ) -> Dispatch {
         let scale = (1.0 / (dims.head_dim as f64).sqrt()) as f32;
-        let mut params = u32s(&[
-            dims.seq,
-            dims.heads,
-            dims.kv_heads,
-            dims.head_dim,
-            dims.past,
-            dims.cap,
-        ]);
+        let mut params = u32s(&[dims.seq, dims.heads, dims.kv_heads, dims.head_dim, dims.cap]);
         params.push(scale.to_bits());
         self.dispatch(
             gpu,
             label.into(),
             &self.attention,
             &params,
-            &[q, kc, vc, out],
+            &[q, kc, vc, out, &step.buf],
             (dims.seq as u32, dims.heads as u32, batch as u32),
         )
     }
@@ -569,6 +592,40 @@ impl Kernels {
     }
 }
 
+/// The per-forward values every dispatch of a plan reads (`struct Step` in `common.wgsl`): the
+/// number of positions already in the KV cache. One 16-byte uniform buffer per model, written
+/// with [`StepUniform::set`] before each submission, so one recorded plan of `batch` x `seq` new
+/// tokens serves every cache length (a generation's decode steps share one plan).
+pub struct StepUniform {
+    buf: wgpu::Buffer,
+    past: Cell<Option<usize>>,
+}
+
+impl StepUniform {
+    /// A zeroed step uniform on `gpu`.
+    pub fn new(gpu: &Gpu) -> StepUniform {
+        StepUniform {
+            buf: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("forward step (past length)"),
+                size: 16,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            past: Cell::new(None),
+        }
+    }
+
+    /// Queues a write of `past` (ordered before the next submission); skipped when the buffer
+    /// already holds it.
+    pub fn set(&self, gpu: &Gpu, past: usize) {
+        if self.past.get() != Some(past) {
+            gpu.queue
+                .write_buffer(&self.buf, 0, bytemuck::cast_slice(&[past as u32, 0, 0, 0]));
+            self.past.set(Some(past));
+        }
+    }
+}
+
 /// Attention geometry of one layer for one forward.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnDims {
@@ -580,8 +637,6 @@ pub struct AttnDims {
     pub kv_heads: usize,
     /// Head size.
     pub head_dim: usize,
-    /// Positions already in the cache.
-    pub past: usize,
     /// Cache capacity (positions) per sequence and head.
     pub cap: usize,
 }

@@ -8,12 +8,16 @@
 //!   tiled and naive matrix multiply, LayerNorm/RMSNorm, embedding, QKV split + RoPE + cache
 //!   append, causal GQA attention with an online softmax, SwiGLU.
 //! - [`model`]: a decoder ([`crate::arch::Arch`]) uploaded with the same weights as its ONNX
-//!   graph, encoded as one compute pass per forward (one submission), prefill and decode with a
-//!   KV cache, and [`model::WgpuRunner`], the [`super::Runner`] the measurement protocol times.
+//!   graph, encoded as one compute pass per forward (one submission), prefill (last-position or
+//!   all-position logits) and decode with a KV cache, and [`model::WgpuRunner`], the
+//!   [`super::Runner`] the measurement protocol times (a prefill, a decode step, or a whole
+//!   greedy generation).
 //!
-//! Timing follows the same protocol as ONNX Runtime ([`crate::measure`]); each run is timed by
-//! GPU timestamp queries at the start and end of the compute pass where the adapter supports them
-//! (`timer = "device"`), otherwise by the wall clock around submit + `poll(Wait)`.
+//! Timing follows the same protocol as ONNX Runtime ([`crate::measure`]); each prefill or decode
+//! run is timed by GPU timestamp queries at the start and end of the compute pass where the
+//! adapter supports them (`timer = "device"`), otherwise by the wall clock around submit +
+//! `poll(Wait)`. A generate run is always timed by the wall clock (it includes host-side
+//! argmaxes between the passes).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -10,25 +10,39 @@
 //! One forward, per layer: norm -> fused QKV matmul (+bias) -> split/RoPE/cache append ->
 //! attention -> output matmul with the residual add fused -> norm -> MLP (GPT-2: matmul + bias +
 //! GELU fused, matmul + bias + residual fused; Llama: gate|up matmul, SwiGLU, down matmul +
-//! residual fused); then the final norm and the LM head over every position (as the ONNX
-//! prefill graph, so both backends compute the same logits).
+//! residual fused); then the final norm and the LM head, as the ONNX prefill graph of the same
+//! [`Logits`] choice, so both backends time the same work: with [`Logits::Last`] the final norm
+//! gathers the last position of each sequence into a compact `[batch, d_model]` block (one
+//! norm dispatch, rows read at stride `seq`) and the LM head multiplies only those `batch` rows
+//! (logits `[batch, 1, vocab]`); with [`Logits::All`] both run over every position (logits
+//! `[batch, seq, vocab]`). A one-token forward (decode) is the same either way.
+//!
+//! A forward is recorded once per `(batch, seq)` as a list of dispatches (a plan); the number of
+//! positions already in the KV cache is not baked into it but read by the embedding, QKV and
+//! attention kernels from a 16-byte uniform written before each submission
+//! ([`kernels::StepUniform`]), so every decode step of a generation reuses one plan.
+//!
+//! [`WgpuRunner`] times a prefill, one decode step, or a whole greedy generation
+//! ([`Mode::Generate`]: prefill, then decode steps fed the host-side argmax of the previous
+//! step's logits, with the KV cache kept on the GPU).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ndarray::{Array2, Array3, Array4};
 
 use super::kernels::{
-    self, Alloc, AttnDims, Dispatch, Epilogue, Kernels, MatmulKernel, MatmulShape, Timestamps,
+    self, Alloc, AttnDims, Dispatch, Epilogue, Kernels, MatmulKernel, MatmulShape, StepUniform,
+    Timestamps,
 };
 use super::{Gpu, GpuTimer, Precision, WgpuOptions};
 use crate::arch::{Arch, Family};
 use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
 use crate::reference::{KvCache, Output};
 use crate::weights::Weights;
-use crate::workload::{Mode, Workload};
+use crate::workload::{Logits, Mode, Workload};
 
 /// How much one [`GpuModel`] can process: activation and cache buffers are sized from this once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +53,10 @@ pub struct Capacity {
     pub tokens: usize,
     /// Cache positions per sequence (past + new).
     pub positions: usize,
+    /// Which positions of a forward get the final norm and the LM head: [`Logits::Last`] (the
+    /// logits buffer holds `batch` rows, [`GpuModel::forward`] returns `[batch, 1, vocab]`) or
+    /// [`Logits::All`] (`batch * tokens` rows, `[batch, seq, vocab]`).
+    pub logits: Logits,
 }
 
 /// A row chunk `[v0, v1)` of a `[V, D]` table.
@@ -101,7 +119,12 @@ pub struct GpuModel {
     dummy: wgpu::Buffer,
     weight_bytes: u64,
     total_bytes: u64,
-    plans: HashMap<(usize, usize, usize), Vec<Dispatch>>,
+    /// The cache length every plan reads (written before each submission).
+    step: StepUniform,
+    /// Recorded forwards, per `(batch, new tokens)`.
+    plans: HashMap<(usize, usize), Vec<Dispatch>>,
+    /// Host-readable copy target of the logits, created on first use.
+    readback: Option<wgpu::Buffer>,
 }
 
 fn rows_of<'a>(w: &'a Weights, name: &str) -> &'a [f32] {
@@ -302,6 +325,13 @@ impl GpuModel {
         }
 
         let rows = (cap.batch * cap.tokens) as u64;
+        let (logit_rows, logits_what) = match cap.logits {
+            Logits::All => (rows, "logits [batch * seq, vocab_size]"),
+            Logits::Last => (
+                cap.batch as u64,
+                "logits [batch, vocab_size] (last position)",
+            ),
+        };
         let max_qkv = (0..arch.n_layer)
             .map(|i| (arch.n_head[i] + 2 * arch.n_kv_head[i]) * arch.head_dim(i))
             .max()
@@ -321,10 +351,7 @@ impl GpuModel {
             attn: alloc.zeroed("attention output [rows, d_model]", rows * dd * eb)?,
             mid: alloc.zeroed("MLP hidden [rows, d_inner]", rows * mid_cols * eb)?,
             act: alloc.zeroed("SwiGLU output [rows, d_inner]", rows * max_inner * eb)?,
-            logits: alloc.zeroed(
-                "logits [batch * seq, vocab_size]",
-                rows * arch.vocab_size as u64 * eb,
-            )?,
+            logits: alloc.zeroed(logits_what, logit_rows * arch.vocab_size as u64 * eb)?,
         };
         let dummy = alloc.zeroed("dummy binding", 16)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -349,7 +376,9 @@ impl GpuModel {
             dummy,
             weight_bytes,
             total_bytes,
+            step: StepUniform::new(&gpu),
             plans: HashMap::new(),
+            readback: None,
             gpu,
         })
     }
@@ -375,16 +404,47 @@ impl GpuModel {
         &self.gpu
     }
 
-    /// Number of kernel launches in one forward of `batch` x `seq` tokens.
+    /// The capacity the model was built for.
+    pub fn capacity(&self) -> Capacity {
+        self.cap
+    }
+
+    /// Number of kernel launches in one forward of `batch` x `seq` tokens after `past` cached
+    /// positions (records the plan if needed).
     pub fn dispatch_count(&mut self, batch: usize, seq: usize, past: usize) -> Result<usize> {
         Ok(self.plan(batch, seq, past)?.len())
+    }
+
+    /// What each kernel launch of one forward of `batch` x `seq` tokens after `past` cached
+    /// positions computes, in order (matrix multiplies with their `M x N x K`), recording the
+    /// plan if needed.
+    pub fn dispatch_labels(
+        &mut self,
+        batch: usize,
+        seq: usize,
+        past: usize,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .plan(batch, seq, past)?
+            .iter()
+            .map(|d| d.label.clone())
+            .collect())
+    }
+
+    /// Rows of logits a forward of `batch` x `seq` tokens produces: `batch` with
+    /// [`Logits::Last`], `batch * seq` with [`Logits::All`].
+    pub fn logit_rows(&self, batch: usize, seq: usize) -> usize {
+        match self.cap.logits {
+            Logits::Last => batch,
+            Logits::All => batch * seq,
+        }
     }
 
     fn opt<'a>(&'a self, b: &'a Option<wgpu::Buffer>) -> &'a wgpu::Buffer {
         b.as_ref().unwrap_or(&self.dummy)
     }
 
-    fn build_plan(&self, batch: usize, seq: usize, past: usize) -> Vec<Dispatch> {
+    fn build_plan(&self, batch: usize, seq: usize) -> Vec<Dispatch> {
         let gpu = &*self.gpu;
         let k = &self.kernels;
         let a = &self.acts;
@@ -412,13 +472,13 @@ impl GpuModel {
                 rows,
                 seq,
                 d,
-                past,
                 (c.v0, c.v1),
                 !llama,
                 &a.ids,
                 &c.buf,
                 pos,
                 &a.h,
+                &self.step,
             ));
         }
         for (i, l) in self.layers.iter().enumerate() {
@@ -453,7 +513,6 @@ impl GpuModel {
                 heads: l.heads,
                 kv_heads: l.kv_heads,
                 head_dim: l.head_dim,
-                past,
                 cap: self.cap.positions,
             };
             plan.push(k.qkv(
@@ -467,6 +526,7 @@ impl GpuModel {
                 &a.q,
                 &l.k_cache,
                 &l.v_cache,
+                &self.step,
             ));
             plan.push(k.attention(
                 gpu,
@@ -477,6 +537,7 @@ impl GpuModel {
                 &l.k_cache,
                 &l.v_cache,
                 &a.attn,
+                &self.step,
             ));
             mm(
                 &mut plan,
@@ -567,10 +628,17 @@ impl GpuModel {
                 );
             }
         }
-        plan.push(k.norm(
+        // Last-position logits: the final norm reads row b * seq + seq - 1 of the residual stream
+        // and writes row b of `x`, and the LM head multiplies those `batch` rows only.
+        let (head_rows, in_rows, norm_label) = match self.cap.logits {
+            Logits::All => (rows, (1, 0), "final norm"),
+            Logits::Last => (batch, (seq, seq - 1), "final norm (last position)"),
+        };
+        plan.push(k.norm_gather(
             gpu,
-            "final norm",
-            rows,
+            norm_label,
+            head_rows,
+            in_rows,
             d,
             llama,
             arch.norm_eps,
@@ -584,7 +652,7 @@ impl GpuModel {
                 &mut plan,
                 format!("LM head rows {}..{}", c.v0, c.v1),
                 MatmulShape {
-                    m: rows,
+                    m: head_rows,
                     n: c.v1 - c.v0,
                     k: d,
                     trans_b: true,
@@ -615,20 +683,22 @@ impl GpuModel {
         Ok(())
     }
 
+    /// The recorded forward of `batch` x `seq` new tokens (built on first use; the cache length
+    /// `past` is only checked against the capacity, since plans read it from the step uniform).
     fn plan(&mut self, batch: usize, seq: usize, past: usize) -> Result<&[Dispatch]> {
         self.check_shape(batch, seq, past)?;
-        if !self.plans.contains_key(&(batch, seq, past)) {
+        if !self.plans.contains_key(&(batch, seq)) {
             let scope = self
                 .gpu
                 .device
                 .push_error_scope(wgpu::ErrorFilter::Validation);
-            let plan = self.build_plan(batch, seq, past);
+            let plan = self.build_plan(batch, seq);
             if let Some(e) = pollster::block_on(scope.pop()) {
                 bail!("cannot bind the wgpu kernels for this forward: {e}");
             }
-            self.plans.insert((batch, seq, past), plan);
+            self.plans.insert((batch, seq), plan);
         }
-        Ok(&self.plans[&(batch, seq, past)])
+        Ok(&self.plans[&(batch, seq)])
     }
 
     /// Writes token ids (`[batch, seq]`, checked against the vocabulary) and, when given, the
@@ -698,7 +768,8 @@ impl GpuModel {
         timestamps: Option<&Timestamps>,
     ) -> Result<Option<Duration>> {
         self.plan(batch, seq, past)?;
-        let plan = &self.plans[&(batch, seq, past)];
+        self.step.set(&self.gpu, past);
+        let plan = &self.plans[&(batch, seq)];
         let cmd = kernels::encode_pass(&self.gpu, plan, timestamps);
         self.gpu.queue.submit([cmd]);
         self.gpu.wait()?;
@@ -708,23 +779,76 @@ impl GpuModel {
         }
     }
 
+    /// Writes `batch` x `seq` token ids that are known to be in the vocabulary (e.g. argmax
+    /// results) without [`GpuModel::upload`]'s checks.
+    fn write_ids(&self, ids: &[u32]) {
+        self.gpu
+            .queue
+            .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(ids));
+    }
+
+    /// Creates the host-readable logits buffer for `rows` rows unless one at least that large
+    /// exists.
+    fn readback(&mut self, rows: usize) {
+        let len = (rows * self.arch.vocab_size * self.kernels.elem_bytes()) as u64;
+        let padded = len.next_multiple_of(4).max(4);
+        if self.readback.as_ref().is_none_or(|b| b.size() < padded) {
+            self.readback = Some(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("logits readback"),
+                size: padded,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+    }
+
+    /// Submits one forward (inputs already written) and, in the same submission, copies its
+    /// logits to a host-readable buffer; waits and returns them as f32, row-major
+    /// `[logit_rows(batch, seq), vocab]`.
+    pub fn submit_read_logits(
+        &mut self,
+        batch: usize,
+        seq: usize,
+        past: usize,
+    ) -> Result<Vec<f32>> {
+        self.plan(batch, seq, past)?;
+        let len =
+            (self.logit_rows(batch, seq) * self.arch.vocab_size * self.kernels.elem_bytes()) as u64;
+        // Copies must be multiples of 4 bytes; the logits buffer is padded to 16.
+        let padded = len.next_multiple_of(4);
+        self.readback(self.logit_rows(batch, seq));
+        let readback = self.readback.as_ref().expect("created above");
+        self.step.set(&self.gpu, past);
+        let plan = &self.plans[&(batch, seq)];
+        let pass = kernels::encode_pass(&self.gpu, plan, None);
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("logits readback"),
+            });
+        enc.copy_buffer_to_buffer(&self.acts.logits, 0, readback, 0, padded);
+        self.gpu.queue.submit([pass, enc.finish()]);
+        let mut bytes = kernels::read_buffer(&self.gpu, readback, padded)?;
+        bytes.truncate(len as usize);
+        Ok(self.kernels.decode(&bytes))
+    }
+
     /// Runs the decoder on `input_ids` (`[batch, seq]`) after the positions in `past` and reads
-    /// back logits `[batch, seq, vocab]` and the present cache, the same contract as
-    /// [`crate::reference::forward`] and [`crate::backend::ort::infer`].
+    /// back the logits and the present cache, the same contract as [`crate::reference::forward`]
+    /// and [`crate::backend::ort::infer`]: logits `[batch, seq, vocab]` when the model was built
+    /// with [`Logits::All`], `[batch, 1, vocab]` (the last position) with [`Logits::Last`] (as
+    /// ONNX Runtime's last-position prefill graph); the present cache holds every position.
     pub fn forward(&mut self, input_ids: &Array2<i64>, past: Option<&KvCache>) -> Result<Output> {
         let (batch, seq) = input_ids.dim();
         let past_len = past.map_or(0, |p| p.len());
         self.upload(input_ids, past)?;
-        self.submit(batch, seq, past_len, None)?;
+        let logits = self.submit_read_logits(batch, seq, past_len)?;
         let eb = self.kernels.elem_bytes() as u64;
         let v = self.arch.vocab_size;
-        let rows = batch * seq;
-        let logits = self.kernels.decode(&kernels::download(
-            &self.gpu,
-            &self.acts.logits,
-            rows as u64 * v as u64 * eb,
-        )?);
-        let logits = Array3::from_shape_vec((batch, seq, v), logits).context("logits shape")?;
+        let positions = self.logit_rows(batch, seq) / batch;
+        let logits =
+            Array3::from_shape_vec((batch, positions, v), logits).context("logits shape")?;
         let total = past_len + seq;
         let mut layers = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
@@ -774,17 +898,76 @@ pub fn runtime_info(gpu: &Gpu, precision: Precision, timer: GpuTimer) -> Runtime
 /// The wgpu release this backend is built against.
 pub const WGPU_VERSION: &str = "30";
 
-/// A [`GpuModel`] with the seeded inputs of a workload uploaded: one [`Runner::run`] is one
-/// forward (prefill of `seq_len` tokens, or one decode step after `seq_len` cached positions).
+/// Greedy next token of each row of `logits` (`[rows, vocab]`, row-major): the index of the
+/// first largest value, the same rule as [`crate::backend::ort::argmax_last`].
+pub fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<u32> {
+    logits
+        .chunks_exact(vocab)
+        .map(|row| {
+            let mut best = 0;
+            for (j, x) in row.iter().enumerate() {
+                if *x > row[best] {
+                    best = j;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// What one [`Runner::run`] of a [`WgpuRunner`] does.
+enum Work {
+    /// One forward of `batch` x `seq` new tokens after `past` cached positions (a prefill or one
+    /// decode step), on inputs uploaded once.
+    Forward {
+        batch: usize,
+        seq: usize,
+        past: usize,
+    },
+    /// A whole greedy generation.
+    Generate(Generation),
+}
+
+/// State of a generate runner: the prompt, the step count, the time-to-first-token log and the
+/// tokens of the last run.
+struct Generation {
+    batch: usize,
+    /// Prompt ids `[batch, prompt_len]`, row-major.
+    prompt: Vec<u32>,
+    prompt_len: usize,
+    new_tokens: usize,
+    first_token: FirstTokenLog,
+    /// `[batch, 1 + new_tokens]` greedy tokens of the last run (`None` before the first).
+    tokens: Option<Array2<i64>>,
+}
+
+/// A [`GpuModel`] with the seeded inputs of a workload uploaded. One [`Runner::run`] is one
+/// forward (prefill of `seq_len` tokens with the workload's [`Logits`], or one decode step after
+/// `seq_len` cached positions), or, for [`Mode::Generate`], a whole greedy generation:
+///
+/// 1. write the seeded prompt ids and submit the prefill plan (last-position logits), copying
+///    the `batch x vocab` logits back in the same submission;
+/// 2. take the argmax on the host (the sampling step an application does), and log the time
+///    from the start of the run to here in the [`FirstTokenLog`] (time to first token);
+/// 3. `new_tokens` times: write the `batch` new ids, submit the one decode plan (the cache
+///    length comes from the step uniform: `seq_len + i`), read back its logits, argmax.
+///
+/// The KV cache stays on the GPU across steps (no host round trip); each run overwrites the
+/// positions it reads, so runs are independent. Prefill and decode runs are timed by GPU
+/// timestamps where the timer resolves to `device`; a generation always returns `Ok(None)`,
+/// so the protocol times it by the wall clock around the whole run, because device timestamps
+/// of the compute passes could not cover the host-side readbacks and argmaxes between them.
 pub struct WgpuRunner {
     model: GpuModel,
-    shape: (usize, usize, usize),
+    work: Work,
     timestamps: Option<Timestamps>,
 }
 
 impl WgpuRunner {
     /// Opens the adapter, uploads the weights and the workload's inputs (the same seeded ids
-    /// and cache as the ONNX Runtime backend: [`crate::backend::workload_inputs`]).
+    /// and cache as the ONNX Runtime backend: [`crate::backend::workload_inputs`]) and records
+    /// the plans the runs submit. Generate runs push their time to first token to
+    /// `first_token`; other modes leave it empty.
     pub fn new(
         gpu: Arc<Gpu>,
         arch: &Arch,
@@ -793,29 +976,57 @@ impl WgpuRunner {
         opts: &WgpuOptions,
         first_token: FirstTokenLog,
     ) -> Result<WgpuRunner> {
-        let _ = first_token;
-        if workload.mode == Mode::Generate {
-            bail!("--mode generate is not supported by the wgpu backend yet");
-        }
         let timer = gpu.resolve_timer(opts.timer)?;
         let (ids, past) = crate::backend::workload_inputs(arch, workload);
-        let (seq, past_len) = match workload.mode {
-            Mode::Prefill => (workload.seq_len, 0),
-            Mode::Decode => (1, workload.seq_len),
-            Mode::Generate => unreachable!("refused above"),
+        let batch = workload.batch;
+        let Some(positions) = workload.positions() else {
+            bail!("the workload's length overflows: lower --seq-len / --new-tokens");
         };
+        let (seq, past_len, logits) = match workload.mode {
+            Mode::Prefill => (workload.seq_len, 0, workload.logits),
+            Mode::Decode => (1, workload.seq_len, Logits::Last),
+            Mode::Generate => (workload.seq_len, 0, Logits::Last),
+        };
+        if workload.mode == Mode::Generate && workload.new_tokens == 0 {
+            bail!("--new-tokens must be >= 1 for --mode generate");
+        }
         let cap = Capacity {
-            batch: workload.batch,
+            batch,
             tokens: seq,
-            positions: past_len + seq,
+            positions,
+            logits,
         };
         let mut model = GpuModel::new(gpu.clone(), arch, weights, opts.precision, cap)?;
         model.upload(&ids, past.as_ref())?;
-        model.plan(workload.batch, seq, past_len)?;
-        let timestamps = (timer == GpuTimer::Device).then(|| Timestamps::new(&gpu));
+        model.plan(batch, seq, past_len)?;
+        let (work, timestamps) = if workload.mode == Mode::Generate {
+            // The one decode plan, checked against the last step's cache length.
+            model.plan(batch, 1, positions - 1)?;
+            let rows = model.logit_rows(batch, 1);
+            model.readback(rows);
+            let gen = Generation {
+                batch,
+                prompt: ids.iter().map(|&t| t as u32).collect(),
+                prompt_len: workload.seq_len,
+                new_tokens: workload.new_tokens,
+                first_token,
+                tokens: None,
+            };
+            (Work::Generate(gen), None)
+        } else {
+            let work = Work::Forward {
+                batch,
+                seq,
+                past: past_len,
+            };
+            (
+                work,
+                (timer == GpuTimer::Device).then(|| Timestamps::new(&gpu)),
+            )
+        };
         Ok(WgpuRunner {
             model,
-            shape: (workload.batch, seq, past_len),
+            work,
             timestamps,
         })
     }
@@ -824,12 +1035,62 @@ impl WgpuRunner {
     pub fn model(&self) -> &GpuModel {
         &self.model
     }
+
+    /// The greedy tokens of the last completed generate run, `[batch, 1 + new_tokens]`: the
+    /// prefill's argmax, then each decode step's. `None` before the first run and for prefill
+    /// and decode runners.
+    pub fn last_tokens(&self) -> Option<&Array2<i64>> {
+        match &self.work {
+            Work::Generate(g) => g.tokens.as_ref(),
+            Work::Forward { .. } => None,
+        }
+    }
+}
+
+/// One greedy generation on `model` (see [`WgpuRunner`]).
+fn generate(model: &mut GpuModel, g: &mut Generation) -> Result<()> {
+    let start = Instant::now();
+    let vocab = model.arch.vocab_size;
+    let mut tokens = g
+        .tokens
+        .take()
+        .unwrap_or_else(|| Array2::zeros((g.batch, 1 + g.new_tokens)));
+    model.write_ids(&g.prompt);
+    let logits = model.submit_read_logits(g.batch, g.prompt_len, 0)?;
+    let mut next = argmax_rows(&logits, vocab);
+    g.first_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(start.elapsed());
+    for (b, &t) in next.iter().enumerate() {
+        tokens[[b, 0]] = t as i64;
+    }
+    for i in 0..g.new_tokens {
+        model.write_ids(&next);
+        let logits = model
+            .submit_read_logits(g.batch, 1, g.prompt_len + i)
+            .with_context(|| format!("decode step {} failed", i + 1))?;
+        next = argmax_rows(&logits, vocab);
+        for (b, &t) in next.iter().enumerate() {
+            tokens[[b, i + 1]] = t as i64;
+        }
+    }
+    g.tokens = Some(tokens);
+    Ok(())
 }
 
 impl Runner for WgpuRunner {
     fn run(&mut self) -> Result<Option<Duration>> {
-        let (b, s, p) = self.shape;
-        self.model.submit(b, s, p, self.timestamps.as_ref())
+        match &mut self.work {
+            Work::Forward { batch, seq, past } => {
+                self.model
+                    .submit(*batch, *seq, *past, self.timestamps.as_ref())
+            }
+            Work::Generate(g) => {
+                generate(&mut self.model, g)?;
+                Ok(None)
+            }
+        }
     }
 
     fn gpu_buffer_bytes(&self) -> Option<u64> {

@@ -2,7 +2,8 @@
 // (query t, head h, batch b). Keys are visited in blocks of 256 with an online softmax
 // (running maximum and sum, rescaled per block, as in FlashAttention): numerically stable and
 // with no score matrix in memory. Query head h reads KV head h / (H / KV) (HF repeat_kv).
-// Query t sits at absolute position past + t and sees cache positions 0 ..= past + t.
+// Query t sits at absolute position past + t and sees cache positions 0 ..= past + t (past from
+// the per-forward Step uniform).
 // Output is [M, H hd] with head h in columns h hd .. (h + 1) hd. Requires hd <= 512.
 
 struct Params {
@@ -10,10 +11,10 @@ struct Params {
     H: u32,
     KV: u32,
     hd: u32,
-    past: u32,
     cap: u32,
     scale: f32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,6 +22,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> kc: array<S>;
 @group(0) @binding(3) var<storage, read> vc: array<S>;
 @group(0) @binding(4) var<storage, read_write> o: array<S>;
+@group(0) @binding(5) var<uniform> fwd: Step;
 
 const WG: u32 = 64u;
 const BLK: u32 = 256u;
@@ -44,7 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
 
-    let n_keys = p.past + tq + 1u;
+    let n_keys = fwd.past + tq + 1u;
     let kbase = (b * p.KV + kvh) * p.cap * p.hd;
     var m_run = NEG;
     var l_run = 0.0;

@@ -17,6 +17,16 @@ fn silu(x: f32) -> f32 {
     return x * e / (1.0 + e);
 }
 
+// Per-submission values shared by every dispatch of a forward (one uniform buffer per model,
+// written before each submission), so one recorded plan serves every cache length.
+struct Step {
+    // Positions already in the KV cache before this forward's tokens.
+    past: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 // Matmul epilogue flags.
 const FLAG_BIAS: u32 = 1u;
 const FLAG_GELU: u32 = 2u;

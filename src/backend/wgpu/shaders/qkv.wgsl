@@ -1,7 +1,7 @@
 // Splits the fused QKV projection [M, (H + 2 KV) hd] into heads, applies rotary position
 // embedding to Q and K (Llama, HF "rotate half": x' = x cos + rot(x) sin with
 // rot = concat(-x[hd/2..], x[..hd/2])), writes Q as [B, H, S, hd] and appends K and V to the
-// KV cache [B, KV, cap, hd] at positions past .. past + S.
+// KV cache [B, KV, cap, hd] at positions past .. past + S (past from the per-forward Step uniform).
 // cos/sin come from a host-computed f64 table (rope_tab[(pos * hd/2 + j) * 2 + {0: cos, 1: sin}]).
 
 struct Params {
@@ -9,10 +9,10 @@ struct Params {
     H: u32,
     KV: u32,
     hd: u32,
-    past: u32,
     cap: u32,
     rope: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,6 +21,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> q: array<S>;
 @group(0) @binding(4) var<storage, read_write> kc: array<S>;
 @group(0) @binding(5) var<storage, read_write> vc: array<S>;
+@group(0) @binding(6) var<uniform> fwd: Step;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -32,7 +33,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let b = m / p.S;
     let t = m % p.S;
-    let pos = p.past + t;
+    let pos = fwd.past + t;
     let head = col / p.hd;
     let c = col % p.hd;
     var v = f32(qkv[m * cols + col]);
