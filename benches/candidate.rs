@@ -3,8 +3,8 @@
 //! For each config, measures one candidate exactly as `lts search` does for a frontier point:
 //! `lts::job::execute` on a [`Job`] with seeded random weights, the ONNX Runtime backend with
 //! default options, prefill, batch 1, seq 192 and `SearchConfig::default_full_protocol()`. Prints
-//! per config the phases of that one call, in seconds: graph emission (random weights + ONNX
-//! serialisation), session creation, first run, warm-up, timed (the sum of the timed samples),
+//! per config the phases of that one call, in seconds: graph emission (random weights and their
+//! conversion to the graph layout; before issue 10 also ONNX serialisation), session creation, first run, warm-up, timed (the sum of the timed samples),
 //! the wall time of the whole `execute` call, and the share of timed inference in it
 //! (timed / wall). Also the timed run count, the median, the relative half-width of the
 //! median's 95% confidence interval (`max(median - low, high - median) / median`,
@@ -15,7 +15,7 @@
 //! - weights: total parameters x 4 bytes;
 //! - KV cache: the prefill graph's `present` outputs, 2 x n_layer x batch x seq x n_kv_head x
 //!   head_dim x 4 bytes;
-//! - activations: the logits (batch x seq x vocab x 4 bytes) plus the largest per-layer working
+//! - activations: the logits (batch x vocab x 4 bytes: the last position's) plus the largest per-layer working
 //!   set, batch x (5 x seq x d_model + n_head x seq x seq + seq x d_inner) x 4 bytes (block input
 //!   and output, q/k/v, attention scores, MLP hidden).
 //!
@@ -46,6 +46,7 @@ use lts::job::{self, BackendSpec, Job, Mode, WeightsSpec, Workload};
 use lts::measure::memory;
 use lts::search::space::{Genome, SearchSpace};
 use lts::search::SearchConfig;
+use lts::workload::Logits;
 
 const CHILD_ARG: &str = "--lts-bench-child";
 const SEQ_LEN: usize = 192;
@@ -156,7 +157,13 @@ fn estimate(arch: &Arch) -> (u64, u64, u64) {
         })
         .max()
         .unwrap_or(0);
-    let logits = b * s * arch.vocab_size as u64 * 4;
+    // The timed prefill computes logits of the last position only (`Logits::Last`, the default
+    // workload); results before issue 10 computed them for all `s` positions.
+    let logit_rows = match Workload::default().logits {
+        Logits::Last => b,
+        Logits::All => b * s,
+    };
+    let logits = logit_rows * arch.vocab_size as u64 * 4;
     (weights, logits + layer_peak, kv)
 }
 

@@ -10,9 +10,9 @@ use crate::backend::ort::OptLevel;
 use crate::backend::ortlib::Target;
 use crate::backend::wgpu::{GpuTimer, Precision};
 use crate::graph::GraphKind;
-use crate::workload::{Logits, Mode};
 use crate::measure::{self, Protocol};
 use crate::search::SearchConfig;
+use crate::workload::{Logits, Mode};
 
 /// Parses `--target-ci`: a finite number in `[0, 1)` ([`measure::check_target_ci_rel`]), checked
 /// when the command line is read, before anything is created.

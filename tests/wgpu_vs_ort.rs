@@ -390,7 +390,7 @@ fn check_generate(gpu: &Arc<Gpu>, preset: &str, seed: u64) {
 #[test]
 fn generate_matches_reference_greedy_gpt2_tiny() {
     let Some(g) = gpu() else { return };
-    check_generate(&g, "gpt2-tiny", 26);
+    check_generate(&g, "gpt2-tiny", 0);
 }
 
 #[test]
