@@ -169,7 +169,7 @@ pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
 
 /// Builds the ONNX Runtime job `lts measure` describes (see [`measure_jobs`]).
 pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
-    let (arch, weights) = match &args.onnx {
+    let (arch, weights, file) = match &args.onnx {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
@@ -179,7 +179,12 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
                     path.display()
                 )
             })?;
-            (info.arch, WeightsSpec::Onnx { path: path.clone() })
+            let file = (info.kind, info.logits);
+            (
+                info.arch,
+                WeightsSpec::Onnx { path: path.clone() },
+                Some(file),
+            )
         }
         None => {
             let arch: Arch = args.arch.resolve()?;
@@ -189,7 +194,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
                     seed: args.weights.seed,
                 },
             };
-            (arch, w)
+            (arch, w, None)
         }
     };
     let profile = load_profile(&args.profile)?;
@@ -219,19 +224,18 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     )?;
     workload.batch = args.batch;
     workload.seed = args.input_seed;
-    if let (Some(path), Mode::Prefill) = (&args.onnx, args.mode) {
+    if let (Some(path), Some((GraphKind::Prefill, logits)), Mode::Prefill) =
+        (&args.onnx, file, args.mode)
+    {
         // An exported prefill graph computes the logits it was exported with.
-        let info = job::read_onnx_info(&std::fs::read(path)?)?;
-        if info.kind == GraphKind::Prefill {
-            match args.logits {
-                Some(l) if l != info.logits => bail!(
-                    "{} was exported with --logits {}: drop --logits {} or export again with it",
-                    path.display(),
-                    info.logits.as_str(),
-                    l.as_str()
-                ),
-                _ => workload.logits = info.logits,
-            }
+        match args.logits {
+            Some(l) if l != logits => bail!(
+                "{} was exported with --logits {}: drop --logits {} or export again with it",
+                path.display(),
+                logits.as_str(),
+                l.as_str()
+            ),
+            _ => workload.logits = logits,
         }
     }
     workload.check(&arch)?;

@@ -297,7 +297,10 @@ impl Weights {
                 *x = dist.sample(&mut rng);
             }
         };
-        let threads = threads.min(jobs.len());
+        // One thread per MiB of values at most, as graph emission does: small models (and
+        // emulators where creating threads is slow or hangs) stay on this thread.
+        let values: usize = jobs.iter().map(|(_, _, c)| c.len()).sum();
+        let threads = threads.min(jobs.len()).min(values / (1 << 20) + 1);
         if threads <= 1 {
             jobs.into_iter().for_each(fill);
         } else {
@@ -520,7 +523,8 @@ mod tests {
             );
         }
         let mut big = Arch::preset("gpt2-tiny").unwrap();
-        big.vocab_size = 3 * RANDOM_CHUNK / big.d_model + 7; // a table of 3+ chunks
+        // A table of 9+ chunks (over 2 MiB values, so several threads really run).
+        big.vocab_size = 9 * RANDOM_CHUNK / big.d_model + 7;
         let a = Weights::random_on(&big, 1, 1);
         let b = Weights::random_on(&big, 1, 4);
         assert_eq!(a.tensors, b.tensors);

@@ -516,6 +516,16 @@ fn external_params(
     for item in items {
         per_bucket[bucket_of[&item.0]].push(item);
     }
+    if per_bucket.len() <= 1 {
+        // Small models: no thread (creating one costs more than the work, and hangs under
+        // qemu-user).
+        return per_bucket
+            .into_iter()
+            .flatten()
+            .map(convert)
+            .map(|(_, init, file)| (init, file))
+            .unzip();
+    }
     std::thread::scope(|scope| {
         let handles: Vec<_> = per_bucket
             .into_iter()
