@@ -112,6 +112,26 @@ pub struct WeightArgs {
     pub seed: u64,
 }
 
+/// Lengths and logits of the timed work, shared by `measure` (`--mode`) and `search`
+/// (`--objective`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LengthArgs {
+    /// Sequence length of prefill/decode (LTS: 192; default min(192, n_positions), or the
+    /// search space's own).
+    #[arg(long, conflicts_with = "prompt_len")]
+    pub seq_len: Option<usize>,
+    /// Prefill logits: last (the last position only, what the first token needs; default) or
+    /// all (every position, as scoring text needs). `lts measure --onnx`: the file's.
+    #[arg(long, value_enum)]
+    pub logits: Option<Logits>,
+    /// Generation: prompt tokens (default min(128, n_positions / 2)).
+    #[arg(long)]
+    pub prompt_len: Option<usize>,
+    /// Generation: decode steps after the first token (default min(64, n_positions - prompt)).
+    #[arg(long)]
+    pub new_tokens: Option<usize>,
+}
+
 /// wgpu backend settings (`--backend wgpu`).
 #[derive(Args, Debug, Clone)]
 pub struct GpuArgs {
@@ -195,20 +215,8 @@ pub struct SearchArgs {
     /// --new-tokens decode steps, end to end: what a user waits for a reply).
     #[arg(long, value_enum, default_value = "prefill")]
     pub objective: Mode,
-    /// Sequence length of prefill/decode (default: the space's, else min(192, n_positions)).
-    #[arg(long, conflicts_with = "prompt_len")]
-    pub seq_len: Option<usize>,
-    /// Prefill logits: last (the last position only, what the first token needs; default) or
-    /// all (every position, as scoring text needs).
-    #[arg(long, value_enum)]
-    pub logits: Option<Logits>,
-    /// Generate objective: prompt tokens (default min(128, n_positions / 2)).
-    #[arg(long)]
-    pub prompt_len: Option<usize>,
-    /// Generate objective: decode steps after the first token (default min(64, n_positions -
-    /// prompt)).
-    #[arg(long)]
-    pub new_tokens: Option<usize>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -359,20 +367,8 @@ pub struct MeasureArgs {
     /// growing KV cache, timed end to end and reported also as time to first token and tokens/s.
     #[arg(long, value_enum, default_value = "prefill")]
     pub mode: Mode,
-    /// Sequence length of prefill/decode (LTS: 192; default min(192, the arch's n_positions)).
-    #[arg(long, conflicts_with = "prompt_len")]
-    pub seq_len: Option<usize>,
-    /// Prefill logits: last (the last position only, what the first token needs; default) or
-    /// all (every position, as scoring text needs). With --onnx: the file's.
-    #[arg(long, value_enum)]
-    pub logits: Option<Logits>,
-    /// --mode generate: prompt tokens (default min(128, n_positions / 2)).
-    #[arg(long)]
-    pub prompt_len: Option<usize>,
-    /// --mode generate: decode steps after the first token (default min(64, n_positions -
-    /// prompt)).
-    #[arg(long)]
-    pub new_tokens: Option<usize>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
     /// Batch size (LTS: 1).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,

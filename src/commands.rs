@@ -6,8 +6,8 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    DeviceArgs, ExportArgs, MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs, SearchArgs,
-    SearchBackend, SetupArgs,
+    DeviceArgs, ExportArgs, LengthArgs, MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs,
+    SearchArgs, SearchBackend, SetupArgs,
 };
 use crate::device::DeviceInfo;
 use crate::graph;
@@ -96,11 +96,14 @@ pub fn export(args: &ExportArgs) -> Result<()> {
 pub fn workload_from(
     mode: Mode,
     n_positions: usize,
-    seq_len: Option<usize>,
-    prompt_len: Option<usize>,
-    new_tokens: Option<usize>,
-    logits: Option<Logits>,
+    lengths: &LengthArgs,
 ) -> Result<(Workload, Option<String>)> {
+    let LengthArgs {
+        seq_len,
+        logits,
+        prompt_len,
+        new_tokens,
+    } = lengths.clone();
     if mode != Mode::Generate && (prompt_len.is_some() || new_tokens.is_some()) {
         bail!(
             "--prompt-len and --new-tokens apply to generation (--mode/--objective generate); for {} use --seq-len",
@@ -214,21 +217,14 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     if args.no_spin {
         ort.allow_spinning = false;
     }
-    let (mut workload, note) = workload_from(
-        args.mode,
-        arch.n_positions,
-        args.seq_len,
-        args.prompt_len,
-        args.new_tokens,
-        args.logits,
-    )?;
+    let (mut workload, note) = workload_from(args.mode, arch.n_positions, &args.lengths)?;
     workload.batch = args.batch;
     workload.seed = args.input_seed;
     if let (Some(path), Some((GraphKind::Prefill, logits)), Mode::Prefill) =
         (&args.onnx, file, args.mode)
     {
         // An exported prefill graph computes the logits it was exported with.
-        match args.logits {
+        match args.lengths.logits {
             Some(l) if l != logits => bail!(
                 "{} was exported with --logits {}: drop --logits {} or export again with it",
                 path.display(),
@@ -335,14 +331,11 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     let space_seq = (args.objective != Mode::Generate)
         .then_some(cfg.space.search.seq_len)
         .flatten();
-    let (workload, note) = workload_from(
-        args.objective,
-        cfg.space.n_positions,
-        args.seq_len.or(space_seq),
-        args.prompt_len,
-        args.new_tokens,
-        args.logits,
-    )?;
+    let lengths = LengthArgs {
+        seq_len: args.lengths.seq_len.or(space_seq),
+        ..args.lengths.clone()
+    };
+    let (workload, note) = workload_from(args.objective, cfg.space.n_positions, &lengths)?;
     if let (Some(note), false) = (note, args.quiet || args.json) {
         eprintln!("note: {note}");
     }

@@ -52,6 +52,18 @@ pub fn workload_inputs(arch: &Arch, workload: &Workload) -> (Array2<i64>, Option
     (ids, past)
 }
 
+/// Greedy sampling: the index of the largest logit of `row` (the first one on ties), the token
+/// a generate run feeds to its next step on every backend.
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, x) in row.iter().enumerate() {
+        if *x > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
 /// Time to first token of every run of a generate runner (first run, warm-up and timed runs, in
 /// order), shared with whoever built the runner; the timed runs are the last `timed_runs`
 /// entries. Runners of single forwards leave it empty.

@@ -317,14 +317,7 @@ pub fn argmax_last(logits: &DynValue) -> Result<Array2<i64>> {
     };
     let (b, s, v) = (b as usize, s as usize, v as usize);
     Ok(Array2::from_shape_fn((b, 1), |(i, _)| {
-        let row = &data[(i * s + s - 1) * v..(i * s + s) * v];
-        let mut best = 0;
-        for (j, x) in row.iter().enumerate() {
-            if *x > row[best] {
-                best = j;
-            }
-        }
-        best as i64
+        super::argmax(&data[(i * s + s - 1) * v..(i * s + s) * v]) as i64
     }))
 }
 

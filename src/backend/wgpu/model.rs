@@ -903,15 +903,7 @@ pub const WGPU_VERSION: &str = "30";
 pub fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<u32> {
     logits
         .chunks_exact(vocab)
-        .map(|row| {
-            let mut best = 0;
-            for (j, x) in row.iter().enumerate() {
-                if *x > row[best] {
-                    best = j;
-                }
-            }
-            best as u32
-        })
+        .map(|row| crate::backend::argmax(row) as u32)
         .collect()
 }
 
