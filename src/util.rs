@@ -1,4 +1,4 @@
-//! Small helpers shared by several modules (atomic file writes).
+//! Small helpers shared by several modules (atomic file writes, a size-balanced thread pool).
 
 use std::io::Write;
 use std::path::Path;
@@ -62,6 +62,71 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// Values per thread below which [`parallel_by_size`] does not start another thread.
+const VALUES_PER_THREAD: usize = 1 << 20;
+
+/// Maps `f` over `items` on up to `max_threads` scoped threads and returns the results in
+/// input order. Items are assigned longest-processing-time first by `size` (their value
+/// count); at most one thread per MiB of values is used, so small work (and emulators such as
+/// qemu-user, where creating a thread can hang) stays on the calling thread. Each item is
+/// moved into `f`, so whatever it owns is freed as soon as it is processed.
+pub fn parallel_by_size<T: Send, R: Send>(
+    items: Vec<T>,
+    size: impl Fn(&T) -> usize,
+    max_threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let sizes: Vec<usize> = items.iter().map(&size).collect();
+    let total: usize = sizes.iter().sum();
+    let threads = max_threads
+        .min(items.len())
+        .min(total / VALUES_PER_THREAD + 1)
+        .max(1);
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let mut load = vec![0usize; threads];
+    let mut bucket_of = vec![0usize; items.len()];
+    for i in order {
+        let b = (0..threads).min_by_key(|&b| load[b]).expect("threads >= 1");
+        load[b] += sizes[i];
+        bucket_of[i] = b;
+    }
+    let mut buckets: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        buckets[bucket_of[i]].push((i, item));
+    }
+    let mut out: Vec<Option<R>> = (0..bucket_of.len()).map(|_| None).collect();
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = buckets
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|(i, item)| (i, f(item)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, r) in h.join().expect("a worker thread panicked") {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every item processed"))
+        .collect()
+}
+
+/// The cores [`parallel_by_size`] may use by default: the available parallelism, at most 16.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +148,21 @@ mod tests {
         write_atomic(&p, b"hello").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"hello");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn parallel_by_size_keeps_order_on_any_thread_count() {
+        // Sizes above 1 MiB of values so several threads really run.
+        let items: Vec<usize> = (0..23).map(|i| (i % 5 + 1) << 19).collect();
+        let want: Vec<usize> = items.iter().map(|x| x * 3 + 1).collect();
+        for threads in [1, 2, 3, 8] {
+            let got = parallel_by_size(items.clone(), |&x| x, threads, |x| x * 3 + 1);
+            assert_eq!(got, want, "{threads} threads");
+        }
+        // Small work stays on the calling thread.
+        let here = std::thread::current().id();
+        let ids = parallel_by_size(vec![1usize; 8], |&x| x, 8, |_| std::thread::current().id());
+        assert!(ids.iter().all(|&id| id == here));
+        assert!(parallel_by_size(Vec::<usize>::new(), |&x| x, 4, |x| x).is_empty());
     }
 }

@@ -265,8 +265,7 @@ impl Weights {
     /// ziggurat normal), generated in parallel. (Before lts 0.1.0's issue 10 one stream ran over
     /// every tensor in turn, so seeds give other values than they did then.)
     pub fn random(arch: &Arch, seed: u64) -> Weights {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Weights::random_on(arch, seed, cores.min(16))
+        Weights::random_on(arch, seed, crate::util::default_threads())
     }
 
     /// [`Weights::random`] on at most `threads` threads (the values do not depend on it).
@@ -297,25 +296,9 @@ impl Weights {
                 *x = dist.sample(&mut rng);
             }
         };
-        // One thread per MiB of values at most, as graph emission does: small models (and
-        // emulators where creating threads is slow or hangs) stay on this thread.
-        let values: usize = jobs.iter().map(|(_, _, c)| c.len()).sum();
-        let threads = threads.min(jobs.len()).min(values / (1 << 20) + 1);
-        if threads <= 1 {
-            jobs.into_iter().for_each(fill);
-        } else {
-            // Round-robin over threads: chunks are equal-sized, so the loads are even.
-            let mut per: Vec<Vec<(usize, usize, &mut [f32])>> =
-                (0..threads).map(|_| Vec::new()).collect();
-            for (i, job) in jobs.into_iter().enumerate() {
-                per[i % threads].push(job);
-            }
-            std::thread::scope(|scope| {
-                for part in per {
-                    scope.spawn(move || part.into_iter().for_each(fill));
-                }
-            });
-        }
+        // Chunks are equal-sized, so the pool's balancing spreads them evenly; small models
+        // stay on this thread.
+        crate::util::parallel_by_size(jobs, |(_, _, c)| c.len(), threads, fill);
         let mut tensors = BTreeMap::new();
         for (spec, mut d) in specs.into_iter().zip(data) {
             if let Init::Ones = spec.init {

@@ -376,40 +376,12 @@ fn param_tensors(
     weights: &Weights,
     specs: &[crate::weights::ParamSpec],
 ) -> Vec<TensorProto> {
-    let sizes: Vec<usize> = specs.iter().map(|s| weights.get(&s.name).len()).collect();
-    let buckets = lpt_buckets(&sizes);
-    if buckets.len() <= 1 {
-        return specs
-            .iter()
-            .map(|s| param_tensor(arch, &s.name, weights.get(&s.name)))
-            .collect();
-    }
-    let mut out: Vec<Option<TensorProto>> = vec![None; specs.len()];
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = buckets
-            .iter()
-            .map(|idx| {
-                scope.spawn(move || {
-                    idx.iter()
-                        .map(|&i| {
-                            (
-                                i,
-                                param_tensor(arch, &specs[i].name, weights.get(&specs[i].name)),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            for (i, t) in h.join().expect("initializer conversion thread panicked") {
-                out[i] = Some(t);
-            }
-        }
-    });
-    out.into_iter()
-        .map(|t| t.expect("every parameter converted"))
-        .collect()
+    crate::util::parallel_by_size(
+        specs.iter().collect(),
+        |s| weights.get(&s.name).len(),
+        crate::util::default_threads(),
+        |s| param_tensor(arch, &s.name, weights.get(&s.name)),
+    )
 }
 
 /// A parameter as an fp32 initializer with raw little-endian data.
@@ -460,24 +432,23 @@ fn param_bytes_into(arch: &Arch, name: &str, t: &Tensor, dst: &mut [u8]) {
 }
 
 /// Converts every parameter into one [`ExternalFiles`] entry and an external-data initializer
-/// pointing at it, spread over the cores like [`param_tensors`]; each HF tensor is dropped as
-/// soon as it is converted.
+/// pointing at it, spread over the cores ([`crate::util::parallel_by_size`]); each HF tensor is
+/// dropped as soon as it is converted.
 fn external_params(
     arch: &Arch,
     weights: Weights,
     specs: &[crate::weights::ParamSpec],
 ) -> (Vec<TensorProto>, ExternalFiles) {
     let mut tensors = weights.tensors;
-    let items: Vec<(usize, String, Tensor)> = specs
+    let items: Vec<(String, Tensor)> = specs
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .map(|s| {
             let t = tensors.remove(&s.name).expect("checked by check_weights");
-            (i, s.name.clone(), t)
+            (s.name.clone(), t)
         })
         .collect();
     drop(tensors);
-    let convert = |(i, name, t): (usize, String, Tensor)| {
+    let convert = |(name, t): (String, Tensor)| {
         let n = t.data.len() * 4;
         let mut buf: Arc<[u8]> = {
             let zeroed = Arc::<[u8]>::new_zeroed_slice(n);
@@ -501,65 +472,16 @@ fn external_params(
             ],
             ..header
         };
-        (i, init, (name, buf))
+        (init, (name, buf))
     };
-    let sizes: Vec<usize> = items.iter().map(|(_, _, t)| t.data.len()).collect();
-    type Converted = (TensorProto, (String, Arc<[u8]>));
-    let mut out: Vec<Option<Converted>> = vec![None; items.len()];
-    let buckets = lpt_buckets(&sizes);
-    let mut per_bucket: Vec<Vec<(usize, String, Tensor)>> = vec![Vec::new(); buckets.len()];
-    let bucket_of: HashMap<usize, usize> = buckets
-        .iter()
-        .enumerate()
-        .flat_map(|(b, idx)| idx.iter().map(move |&i| (i, b)))
-        .collect();
-    for item in items {
-        per_bucket[bucket_of[&item.0]].push(item);
-    }
-    if per_bucket.len() <= 1 {
-        // Small models: no thread (creating one costs more than the work, and hangs under
-        // qemu-user).
-        return per_bucket
-            .into_iter()
-            .flatten()
-            .map(convert)
-            .map(|(_, init, file)| (init, file))
-            .unzip();
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = per_bucket
-            .into_iter()
-            .map(|items| scope.spawn(move || items.into_iter().map(convert).collect::<Vec<_>>()))
-            .collect();
-        for h in handles {
-            for (i, init, file) in h.join().expect("parameter conversion thread panicked") {
-                out[i] = Some((init, file));
-            }
-        }
-    });
-    out.into_iter()
-        .map(|x| x.expect("every parameter converted"))
-        .unzip()
-}
-
-/// Longest-processing-time-first assignment of items of the given sizes to threads (at most
-/// the available cores, 16, and one per MiB of values): each bucket lists item indices.
-fn lpt_buckets(sizes: &[usize]) -> Vec<Vec<usize>> {
-    let total: usize = sizes.iter().sum();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(total / (1 << 20) + 1)
-        .min(16);
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-    let mut buckets: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
-    for i in order {
-        let b = buckets.iter_mut().min_by_key(|b| b.0).expect("threads > 0");
-        b.0 += sizes[i];
-        b.1.push(i);
-    }
-    buckets.into_iter().map(|(_, idx)| idx).collect()
+    crate::util::parallel_by_size(
+        items,
+        |(_, t)| t.data.len(),
+        crate::util::default_threads(),
+        convert,
+    )
+    .into_iter()
+    .unzip()
 }
 
 /// The parameters of a model written by [`build_model`] read back into HF layout (Llama linears
