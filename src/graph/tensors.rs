@@ -1,0 +1,256 @@
+//! Initializers and value infos of the emitted graphs: parameters in their graph layout
+//! (Llama linears transposed), embedded as raw data or as in-memory external data
+//! ([`super::ExternalFiles`]), read back from a model, and the typed graph inputs/outputs.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+
+use super::onnx::tensor_proto::{DataLocation, DataType};
+use super::onnx::tensor_shape_proto::{dimension, Dimension};
+use super::onnx::{
+    type_proto, ModelProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+use super::ExternalFiles;
+use crate::arch::{Arch, Family};
+use crate::weights::{Tensor, Weights};
+
+/// True for Llama `nn.Linear` weights, stored transposed (`[in, out]`).
+pub(super) fn stored_transposed(arch: &Arch, name: &str) -> bool {
+    arch.family == Family::Llama
+        && name.starts_with("model.layers.")
+        && name.ends_with("_proj.weight")
+}
+
+/// All parameters as initializers, in `param_specs` order. The byte conversion (a copy of every
+/// weight, and a transpose for Llama linears) dominates emission time, so it is spread over the
+/// available cores, largest tensors first.
+pub(super) fn param_tensors(
+    arch: &Arch,
+    weights: &Weights,
+    specs: &[crate::weights::ParamSpec],
+) -> Vec<TensorProto> {
+    crate::util::parallel_by_size(
+        specs.iter().collect(),
+        |s| weights.get(&s.name).len(),
+        crate::util::default_threads(),
+        |s| param_tensor(arch, &s.name, weights.get(&s.name)),
+    )
+}
+
+/// A parameter as an fp32 initializer with raw little-endian data.
+pub(super) fn param_tensor(arch: &Arch, name: &str, t: &Tensor) -> TensorProto {
+    let mut raw = vec![0u8; t.data.len() * 4];
+    param_bytes_into(arch, name, t, &mut raw);
+    TensorProto {
+        raw_data: Some(raw),
+        ..param_header(arch, name, t)
+    }
+}
+
+/// Name, graph-layout dims, type and doc of a parameter's initializer, without its data.
+pub(super) fn param_header(arch: &Arch, name: &str, t: &Tensor) -> TensorProto {
+    if stored_transposed(arch, name) {
+        TensorProto {
+            name: Some(name.to_string()),
+            dims: vec![t.shape[1] as i64, t.shape[0] as i64],
+            data_type: Some(DataType::Float as i32),
+            doc_string: Some(
+                "HF nn.Linear weight [out, in] stored transposed as [in, out] (the graph uses a plain MatMul)"
+                    .into(),
+            ),
+            ..Default::default()
+        }
+    } else {
+        TensorProto {
+            name: Some(name.to_string()),
+            dims: t.shape.iter().map(|&d| d as i64).collect(),
+            data_type: Some(DataType::Float as i32),
+            ..Default::default()
+        }
+    }
+}
+
+/// Writes a parameter's fp32 little-endian bytes in its graph layout (Llama linears transposed)
+/// into `dst` (`4 x len` bytes).
+pub(super) fn param_bytes_into(arch: &Arch, name: &str, t: &Tensor, dst: &mut [u8]) {
+    if stored_transposed(arch, name) {
+        transposed_le_bytes_into(&t.data, t.shape[0], t.shape[1], dst);
+    } else if cfg!(target_endian = "little") {
+        dst.copy_from_slice(bytemuck::cast_slice::<f32, u8>(&t.data));
+    } else {
+        for (out, v) in dst.chunks_exact_mut(4).zip(&t.data) {
+            out.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Converts every parameter into one [`ExternalFiles`] entry and an external-data initializer
+/// pointing at it, spread over the cores ([`crate::util::parallel_by_size`]); each HF tensor is
+/// dropped as soon as it is converted.
+pub(super) fn external_params(
+    arch: &Arch,
+    weights: Weights,
+    specs: &[crate::weights::ParamSpec],
+) -> (Vec<TensorProto>, ExternalFiles) {
+    let mut tensors = weights.tensors;
+    let items: Vec<(String, Tensor)> = specs
+        .iter()
+        .map(|s| {
+            let t = tensors.remove(&s.name).expect("checked by check_weights");
+            (s.name.clone(), t)
+        })
+        .collect();
+    drop(tensors);
+    let convert = |(name, t): (String, Tensor)| {
+        let n = t.data.len() * 4;
+        let mut buf: Arc<[u8]> = {
+            let zeroed = Arc::<[u8]>::new_zeroed_slice(n);
+            // SAFETY: all-zero bytes are valid `u8`s.
+            unsafe { zeroed.assume_init() }
+        };
+        let dst = Arc::get_mut(&mut buf).expect("a new Arc is unique");
+        param_bytes_into(arch, &name, &t, dst);
+        let header = param_header(arch, &name, &t);
+        drop(t);
+        let entry = |k: &str, v: String| StringStringEntryProto {
+            key: Some(k.into()),
+            value: Some(v),
+        };
+        let init = TensorProto {
+            data_location: Some(DataLocation::External as i32),
+            external_data: vec![
+                entry("location", name.clone()),
+                entry("offset", "0".into()),
+                entry("length", n.to_string()),
+            ],
+            ..header
+        };
+        (init, (name, buf))
+    };
+    crate::util::parallel_by_size(
+        items,
+        |(_, t)| t.data.len(),
+        crate::util::default_threads(),
+        convert,
+    )
+    .into_iter()
+    .unzip()
+}
+
+/// The parameters of a model written by [`build_model`] read back into HF layout (Llama linears
+/// transposed back to `[out, in]`), so another backend runs exactly the weights of an exported
+/// ONNX file. Checks every parameter of `arch` is present with its shape.
+pub fn weights_from_model(arch: &Arch, model: &ModelProto) -> anyhow::Result<Weights> {
+    use anyhow::Context;
+    let graph = model.graph.as_ref().context("the model has no graph")?;
+    let mut tensors = std::collections::BTreeMap::new();
+    for spec in crate::weights::param_specs(arch) {
+        let init = graph
+            .initializer
+            .iter()
+            .find(|t| t.name.as_deref() == Some(spec.name.as_str()))
+            .with_context(|| format!("the ONNX file has no initializer {}", spec.name))?;
+        if init.data_type != Some(DataType::Float as i32) {
+            bail!("initializer {} is not fp32", spec.name);
+        }
+        let raw = init
+            .raw_data
+            .as_deref()
+            .with_context(|| format!("initializer {} has no raw_data", spec.name))?;
+        let n: usize = spec.shape.iter().product();
+        if raw.len() != n * 4 {
+            bail!(
+                "initializer {} holds {} bytes but {:?} needs {}",
+                spec.name,
+                raw.len(),
+                spec.shape,
+                n * 4
+            );
+        }
+        let flat: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let data = if stored_transposed(arch, &spec.name) {
+            // Stored [in, out] = [cols, rows] of the HF [rows, cols] tensor.
+            let (rows, cols) = (spec.shape[0], spec.shape[1]);
+            let mut out = vec![0f32; n];
+            for c in 0..cols {
+                for r in 0..rows {
+                    out[r * cols + c] = flat[c * rows + r];
+                }
+            }
+            out
+        } else {
+            flat
+        };
+        tensors.insert(
+            spec.name.clone(),
+            Tensor {
+                shape: spec.shape.clone(),
+                data,
+            },
+        );
+    }
+    Ok(Weights {
+        tensors,
+        source: "onnx initializers".into(),
+    })
+}
+
+/// `[rows, cols]` row-major f32 to the little-endian bytes of its `[cols, rows]` transpose,
+/// a band of rows at a time so reads stay in cache and writes are sequential runs.
+pub(super) fn transposed_le_bytes_into(src: &[f32], rows: usize, cols: usize, dst: &mut [u8]) {
+    const BAND: usize = 16;
+    for r0 in (0..rows).step_by(BAND) {
+        let r1 = (r0 + BAND).min(rows);
+        let band = &src[r0 * cols..r1 * cols];
+        for c in 0..cols {
+            let run = &mut dst[(c * rows + r0) * 4..(c * rows + r1) * 4];
+            for (k, out) in run.chunks_exact_mut(4).enumerate() {
+                out.copy_from_slice(&band[k * cols + c].to_le_bytes());
+            }
+        }
+    }
+}
+
+pub(super) fn f32_le_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub(super) fn i64_le_bytes(data: &[i64]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// One dimension of a graph input/output.
+#[derive(Clone, Copy)]
+pub(super) enum Dim {
+    Fixed(usize),
+    Sym(&'static str),
+}
+
+pub(super) fn tensor_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match *d {
+                Dim::Fixed(v) => dimension::Value::DimValue(v as i64),
+                Dim::Sym(s) => dimension::Value::DimParam(s.to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem as i32),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
