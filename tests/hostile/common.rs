@@ -1,0 +1,59 @@
+//! Running the binary under resource limits, and reading what it said.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+
+/// Address-space limit of every child (bytes). Big enough for ONNX Runtime, its thread pools
+/// and a tiny model; far below what any of the absurd sizes in these tests would need.
+pub const ADDRESS_SPACE: u64 = 6 << 30;
+
+/// A `Command` for the `lts` binary, limited to [`ADDRESS_SPACE`] of virtual memory and 2
+/// minutes of CPU, with the test's cache and no device profile from the environment.
+pub fn lts(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lts"));
+    c.args(args).env_remove("LTS_DEVICE_PROFILE");
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = |v: u64| libc::rlimit {
+                rlim_cur: v as libc::rlim_t,
+                rlim_max: v as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim(ADDRESS_SPACE)) != 0
+                || libc::setrlimit(libc::RLIMIT_CPU, &lim(120)) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+/// Runs `lts args` to completion under the limits.
+pub fn run(args: &[&str]) -> Output {
+    lts(args).output().expect("lts runs")
+}
+
+/// stdout and stderr as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts a clean refusal: exit status 1 (not a panic's 101, not a signal), stderr holding
+/// every needle, no panic or allocation failure message.
+pub fn assert_refused(o: &Output, needles: &[&str]) -> String {
+    let (_, err) = text(o);
+    assert_eq!(o.status.code(), Some(1), "status {:?}: {err}", o.status);
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+    assert!(
+        !err.contains("panicked") && !err.contains("memory allocation"),
+        "{err}"
+    );
+    err
+}

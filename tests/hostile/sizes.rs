@@ -1,0 +1,3 @@
+//! See `tests/hostile.rs`.
+#![allow(unused_imports)]
+use super::common::*;
