@@ -16,6 +16,54 @@ use crate::workload::{Logits, Mode};
 
 /// Parses `--target-ci`: a finite number in `[0, 1)` ([`measure::check_target_ci_rel`]), checked
 /// when the command line is read, before anything is created.
+/// The `lts search` flags that set what `--resume` reads from the run's `run.json` (the
+/// device profile is left out: it may come from `LTS_DEVICE_PROFILE` in the environment).
+const RESUME_CONFLICTS: &[&str] = &[
+    "space",
+    "algo",
+    "seed",
+    "population",
+    "iterations",
+    "parents",
+    "mutations",
+    "crossovers",
+    "mutation_prob",
+    "crossover_prob",
+    "objective",
+    "seq_len",
+    "logits",
+    "prompt_len",
+    "new_tokens",
+    "batch",
+    "threads",
+    "backend",
+    "adapter",
+    "precision",
+    "gpu_timer",
+    "cost_gflops",
+    "short_min_runs",
+    "full_min_runs",
+    "full_min_duration_s",
+    "full_max_duration_s",
+    "target_ci",
+    "weights_seed",
+    "out",
+    "run_id",
+];
+
+/// `--run-id`: one plain folder name, so the run stays inside `--out`.
+fn parse_run_id(s: &str) -> Result<String, String> {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if s.is_empty() || s == "." || s == ".." || !plain {
+        return Err(format!(
+            "{s:?} is not a plain folder name: use letters, digits, '.', '_' and '-' (not '.' or '..'); the run is written to <--out>/<run-id>"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 fn parse_target_ci(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
@@ -180,8 +228,10 @@ pub struct SearchArgs {
     /// Search space: a built-in name (quick, gpt2-flex, llama-flex) or a TOML file.
     #[arg(long, default_value = "quick")]
     pub space: String,
-    /// Continue an interrupted run from its folder (all other settings come from its run.json).
-    #[arg(long, value_name = "DIR")]
+    /// Continue an interrupted run from its folder (or its run.json). Every setting comes from
+    /// its run.json, so the flags that would change them are refused with --resume; a complete
+    /// run is left as it is.
+    #[arg(long, value_name = "DIR", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
     /// Algorithm: lts (evolutionary) or random (baseline with the same budget).
     #[arg(long, value_enum, default_value = "lts")]
@@ -264,8 +314,9 @@ pub struct SearchArgs {
     /// Results root folder.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// Name of the run folder (default: <space>-<algo>-s<seed>-<UTC time>).
-    #[arg(long)]
+    /// Name of the run folder inside --out (default: <space>-<algo>-s<seed>-<UTC time>): a
+    /// plain name of letters, digits, `.`, `_` and `-`, not a path.
+    #[arg(long, value_parser = parse_run_id)]
     pub run_id: Option<String>,
     /// No progress bar or per-iteration lines.
     #[arg(long, short)]

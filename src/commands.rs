@@ -381,12 +381,15 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     let opts = RunOptions {
         quiet: args.quiet || args.json,
     };
+    // Ctrl-C / SIGTERM finish the current journal record, write the reports and exit 130/143.
+    crate::signals::install()?;
     let outcome = match &args.resume {
-        Some(dir) => {
+        Some(given) => {
+            let dir = crate::search::run_folder(given)?;
             if !args.quiet && !args.json {
                 eprintln!("resuming {} (settings from its run.json)", dir.display());
             }
-            crate::search::resume(dir, &opts)?
+            crate::search::resume(&dir, &opts)?
         }
         None => {
             let cfg = search_config(args)?;
@@ -435,15 +438,24 @@ pub fn search(args: &SearchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         let front = crate::search::store::read_csv(&outcome.dir.join("frontier.csv"))?;
+        let timed = if outcome.already_complete {
+            "already complete: nothing measured, nothing changed".to_string()
+        } else if outcome.timed_inference_s > 0.0 {
+            format!(
+                "{:.0} s ({:.0}% in timed inference)",
+                outcome.wall_s,
+                100.0 * outcome.timed_inference_s / outcome.wall_s.max(1e-9)
+            )
+        } else {
+            format!("{:.0} s, nothing timed", outcome.wall_s)
+        };
         println!(
-            "{} candidates ({} measured now, {} reused), frontier {} points, hypervolume {:.4}, {:.0} s ({:.0}% in timed inference)",
+            "{} candidates ({} measured now, {} reused), frontier {} points, hypervolume {:.4}, {timed}",
             outcome.candidates,
             outcome.measured_now,
             outcome.reused,
             front.len(),
             outcome.hypervolume,
-            outcome.wall_s,
-            100.0 * outcome.timed_inference_s / outcome.wall_s.max(1e-9)
         );
         println!(
             "params-latency frontier ({} points; all {} frontier points with memory in frontier.csv):",

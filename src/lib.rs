@@ -17,6 +17,7 @@
 //! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
 //! - [`report`]: human-readable tables.
+//! - [`signals`]: Ctrl-C / SIGTERM as a request to stop cleanly.
 
 pub mod arch;
 pub mod backend;
@@ -31,6 +32,7 @@ pub mod profile;
 pub mod reference;
 pub mod report;
 pub mod search;
+pub mod signals;
 pub mod thermal;
 pub mod util;
 pub mod weights;

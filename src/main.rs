@@ -16,6 +16,11 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // Stopped by Ctrl-C / SIGTERM: the shell's 128 + signal, as if the signal had killed us.
+        let code = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<lts::signals::Interrupted>())
+            .map_or(1, |i| i.exit_code());
+        std::process::exit(code);
     }
 }

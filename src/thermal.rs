@@ -512,7 +512,10 @@ pub fn cool_down(settings: &ThermalSettings) -> Option<Cooldown> {
     }
     let t0 = Instant::now();
     let mut now_c = start_c;
-    while now_c > target && t0.elapsed().as_secs_f64() < settings.cooldown_timeout_s {
+    while now_c > target
+        && t0.elapsed().as_secs_f64() < settings.cooldown_timeout_s
+        && crate::signals::pending().is_none()
+    {
         std::thread::sleep(Duration::from_secs_f64(settings.cooldown_poll_s.max(0.01)));
         match read() {
             Some(t) => now_c = t,

@@ -367,6 +367,7 @@ pub fn run_protocol(
     let warmup_start = Instant::now();
     let mut warmup_runs = 0usize;
     loop {
+        crate::signals::check()?;
         let (_, d) = time_one(runner.as_mut())
             .with_context(|| format!("warm-up run {} failed", warmup_runs + 1))?;
         warmup_runs += 1;
@@ -383,6 +384,8 @@ pub fn run_protocol(
     let mut next_check = protocol.min_runs;
     let loop_start = Instant::now();
     loop {
+        // Between timed runs, never inside one: a Ctrl-C stops the measurement (discarded).
+        crate::signals::check()?;
         let i = samples.len() + 1;
         let (d, dev) =
             time_one(runner.as_mut()).with_context(|| format!("timed run {i} failed"))?;

@@ -245,10 +245,16 @@ pub struct IterationLog {
     pub hypervolume: f64,
     /// Normalised 3-D hypervolume (decoder params x latency x memory).
     pub hypervolume_3d: f64,
-    /// Wall seconds since the run (or resumed session) started.
+    /// Wall seconds since the session that logged this iteration started (the run, or its
+    /// `session`-th resume).
     pub wall_s: f64,
-    /// Seconds spent in timed inference (sum of samples) so far, this session.
+    /// Seconds spent in timed inference (sum of samples) so far, in that session; 0 for the
+    /// cost model, which times nothing.
     pub timed_inference_s: f64,
+    /// Which session logged it: 0 for the run itself, k for its k-th resume. A resume keeps
+    /// the entries logged before it and adds only the iterations it completes.
+    #[serde(default)]
+    pub session: usize,
 }
 
 /// Reference point of the hypervolume, fixed after the initial population: decoder params 0,
@@ -284,8 +290,12 @@ pub struct RunInfo {
     pub started_at: String,
     /// UTC end, when complete.
     pub finished_at: Option<String>,
-    /// `running` or `complete`.
+    /// `running`, `complete`, `interrupted` (Ctrl-C / SIGTERM; resumable) or `failed` (see
+    /// `stop_reason`; resumable once the cause is fixed).
     pub status: String,
+    /// Why the last session stopped before the end (`interrupted` / `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
     /// Times the run was resumed.
     pub resumed_at: Vec<String>,
     /// Hypervolume reference.
@@ -361,8 +371,10 @@ pub struct Outcome {
     pub hypervolume: f64,
     /// Wall seconds of this session.
     pub wall_s: f64,
-    /// Seconds of timed inference in this session.
+    /// Seconds of timed inference in this session (0 for the cost model, which times nothing).
     pub timed_inference_s: f64,
+    /// The run was already complete: `--resume` changed nothing and measured nothing.
+    pub already_complete: bool,
 }
 
 fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
@@ -421,6 +433,7 @@ pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outco
         started_at: crate::util::now_rfc3339(),
         finished_at: None,
         status: "running".into(),
+        stop_reason: None,
         resumed_at: Vec::new(),
         hv_reference: None,
         iterations: Vec::new(),
@@ -430,24 +443,92 @@ pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outco
     s.run()
 }
 
-/// Continues an interrupted run: replays it from its journal, measuring only what is missing.
-pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
-    let (run_dir, records) = RunDir::open(dir)?;
-    let text = std::fs::read_to_string(dir.join(store::RUN_JSON))?;
-    let mut info: RunInfo = serde_json::from_str(&text).with_context(|| {
+/// The run folder `--resume` names: the folder itself, or its `run.json`.
+pub fn run_folder(given: &Path) -> Result<PathBuf> {
+    if given.is_file() {
+        if given.file_name() == Some(std::ffi::OsStr::new(store::RUN_JSON)) {
+            let parent = given.parent().filter(|p| !p.as_os_str().is_empty());
+            return Ok(parent.unwrap_or(Path::new(".")).to_path_buf());
+        }
+        anyhow::bail!(
+            "{} is a file: give the run's folder (the one holding {})",
+            given.display(),
+            store::RUN_JSON
+        );
+    }
+    if !given.exists() {
+        anyhow::bail!(
+            "{} does not exist: give the folder `lts search` printed (results/<run-id>)",
+            given.display()
+        );
+    }
+    Ok(given.to_path_buf())
+}
+
+fn read_run_info(dir: &Path) -> Result<RunInfo> {
+    let path = dir.join(store::RUN_JSON);
+    if !path.is_file() {
+        anyhow::bail!(
+            "{} is not a search run folder (no {}); give the folder `lts search` printed",
+            dir.display(),
+            store::RUN_JSON
+        );
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
-            "{} is not a valid run description",
-            dir.join(store::RUN_JSON).display()
+            "cannot read {} (is {} a search results folder?)",
+            path.display(),
+            dir.display()
         )
     })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid run description", path.display()))
+}
+
+/// Continues an interrupted run: replays it from its journal, measuring only what is missing.
+///
+/// A complete run is left exactly as it is (nothing read for writing, nothing rewritten). While
+/// the replay has not yet caught up with the journal, nothing in the folder is rewritten either,
+/// so a resume stopped early (Ctrl-C, a closed pipe, a crash) never replaces the folder's
+/// reports with versions holding less than they did.
+pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
+    let dir = &run_folder(dir)?;
+    let info = read_run_info(dir)?;
+    if info.status == "complete" {
+        return complete_outcome(dir, &info);
+    }
+    let (run_dir, records) = RunDir::open(dir)?;
+    // Read again under the lock: the file may have changed while another process held it.
+    let mut info = read_run_info(dir)?;
+    if info.status == "complete" {
+        return complete_outcome(dir, &info);
+    }
     info.resumed_at.push(crate::util::now_rfc3339());
     info.status = "running".into();
+    info.stop_reason = None;
     info.finished_at = None;
-    info.iterations.clear();
     let cfg = info.config.clone();
     cfg.validate()?;
     let mut s = Search::new(cfg, run_dir, info, records, opts);
     s.run()
+}
+
+/// The outcome of a run that is already complete, read from its files.
+fn complete_outcome(dir: &Path, info: &RunInfo) -> Result<Outcome> {
+    let all = store::read_csv(&dir.join(store::CANDIDATES_CSV))?;
+    let mut front = store::read_csv(&dir.join(store::FRONTIER_CSV))?;
+    front.sort_by_key(|r| r.decoder_params);
+    Ok(Outcome {
+        dir: dir.to_path_buf(),
+        candidates: all.len(),
+        measured_now: 0,
+        reused: 0,
+        frontier: front.into_iter().map(|r| r.arch_id).collect(),
+        hypervolume: info.iterations.last().map_or(0.0, |l| l.hypervolume),
+        wall_s: 0.0,
+        timed_inference_s: 0.0,
+        already_complete: true,
+    })
 }
 
 impl Search {
@@ -485,7 +566,57 @@ impl Search {
         }
     }
 
+    /// Runs the search to the end. When it stops early (a signal, a failed measurement), the
+    /// reports are written for what was measured, with status `interrupted` or `failed`,
+    /// unless a resume has not yet caught up with its journal (then the folder's reports hold
+    /// more than this session has, and stay as they are).
     fn run(&mut self) -> Result<Outcome> {
+        match self.run_iterations() {
+            Ok(()) => {}
+            Err(e) => {
+                self.progress.finish_and_clear();
+                if !self.catching_up() {
+                    let interrupted = e
+                        .chain()
+                        .any(|c| c.downcast_ref::<crate::signals::Interrupted>().is_some());
+                    self.info.status = if interrupted { "interrupted" } else { "failed" }.into();
+                    self.info.stop_reason = Some(format!("{e:#}"));
+                    if let Err(w) = self.write_reports() {
+                        eprintln!("warning: could not write the reports: {w:#}");
+                    }
+                }
+                let d = self.dir.path.display();
+                return Err(e.context(format!(
+                    "the search stopped; every measurement taken is kept in {d}: continue with `lts search --resume {d}`"
+                )));
+            }
+        }
+        self.progress.finish_and_clear();
+        self.info.status = "complete".into();
+        self.info.finished_at = Some(crate::util::now_rfc3339());
+        self.write_reports()?;
+        let (hv, _) = self.hypervolumes();
+        let mut frontier: Vec<&Record> = self.front.iter().map(|&i| self.cands[i].best()).collect();
+        frontier.sort_by_key(|r| r.params.decoder);
+        Ok(Outcome {
+            dir: self.dir.path.clone(),
+            candidates: self.cands.len(),
+            measured_now: self.measured_now,
+            reused: self.reused,
+            frontier: frontier.iter().map(|r| r.arch_id.clone()).collect(),
+            hypervolume: hv,
+            wall_s: self.started.elapsed().as_secs_f64(),
+            timed_inference_s: self.timed_ms / 1e3,
+            already_complete: false,
+        })
+    }
+
+    /// A resume replaying measurements its journal already holds (nothing new measured yet).
+    fn catching_up(&self) -> bool {
+        !self.recorded.is_empty()
+    }
+
+    fn run_iterations(&mut self) -> Result<()> {
         for iteration in 0..=self.cfg.iterations {
             let mut rng = iteration_rng(self.cfg.seed, iteration);
             let proposals = if iteration == 0 {
@@ -515,23 +646,7 @@ impl Search {
             }
             self.log_iteration(iteration)?;
         }
-        self.progress.finish_and_clear();
-        self.info.status = "complete".into();
-        self.info.finished_at = Some(crate::util::now_rfc3339());
-        self.write_reports()?;
-        let (hv, _) = self.hypervolumes();
-        let mut frontier: Vec<&Record> = self.front.iter().map(|&i| self.cands[i].best()).collect();
-        frontier.sort_by_key(|r| r.params.decoder);
-        Ok(Outcome {
-            dir: self.dir.path.clone(),
-            candidates: self.cands.len(),
-            measured_now: self.measured_now,
-            reused: self.reused,
-            frontier: frontier.iter().map(|r| r.arch_id.clone()).collect(),
-            hypervolume: hv,
-            wall_s: self.started.elapsed().as_secs_f64(),
-            timed_inference_s: self.timed_ms / 1e3,
-        })
+        Ok(())
     }
 
     /// Turns a genome into a proposal unless it is invalid, a duplicate, or statically pruned.
@@ -650,17 +765,19 @@ impl Search {
             self.reused += 1;
             return Ok(r);
         }
+        crate::signals::check()?;
         let started_at = crate::util::now_rfc3339();
-        let eval = self.eval.evaluate(&p.arch, stage).with_context(|| {
-            format!(
-                "measuring candidate {} failed (the run can be resumed)",
-                p.id
-            )
-        })?;
+        let eval = self
+            .eval
+            .evaluate(&p.arch, stage)
+            .with_context(|| format!("measuring candidate {} failed", p.id))?;
         if self.info.runtime.is_empty() {
             self.info.runtime = self.eval.describe();
         }
-        self.timed_ms += eval.samples_ms.iter().sum::<f64>();
+        if matches!(self.cfg.evaluator, EvaluatorSpec::Measure { .. }) {
+            // The cost model's "samples" are predictions, not time spent.
+            self.timed_ms += eval.samples_ms.iter().sum::<f64>();
+        }
         let rec = Record {
             arch_id: p.id.clone(),
             params: p.arch.params(),
@@ -838,6 +955,7 @@ impl Search {
             hypervolume_3d: hv3,
             wall_s: self.started.elapsed().as_secs_f64(),
             timed_inference_s: self.timed_ms / 1e3,
+            session: self.info.resumed_at.len(),
         };
         self.progress
             .set_message(format!("front {}  HV {:.4}", log.frontier_size, hv));
@@ -847,7 +965,15 @@ impl Search {
                 iteration, log.candidates, log.full_measured, log.pruned, log.frontier_size, hv
             ));
         }
-        self.info.iterations.push(log);
+        // A resume keeps what earlier sessions logged (their timings are not replayed).
+        if !self
+            .info
+            .iterations
+            .iter()
+            .any(|l| l.iteration == iteration)
+        {
+            self.info.iterations.push(log);
+        }
         self.write_reports()
     }
 
@@ -906,7 +1032,13 @@ impl Search {
         )
     }
 
+    /// Rewrites the CSVs, `run.json`, the plots and `summary.md` from the candidates in
+    /// memory; does nothing while a resume is catching up with its journal (the files on disk
+    /// hold more than memory does until then).
     fn write_reports(&self) -> Result<()> {
+        if self.catching_up() {
+            return Ok(());
+        }
         let (all, front) = self.rows();
         store::write_csv(&self.dir.path.join(store::CANDIDATES_CSV), &all)?;
         store::write_csv(&self.dir.path.join(store::FRONTIER_CSV), &front)?;
@@ -1036,16 +1168,37 @@ fn report_markdown(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow])
         c.workload.describe(),
         timed_what(&c.workload),
         c.workload.batch,
-        info.runtime,
+        if info.runtime.is_empty() {
+            "none yet (nothing measured)"
+        } else {
+            &info.runtime
+        },
         info.status
     );
+    let measured = match c.evaluator {
+        EvaluatorSpec::Measure { .. } => "measured",
+        EvaluatorSpec::CostModel { .. } => {
+            "evaluated by the cost model (NO measurement: latencies are FLOPs / assumed throughput)"
+        }
+    };
     let _ = writeln!(
         s,
-        "{} candidates measured; {} on the Pareto frontier of decoder parameters (the LTS perplexity proxy: more is better) vs median latency and peak memory, of which {} are also on the two-objective params-latency frontier drawn in the plot. Frontier statistics come from the full protocol.\n",
+        "{} candidates {measured}; {} on the Pareto frontier of decoder parameters (the LTS perplexity proxy: more is better) vs median latency and peak memory, of which {} are also on the two-objective params-latency frontier drawn in the plot.{}\n",
         n,
         front.len(),
-        front.iter().filter(|r| r.on_latency_frontier).count()
+        front.iter().filter(|r| r.on_latency_frontier).count(),
+        if measured == "measured" {
+            " Frontier statistics come from the full protocol."
+        } else {
+            ""
+        }
     );
+    if let Some(reason) = &info.stop_reason {
+        let _ = writeln!(
+            s,
+            "**The run stopped before its end** ({reason}); continue it with `lts search --resume <this folder>`.\n"
+        );
+    }
     if matches!(c.evaluator, EvaluatorSpec::Measure { .. }) {
         let _ = writeln!(s, "{}\n", thermal_summary(all, c.device_profile.as_deref()));
     }

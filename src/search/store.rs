@@ -10,9 +10,14 @@
 //! - `run.json`: configuration, device, runtime, per-iteration log (frontier size,
 //!   hypervolume), status.
 //! - `frontier.svg`, `frontier.png`, `summary.md`: written after every iteration.
+//! - `.lock`: one owner per folder. The process writing the run holds an exclusive advisory
+//!   lock on it (`flock`, through `std::fs::File::try_lock`) from before its first write to its
+//!   exit, resume included, and writes its pid into it; a second `lts search` on the folder is
+//!   refused with that pid. The lock goes with the process, even when it is killed, so a stale
+//!   `.lock` file never blocks anyone.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -340,20 +345,70 @@ pub const RUN_JSON: &str = "run.json";
 pub const CANDIDATES_CSV: &str = "candidates.csv";
 /// Frontier only.
 pub const FRONTIER_CSV: &str = "frontier.csv";
+/// The owner's lock (see the module documentation).
+pub const LOCK: &str = ".lock";
+
+/// Takes the folder's lock without waiting, and writes this process's pid into it; an error
+/// names the holder's pid when another process has it.
+fn lock(path: &Path) -> Result<File> {
+    let lpath = path.join(LOCK);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lpath)
+        .with_context(|| format!("cannot open the run lock {}", lpath.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "pid unknown".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            bail!(
+                "{} is in use by another lts process ({holder}): two processes on one run would measure candidates twice and overwrite each other's results; wait for it to finish or stop it, then `lts search --resume {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot lock {} (the results folder must be on a file system with file locks)",
+                    lpath.display()
+                )
+            })
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .with_context(|| format!("cannot write {}", lpath.display()))?;
+    Ok(file)
+}
 
 /// An open run folder with its journal.
 pub struct RunDir {
     /// The folder.
     pub path: PathBuf,
     journal: File,
+    /// Held for as long as the folder is open (the lock is released when the file closes).
+    _lock: File,
     /// Set by tests to simulate a crash: SIGKILL this process after this many appends.
     kill_after: Option<usize>,
     appended: usize,
 }
 
 impl RunDir {
-    /// Creates a new run folder (an error if it already holds a run).
+    /// Creates a new run folder and takes its lock (an error if another process holds it, or if
+    /// the folder already holds a run: checked under the lock, so two processes started together
+    /// cannot both start a run there).
     pub fn create(path: &Path) -> Result<RunDir> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create results folder {}", path.display()))?;
+        let lock = lock(path)?;
         if path.join(RUN_JSON).exists() || path.join(JOURNAL).exists() {
             bail!(
                 "{} already holds a run: continue it with `lts search --resume {}` or choose another --run-id",
@@ -361,23 +416,22 @@ impl RunDir {
                 path.display()
             );
         }
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create results folder {}", path.display()))?;
         let journal = OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .append(true)
             .open(path.join(JOURNAL))
             .with_context(|| format!("cannot create {}", path.join(JOURNAL).display()))?;
-        Ok(RunDir::with_journal(path, journal))
+        Ok(RunDir::with_journal(path, journal, lock))
     }
 
-    fn with_journal(path: &Path, journal: File) -> RunDir {
+    fn with_journal(path: &Path, journal: File, lock: File) -> RunDir {
         let kill_after = std::env::var("LTS_TEST_KILL_AFTER")
             .ok()
             .and_then(|v| v.parse().ok());
         RunDir {
             path: path.to_path_buf(),
             journal,
+            _lock: lock,
             kill_after,
             appended: 0,
         }
@@ -408,8 +462,8 @@ impl RunDir {
         Ok(out)
     }
 
-    /// Opens an existing run folder for resuming: returns it and the journal's complete
-    /// records. A torn last line is cut off the file so appends continue cleanly.
+    /// Opens an existing run folder for resuming: takes its lock, returns it and the journal's
+    /// complete records. A torn last line is cut off the file so appends continue cleanly.
     pub fn open(path: &Path) -> Result<(RunDir, Vec<Record>)> {
         let jpath = path.join(JOURNAL);
         if !path.join(RUN_JSON).is_file() {
@@ -418,6 +472,7 @@ impl RunDir {
                 path.display()
             );
         }
+        let lock = lock(path)?;
         let file =
             File::open(&jpath).with_context(|| format!("cannot open {}", jpath.display()))?;
         let mut records = Vec::new();
@@ -448,7 +503,7 @@ impl RunDir {
         journal.set_len(good_len)?;
         drop(journal);
         let journal = OpenOptions::new().append(true).open(&jpath)?;
-        Ok((RunDir::with_journal(path, journal), records))
+        Ok((RunDir::with_journal(path, journal, lock), records))
     }
 
     /// Appends one record and forces it to disk before returning.
