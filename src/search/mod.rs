@@ -575,10 +575,10 @@ impl Search {
             Ok(()) => {}
             Err(e) => {
                 self.progress.finish_and_clear();
+                let interrupted = e
+                    .chain()
+                    .any(|c| c.downcast_ref::<crate::signals::Interrupted>().is_some());
                 if !self.catching_up() {
-                    let interrupted = e
-                        .chain()
-                        .any(|c| c.downcast_ref::<crate::signals::Interrupted>().is_some());
                     self.info.status = if interrupted { "interrupted" } else { "failed" }.into();
                     self.info.stop_reason = Some(format!("{e:#}"));
                     if let Err(w) = self.write_reports() {
@@ -586,8 +586,9 @@ impl Search {
                     }
                 }
                 let d = self.dir.path.display();
+                let when = if interrupted { "" } else { " once the cause below is fixed" };
                 return Err(e.context(format!(
-                    "the search stopped; every measurement taken is kept in {d}: continue with `lts search --resume {d}`"
+                    "the search stopped; every measurement taken is kept in {d}: continue with `lts search --resume {d}`{when}"
                 )));
             }
         }
