@@ -13,16 +13,8 @@ use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::backend::RuntimeInfo;
-use crate::thermal::read_trimmed;
-
-/// One temperature sensor reading (sysinfo `Component`: Linux hwmon / thermal zones).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Temperature {
-    /// Sensor label as the OS names it, e.g. `coretemp Package id 0`.
-    pub label: String,
-    /// Temperature in degrees Celsius.
-    pub celsius: f32,
-}
+use crate::sysfs::read_trimmed;
+pub use crate::sysfs::Temperature;
 
 /// Description of the machine a measurement ran on (MLPerf-style system description plus the
 /// frequency, governor and temperature state that throttling depends on).
@@ -90,7 +82,7 @@ impl DeviceInfo {
         };
         let cpu_brand = non_empty(cpus.first().map(|c| c.brand().to_string()));
         let cpu_freq_mhz: Vec<u64> = cpus.iter().map(|c| c.frequency()).collect();
-        let temperatures = crate::thermal::hwmon_sensors();
+        let temperatures = crate::sysfs::hwmon_sensors();
         DeviceInfo {
             hostname: non_empty(System::host_name()),
             os: non_empty(System::name()),

@@ -13,6 +13,7 @@
 //! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime today).
 //! - [`measure`]: the measurement protocol and its statistics.
 //! - [`device`]: what machine the numbers come from.
+//! - [`sysfs`]: the sysfs/procfs and hwmon readers `device` and `thermal` share.
 //! - [`thermal`]: temperatures, clocks and throttle state sampled around each measurement.
 //! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
@@ -33,6 +34,7 @@ pub mod reference;
 pub mod report;
 pub mod search;
 pub mod signals;
+pub mod sysfs;
 pub mod thermal;
 pub mod util;
 pub mod weights;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::device::Temperature;
+use crate::sysfs::{hwmon_sensors, numbered, read_num, read_trimmed, Temperature};
 
 /// What to watch and how to react, from a device profile's `[thermal]` table; part of a
 /// [`crate::job::Job`], so a host can send it to a board. Missing fields take the defaults.
@@ -270,34 +270,6 @@ fn hottest_of(
     }
 }
 
-/// Reads a sysfs or procfs file, trimmed of whitespace and NULs; `None` when absent, unreadable
-/// or empty.
-pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
-    let s = std::fs::read_to_string(path).ok()?;
-    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-fn read_num<T: std::str::FromStr>(path: &Path) -> Option<T> {
-    read_trimmed(path)?.parse().ok()
-}
-
-/// Sorted `(number, path)` of the entries of `dir` named `<prefix><number>`.
-fn numbered(dir: &Path, prefix: &str) -> Vec<(usize, PathBuf)> {
-    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let n = name.strip_prefix(prefix)?.parse().ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Reads `sys/class/thermal/thermal_zone*` under `root`.
 pub fn read_zones(root: &Path) -> Vec<ZoneReading> {
     numbered(&root.join("sys/class/thermal"), "thermal_zone")
@@ -529,21 +501,6 @@ pub fn cool_down(settings: &ThermalSettings) -> Option<Cooldown> {
         waited_s: t0.elapsed().as_secs_f64(),
         reached: now_c <= target,
     })
-}
-
-/// Temperature sensors with a finite reading, through sysinfo components (Linux hwmon).
-pub(crate) fn hwmon_sensors() -> Vec<Temperature> {
-    sysinfo::Components::new_with_refreshed_list()
-        .list()
-        .iter()
-        .filter_map(|c| {
-            let t = c.temperature()?;
-            t.is_finite().then(|| Temperature {
-                label: c.label().to_string(),
-                celsius: t,
-            })
-        })
-        .collect()
 }
 
 /// The thermal side of one measurement: state before and after, the cool-down, and the flags.

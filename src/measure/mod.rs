@@ -29,6 +29,7 @@ use crate::backend::Runner;
 
 pub mod memory;
 pub mod outliers;
+pub mod quantiles;
 pub mod stats;
 
 pub use memory::PeakMemory;

@@ -7,7 +7,7 @@
 //! than about ten standard deviations from the median. Outliers are only counted and reported;
 //! the measurement protocol never drops them.
 
-use super::stats::median_of;
+use super::quantiles::median_of;
 
 /// hyperfine's default threshold on the absolute modified z-score: `1.4826 x 10`.
 pub const HYPERFINE_OUTLIER_THRESHOLD: f64 = 14.826;

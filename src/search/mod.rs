@@ -586,7 +586,11 @@ impl Search {
                     }
                 }
                 let d = self.dir.path.display();
-                let when = if interrupted { "" } else { " once the cause below is fixed" };
+                let when = if interrupted {
+                    ""
+                } else {
+                    " once the cause below is fixed"
+                };
                 return Err(e.context(format!(
                     "the search stopped; every measurement taken is kept in {d}: continue with `lts search --resume {d}`{when}"
                 )));

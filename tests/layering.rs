@@ -1,0 +1,293 @@
+//! The module graph of `src/` flows one way: no file reaches, through `crate::`/`super::`
+//! paths, a file that reaches it back (issue 12). Test modules (`#[cfg(test)]` blocks at the
+//! end of a file) are left out: a test may use anything.
+//!
+//! Each `src/**/*.rs` file is a node (generated files, which refer only to themselves, have no
+//! edges); a path `crate::a::b::Item` (or `super::x`, `self::x`,
+//! `use crate::a::{b, c}`) is an edge to the longest module file it names. Cycles are found
+//! with Tarjan's strongly connected components and printed with their edges.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Module path (`["search", "store"]`) of every file under `src/` (lib.rs = `[]`).
+fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
+    fn walk(dir: &Path, prefix: &[String], out: &mut BTreeMap<Vec<String>, PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                let mut pre = prefix.to_vec();
+                pre.push(p.file_name().unwrap().to_string_lossy().into_owned());
+                walk(&p, &pre, out);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let mut m = prefix.to_vec();
+                match name.as_str() {
+                    "mod" => {}
+                    "lib" if prefix.is_empty() => {}
+                    "main" if prefix.is_empty() => continue,
+                    _ => m.push(name),
+                }
+                out.insert(m, p);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(src, &[], &mut out);
+    out
+}
+
+/// The code of a file without its trailing `#[cfg(test)]` module and without comments.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        let t = l.trim_start();
+        if t.starts_with("#[cfg(test)]")
+            && lines
+                .peek()
+                .is_some_and(|n| n.trim_start().starts_with("mod "))
+        {
+            break;
+        }
+        if t.starts_with("//") {
+            continue;
+        }
+        out.push_str(l.split(" //").next().unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+/// Paths starting with `crate::`, `super::` or `self::` in `code`, expanded over one level of
+/// `{a, b::c}` groups, as segment lists relative to the crate root.
+fn paths(code: &str, module: &[String], is_mod_file: bool) -> Vec<Vec<String>> {
+    let bytes: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    while i < bytes.len() {
+        let rest: String = bytes[i..bytes.len().min(i + 7)].iter().collect();
+        let at_word_start = i == 0 || !ident(bytes[i - 1]) && bytes[i - 1] != ':';
+        let base: Option<(Vec<String>, usize)> = if !at_word_start {
+            None
+        } else if rest.starts_with("crate::") {
+            Some((Vec::new(), 7))
+        } else if rest.starts_with("super::") {
+            // The parent of a mod.rs module is its parent folder's module; of a plain file,
+            // the folder it lives in.
+            let mut m = module.to_vec();
+            m.pop();
+            let _ = is_mod_file;
+            Some((m, 7))
+        } else if rest.starts_with("self::") {
+            Some((module.to_vec(), 6))
+        } else if ident(bytes[i]) && !bytes[i].is_ascii_digit() {
+            // `child::item` inside a module: relative to it (resolves to the module itself,
+            // and is then ignored, unless it names a child module).
+            let end = (i..bytes.len())
+                .find(|&j| !ident(bytes[j]))
+                .unwrap_or(bytes.len());
+            let followed = end + 1 < bytes.len() && bytes[end] == ':' && bytes[end + 1] == ':';
+            followed.then(|| (module.to_vec(), 0))
+        } else {
+            None
+        };
+        let Some((mut segs, skip)) = base else {
+            i += 1;
+            continue;
+        };
+        i += skip;
+        // Read segments separated by `::`, stopping at anything else; a `{` group expands.
+        loop {
+            let start = i;
+            while i < bytes.len() && ident(bytes[i]) {
+                i += 1;
+            }
+            if i > start {
+                let s: String = bytes[start..i].iter().collect();
+                if s == "super" {
+                    segs.pop();
+                } else {
+                    segs.push(s);
+                }
+            }
+            if i + 1 < bytes.len() && bytes[i] == ':' && bytes[i + 1] == ':' {
+                i += 2;
+                if i < bytes.len() && bytes[i] == '{' {
+                    let end = (i..bytes.len())
+                        .find(|&j| bytes[j] == '}')
+                        .unwrap_or(bytes.len());
+                    let group: String = bytes[i + 1..end].iter().collect();
+                    for item in group.split(',') {
+                        let mut p = segs.clone();
+                        p.extend(
+                            item.trim()
+                                .split("::")
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty() && s != "self"),
+                        );
+                        out.push(p);
+                    }
+                    i = end;
+                    segs.clear();
+                    break;
+                }
+                continue;
+            }
+            break;
+        }
+        if !segs.is_empty() {
+            out.push(segs);
+        }
+    }
+    out
+}
+
+/// The longest module of `mods` that `path` starts with.
+fn resolve<'a>(
+    mods: &'a BTreeMap<Vec<String>, PathBuf>,
+    path: &[String],
+) -> Option<&'a Vec<String>> {
+    (0..=path.len())
+        .rev()
+        .find_map(|n| mods.get_key_value(&path[..n]).map(|(k, _)| k))
+}
+
+/// Strongly connected components with more than one node (Tarjan).
+fn cycles(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<Vec<String>>> {
+    struct T<'a> {
+        edges: &'a BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        index: BTreeMap<&'a Vec<String>, usize>,
+        low: BTreeMap<&'a Vec<String>, usize>,
+        stack: Vec<&'a Vec<String>>,
+        on: BTreeSet<&'a Vec<String>>,
+        out: Vec<Vec<Vec<String>>>,
+    }
+    fn visit<'a>(t: &mut T<'a>, v: &'a Vec<String>) {
+        let n = t.index.len();
+        t.index.insert(v, n);
+        t.low.insert(v, n);
+        t.stack.push(v);
+        t.on.insert(v);
+        for w in t.edges.get(v).into_iter().flatten() {
+            let w = t.edges.get_key_value(w).map(|(k, _)| k).unwrap();
+            if !t.index.contains_key(w) {
+                visit(t, w);
+                let lw = t.low[w];
+                let lv = t.low.get_mut(v).unwrap();
+                *lv = (*lv).min(lw);
+            } else if t.on.contains(w) {
+                let iw = t.index[w];
+                let lv = t.low.get_mut(v).unwrap();
+                *lv = (*lv).min(iw);
+            }
+        }
+        if t.low[v] == t.index[v] {
+            let mut comp = Vec::new();
+            while let Some(w) = t.stack.pop() {
+                t.on.remove(w);
+                comp.push(w.clone());
+                if w == v {
+                    break;
+                }
+            }
+            if comp.len() > 1 {
+                t.out.push(comp);
+            }
+        }
+    }
+    let mut t = T {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !t.index.contains_key(v) {
+            visit(&mut t, v);
+        }
+    }
+    t.out
+}
+
+fn name(m: &[String]) -> String {
+    if m.is_empty() {
+        "lib".into()
+    } else {
+        m.join("::")
+    }
+}
+
+#[test]
+fn no_import_cycle_among_src_files() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mods = modules(&src);
+    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (m, file) in &mods {
+        let is_mod = file.file_name().unwrap() == "mod.rs";
+        let set = edges.entry(m.clone()).or_default();
+        // Generated code (prost) refers only to itself, with `super::` inside inline modules.
+        if std::fs::read_to_string(file)
+            .unwrap()
+            .contains("@generated")
+        {
+            continue;
+        }
+        // A `mod.rs` (or lib.rs) only declares its children; it is their parent, not a user.
+        for p in paths(&code(file), m, is_mod) {
+            if let Some(to) = resolve(&mods, &p) {
+                if to != m && !to.is_empty() {
+                    set.insert(to.clone());
+                }
+            }
+        }
+    }
+    let found = cycles(&edges);
+    let report: Vec<String> = found
+        .iter()
+        .map(|c| {
+            let members: BTreeSet<&Vec<String>> = c.iter().collect();
+            let mut lines = vec![format!(
+                "cycle among {}:",
+                c.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")
+            )];
+            for a in c {
+                for b in &edges[a] {
+                    if members.contains(b) {
+                        lines.push(format!("  {} -> {}", name(a), name(b)));
+                    }
+                }
+            }
+            lines.join("\n")
+        })
+        .collect();
+    assert!(found.is_empty(), "{}", report.join("\n"));
+}
+
+#[test]
+fn the_checker_finds_a_cycle() {
+    let m = |s: &str| -> Vec<String> { s.split("::").map(String::from).collect() };
+    let mut edges = BTreeMap::new();
+    edges.insert(m("a"), BTreeSet::from([m("b")]));
+    edges.insert(m("b"), BTreeSet::from([m("c")]));
+    edges.insert(m("c"), BTreeSet::from([m("a")]));
+    edges.insert(m("d"), BTreeSet::from([m("a")]));
+    assert_eq!(cycles(&edges).len(), 1);
+    let code = "use crate::search::{store::Record, space};\nfn f() { super::x::y(); crate::arch::Arch::id(); }";
+    let ps = paths(code, &m("search::evaluate"), false);
+    let rel = paths(
+        "use store::Record; fn f() { space::x(); }",
+        &m("search"),
+        true,
+    );
+    assert!(rel.contains(&m("search::store::Record")), "{rel:?}");
+    assert!(rel.contains(&m("search::space::x")), "{rel:?}");
+    assert!(ps.contains(&m("search::store::Record")), "{ps:?}");
+    assert!(ps.contains(&m("search::space")), "{ps:?}");
+    assert!(ps.contains(&m("search::x::y")), "{ps:?}");
+    assert!(ps.contains(&m("arch::Arch::id")), "{ps:?}");
+}
