@@ -1,12 +1,15 @@
-//! Small helpers shared by several modules (atomic file writes, a size-balanced thread pool).
+//! Small helpers shared by several modules (atomic file writes, RFC 3339 timestamps, a
+//! size-balanced thread pool).
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
-/// crash or Ctrl-C never leaves a partial file behind. Creates parent directories.
+/// Writes `bytes` to `path` through a temporary file in the same directory, synced and then
+/// renamed over `path` (`tempfile`'s `NamedTempFile::persist`), so a crash or Ctrl-C never
+/// leaves a partial file behind, and a failed write leaves no temporary file. Creates parent
+/// directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -14,52 +17,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = tempfile::Builder::new()
+            .prefix(".lts-tmp-")
+            .tempfile_in(dir)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.as_file().sync_all()?;
+        f.persist(path).map_err(|e| e.error)?;
+        Ok(())
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
+    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Current UTC time as RFC 3339 (`2026-11-27T17:05:03Z`), without a date-time dependency.
+/// Current UTC time as RFC 3339 with whole seconds (`2026-11-27T17:05:03Z`), via `humantime`.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Formats seconds since the Unix epoch as RFC 3339 UTC (civil-from-days, H. Hinnant).
+/// Formats seconds since the Unix epoch as RFC 3339 UTC (`humantime`).
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 /// Values per thread below which [`parallel_by_size`] does not start another thread.

@@ -67,17 +67,13 @@ pub struct Located {
     pub how: &'static str,
 }
 
-/// The cache directory `lts setup` writes to.
+/// The cache directory `lts setup` writes to: `LTS_CACHE_DIR`, else `lts/` in the platform's
+/// cache directory (`dirs::cache_dir`: `$XDG_CACHE_HOME` or `~/.cache` on Linux).
 pub fn cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("LTS_CACHE_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("lts"));
-    }
-    std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache").join("lts"))
+    dirs::cache_dir().map(|d| d.join("lts"))
 }
 
 /// File name of the library inside the wheel and the cache.

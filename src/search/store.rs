@@ -396,7 +396,9 @@ pub struct RunDir {
     journal: File,
     /// Held for as long as the folder is open (the lock is released when the file closes).
     _lock: File,
-    /// Set by tests to simulate a crash: SIGKILL this process after this many appends.
+    /// Set by tests to simulate a crash: SIGKILL this process after this many appends (debug
+    /// builds only).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     kill_after: Option<usize>,
     appended: usize,
 }
@@ -425,9 +427,15 @@ impl RunDir {
     }
 
     fn with_journal(path: &Path, journal: File, lock: File) -> RunDir {
-        let kill_after = std::env::var("LTS_TEST_KILL_AFTER")
-            .ok()
-            .and_then(|v| v.parse().ok());
+        // Test hook, compiled into debug builds only (the ones `cargo test` runs): SIGKILL
+        // this process right after the N-th append, to test crash safety at a known point.
+        let kill_after = if cfg!(debug_assertions) {
+            std::env::var("LTS_TEST_KILL_AFTER")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        } else {
+            None
+        };
         RunDir {
             path: path.to_path_buf(),
             journal,
@@ -515,8 +523,9 @@ impl RunDir {
             .and_then(|()| self.journal.sync_data())
             .with_context(|| format!("cannot append to {}", self.path.join(JOURNAL).display()))?;
         self.appended += 1;
+        #[cfg(debug_assertions)]
         if self.kill_after == Some(self.appended) {
-            // Test hook (LTS_TEST_KILL_AFTER): a real SIGKILL at a known point.
+            // Test hook (LTS_TEST_KILL_AFTER, debug builds only): a real SIGKILL here.
             // SAFETY: plain libc call on our own pid.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
