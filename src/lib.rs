@@ -9,6 +9,7 @@
 //! - [`arch`]: the model description and its exact parameter counts (the proxy).
 //! - [`weights`]: parameters in Hugging Face naming (seeded random or safetensors import).
 //! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers.
+//! - [`model_io`]: the KV cache and forward output every runtime and the reference share.
 //! - [`reference`]: a plain-Rust forward pass that graphs are checked against.
 //! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime today).
 //! - [`measure`]: the measurement protocol and its statistics.
@@ -28,6 +29,7 @@ pub mod device;
 pub mod graph;
 pub mod job;
 pub mod measure;
+pub mod model_io;
 pub mod plot;
 pub mod profile;
 pub mod reference;

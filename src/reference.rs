@@ -19,48 +19,8 @@ use ndarray::{
 };
 
 use crate::arch::{Arch, Family};
-use crate::weights::{param_specs, Weights};
-
-/// Key/value cache: per layer (key, value), each `[batch, n_kv_head[i], T, head_dim(i)]`.
-///
-/// Keys are stored after RoPE (as Hugging Face does); every layer has the same length `T`.
-#[derive(Clone, Debug)]
-pub struct KvCache {
-    /// One `(key, value)` pair per layer.
-    pub layers: Vec<(Array4<f32>, Array4<f32>)>,
-}
-
-impl KvCache {
-    /// A cache holding no position (`T = 0`) for `batch` rows, shaped for `arch`.
-    pub fn empty(arch: &Arch, batch: usize) -> KvCache {
-        let layers = (0..arch.n_layer)
-            .map(|i| {
-                let shape = (batch, arch.n_kv_head[i], 0, arch.head_dim(i));
-                (Array4::zeros(shape), Array4::zeros(shape))
-            })
-            .collect();
-        KvCache { layers }
-    }
-
-    /// Number of cached positions `T` (0 for a cache without layers).
-    pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, |(k, _)| k.dim().2)
-    }
-
-    /// True when no position is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Output of one [`forward`] call.
-#[derive(Clone, Debug)]
-pub struct Output {
-    /// Next-token logits, `[batch, seq, vocab_size]`.
-    pub logits: Array3<f32>,
-    /// The past cache with this call's keys/values appended (`T = past_len + seq`).
-    pub present: KvCache,
-}
+pub use crate::model_io::{KvCache, Output};
+use crate::weights::Weights;
 
 /// Runs the decoder on `input_ids` (`[batch, seq]`) after the positions held in `past`.
 ///
@@ -137,33 +97,9 @@ pub fn forward(
     Ok(Output { logits, present })
 }
 
-/// Every tensor the arch needs is present with its HF shape (so later lookups cannot panic).
+/// Every tensor the arch needs is present with its HF shape ([`Weights::check`]).
 pub(crate) fn check_weights(arch: &Arch, weights: &Weights) -> Result<()> {
-    for spec in param_specs(arch) {
-        match weights.tensors.get(&spec.name) {
-            None => bail!(
-                "weights lack tensor `{}` (shape {:?}) needed by arch {}",
-                spec.name,
-                spec.shape,
-                arch.id()
-            ),
-            Some(t)
-                if t.shape != spec.shape
-                    || t.data.len() != spec.shape.iter().product::<usize>() =>
-            {
-                bail!(
-                    "weight `{}` has shape {:?} ({} values) but arch {} needs {:?}",
-                    spec.name,
-                    t.shape,
-                    t.data.len(),
-                    arch.id(),
-                    spec.shape
-                )
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    weights.check(arch).map(|_| ())
 }
 
 /// The cache has one layer per block, and every key/value is `[batch, n_kv_head[i], T,

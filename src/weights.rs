@@ -259,6 +259,43 @@ pub struct Weights {
 }
 
 impl Weights {
+    /// Checks that these weights hold every parameter of `arch` with its Hugging Face shape
+    /// (and the arch its rules), listing every problem in one error; returns the parameter
+    /// specs. The one check behind ONNX emission, the reference forward pass and the wgpu
+    /// upload, so later lookups by name cannot fail.
+    pub fn check(&self, arch: &Arch) -> Result<Vec<ParamSpec>> {
+        arch.validate()?;
+        let specs = param_specs(arch);
+        let mut problems = Vec::new();
+        for spec in &specs {
+            match self.tensors.get(&spec.name) {
+                None => problems.push(format!("missing `{}`", spec.name)),
+                Some(t)
+                    if t.shape != spec.shape
+                        || t.data.len() != spec.shape.iter().product::<usize>() =>
+                {
+                    problems.push(format!(
+                        "`{}` has shape {:?} ({} values), expected {:?}",
+                        spec.name,
+                        t.shape,
+                        t.data.len(),
+                        spec.shape
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            bail!(
+                "weights ({}) do not fit arch {}: {}",
+                self.source,
+                arch.id(),
+                problems.join("; ")
+            );
+        }
+        Ok(specs)
+    }
+
     /// Seeded random weights (see [`param_specs`] for the scheme). The same arch and seed give
     /// bit-identical weights on every platform and with any number of cores (xoshiro256++ streams
     /// of 2^18 values, each seeded from the seed, the tensor and the chunk, and `rand_distr`'s

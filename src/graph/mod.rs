@@ -57,7 +57,7 @@ use anyhow::{bail, Result};
 use prost::Message;
 
 use crate::arch::{Arch, Family};
-use crate::weights::{param_specs, Weights};
+use crate::weights::Weights;
 use crate::workload::Logits;
 use onnx::attribute_proto::AttributeType;
 use onnx::tensor_proto::DataType;
@@ -175,7 +175,7 @@ pub fn build_model(
     kind: GraphKind,
     logits: Logits,
 ) -> Result<ModelProto> {
-    let specs = check_weights(arch, weights)?;
+    let specs = weights.check(arch)?;
     let bytes = arch.params().total * 4;
     if bytes > MAX_MODEL_BYTES {
         bail!(
@@ -206,7 +206,7 @@ pub fn build_models_external(
     weights: Weights,
     graphs: &[(GraphKind, Logits)],
 ) -> Result<(Vec<ModelProto>, ExternalFiles)> {
-    let specs = check_weights(arch, &weights)?;
+    let specs = weights.check(arch)?;
     let source = weights.source.clone();
     let (initializers, files) = external_params(arch, weights, &specs);
     let models = graphs
@@ -214,40 +214,6 @@ pub fn build_models_external(
         .map(|&(kind, logits)| assemble(arch, kind, logits, initializers.clone(), &source))
         .collect();
     Ok((models, files))
-}
-
-/// Checks `weights` hold every parameter of `arch` with its shape; returns the parameter specs.
-fn check_weights(arch: &Arch, weights: &Weights) -> Result<Vec<crate::weights::ParamSpec>> {
-    arch.validate()?;
-    let specs = param_specs(arch);
-    let mut problems = Vec::new();
-    for spec in &specs {
-        match weights.tensors.get(&spec.name) {
-            None => problems.push(format!("missing `{}`", spec.name)),
-            Some(t)
-                if t.shape != spec.shape
-                    || t.data.len() != spec.shape.iter().product::<usize>() =>
-            {
-                problems.push(format!(
-                    "`{}` has shape {:?} ({} values), expected {:?}",
-                    spec.name,
-                    t.shape,
-                    t.data.len(),
-                    spec.shape
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    if !problems.is_empty() {
-        bail!(
-            "weights ({}) do not fit arch {}: {}",
-            weights.source,
-            arch.id(),
-            problems.join("; ")
-        );
-    }
-    Ok(specs)
 }
 
 /// The graph of `kind` around the given parameter initializers (embedded or external).
@@ -1130,7 +1096,7 @@ mod tests {
                 seen.values().all(|&n| n == 1),
                 "{name}: duplicate initializer"
             );
-            let specs = param_specs(&arch);
+            let specs = crate::weights::param_specs(&arch);
             for spec in &specs {
                 assert_eq!(
                     seen.get(spec.name.as_str()),
