@@ -437,47 +437,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
-        let front = crate::search::store::read_csv(&outcome.dir.join("frontier.csv"))?;
-        let timed = if outcome.already_complete {
-            "already complete: nothing measured, nothing changed".to_string()
-        } else if outcome.timed_inference_s > 0.0 {
-            format!(
-                "{:.0} s ({:.0}% in timed inference)",
-                outcome.wall_s,
-                100.0 * outcome.timed_inference_s / outcome.wall_s.max(1e-9)
-            )
-        } else {
-            format!("{:.0} s, nothing timed", outcome.wall_s)
-        };
-        println!(
-            "{} candidates ({} measured now, {} reused), frontier {} points, hypervolume {:.4}, {timed}",
-            outcome.candidates,
-            outcome.measured_now,
-            outcome.reused,
-            front.len(),
-            outcome.hypervolume,
-        );
-        println!(
-            "params-latency frontier ({} points; all {} frontier points with memory in frontier.csv):",
-            front.iter().filter(|r| r.on_latency_frontier).count(),
-            front.len()
-        );
-        println!(
-            "{:<20} {:>7} {:>8} {:>15} {:>11} {:>10}",
-            "arch id", "layers", "d_model", "decoder params", "median ms", "peak MiB"
-        );
-        for r in front.iter().filter(|r| r.on_latency_frontier) {
-            println!(
-                "{:<20} {:>7} {:>8} {:>15} {:>11.3} {:>10}",
-                r.arch_id,
-                r.n_layer,
-                r.d_model,
-                report::thousands(r.decoder_params),
-                r.latency_median_ms,
-                crate::report::mib_number(r.peak_memory_bytes)
-            );
-        }
-        println!("report: {}", outcome.dir.join("summary.md").display());
+        print!("{}", report::terminal::search_outcome(&outcome));
     }
     Ok(())
 }
@@ -489,7 +449,7 @@ pub fn load_profile(args: &ProfileArgs) -> Result<Option<DeviceProfile>> {
         return Ok(None);
     };
     let p = DeviceProfile::load(path)?;
-    eprintln!("{}", p.summary());
+    eprintln!("{}", report::terminal::profile_summary(&p));
     for w in p.mismatches(p.thermal.root()) {
         eprintln!("warning: {w}");
     }
@@ -526,22 +486,25 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
         return Ok(());
     }
     let sample = thermal::sample(&thermal_settings);
-    let mut info = DeviceInfo::collect();
-    info.gpu_adapters = crate::backend::wgpu::list_adapters();
-    let runtime_error = match Ort::load() {
-        Ok(ort) => {
-            info.runtime = Some(ort.info().clone());
-            None
-        }
-        Err(e) => Some(e),
+    // The machine, the runtime this binary loads, and the GPUs wgpu sees.
+    let info = DeviceInfo::collect();
+    let gpu_adapters = crate::backend::wgpu::list_adapters();
+    let (runtime, runtime_error) = match Ort::load() {
+        Ok(ort) => (Some(ort.info().clone()), None),
+        Err(e) => (None, Some(e)),
     };
     if args.json {
         let mut v = serde_json::to_value(&info)?;
+        v["runtime"] = serde_json::to_value(&runtime)?;
+        v["gpu_adapters"] = serde_json::to_value(&gpu_adapters)?;
         v["thermal"] = serde_json::to_value(&sample)?;
         v["board_model"] = serde_json::to_value(thermal::board_model(root))?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", info.table());
+        print!(
+            "{}",
+            report::terminal::device_table(&info, runtime.as_ref(), &gpu_adapters)
+        );
         print!(
             "{}",
             report::thermal_sample(&sample, thermal::board_model(root).as_deref())
@@ -550,7 +513,7 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
     if let Some(e) = runtime_error {
         eprintln!("note: ONNX Runtime unavailable: {e:#}");
     }
-    if info.gpu_adapters.is_empty() {
+    if gpu_adapters.is_empty() {
         eprintln!(
             "note: no wgpu adapter, --backend wgpu unavailable: {}",
             crate::backend::wgpu::NO_ADAPTER_HINT

@@ -12,7 +12,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-use crate::backend::RuntimeInfo;
 use crate::sysfs::read_trimmed;
 pub use crate::sysfs::Temperature;
 
@@ -49,12 +48,6 @@ pub struct DeviceInfo {
     pub available_memory_bytes: u64,
     /// Temperature sensors that report a reading; empty when the machine exposes none.
     pub temperatures: Vec<Temperature>,
-    /// Runtime that produced the numbers; filled by the caller.
-    pub runtime: Option<RuntimeInfo>,
-    /// wgpu adapters (GPUs, or Mesa's llvmpipe), as `--adapter N` numbers them; filled by the
-    /// caller (`lts device`).
-    #[serde(default)]
-    pub gpu_adapters: Vec<crate::backend::wgpu::AdapterReport>,
     /// Collection time, RFC 3339 UTC, e.g. `2025-01-31T12:34:56Z`.
     pub collected_at: String,
 }
@@ -65,7 +58,8 @@ fn non_empty(s: Option<String>) -> Option<String> {
 
 impl DeviceInfo {
     /// Collects the description of this machine now. Never fails: what cannot be read is left
-    /// `None` or empty. `runtime` is left `None` for the caller to fill.
+    /// `None` or empty. The runtime and GPU adapters are not the machine's: `lts device` reports them
+    /// beside it.
     pub fn collect() -> DeviceInfo {
         let sys = System::new_with_specifics(
             RefreshKind::nothing()
@@ -103,116 +97,8 @@ impl DeviceInfo {
             total_memory_bytes: sys.total_memory(),
             available_memory_bytes: sys.available_memory(),
             temperatures,
-            runtime: None,
-            gpu_adapters: Vec::new(),
             collected_at: crate::util::now_rfc3339(),
         }
-    }
-
-    /// Human-readable `key: value` lines with aligned values; missing values read
-    /// "not available".
-    pub fn table(&self) -> String {
-        const NA: &str = "not available";
-        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| NA.to_string());
-        let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
-        let freq = if self.cpu_freq_mhz.iter().all(|&f| f == 0) {
-            NA.to_string()
-        } else {
-            let known: Vec<u64> = self
-                .cpu_freq_mhz
-                .iter()
-                .copied()
-                .filter(|&f| f > 0)
-                .collect();
-            let (lo, hi) = (
-                known.iter().min().copied().unwrap_or(0),
-                known.iter().max().copied().unwrap_or(0),
-            );
-            let range = if lo == hi {
-                format!("{lo} MHz")
-            } else {
-                format!("{lo}-{hi} MHz")
-            };
-            format!(
-                "{range} ({} of {} cores reported)",
-                known.len(),
-                self.cpu_freq_mhz.len()
-            )
-        };
-        let temps = if self.temperatures.is_empty() {
-            NA.to_string()
-        } else {
-            self.temperatures
-                .iter()
-                .map(|t| format!("{} {:.1} C", t.label, t.celsius))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let runtime = match &self.runtime {
-            None => NA.to_string(),
-            Some(r) => {
-                let mut s = format!("{} {}", r.name, r.version);
-                if let Some(lib) = &r.library {
-                    s.push_str(&format!(" ({lib})"));
-                }
-                if !r.providers.is_empty() {
-                    s.push_str(&format!(", providers: {}", r.providers.join(", ")));
-                }
-                s
-            }
-        };
-        let rows: Vec<(&str, String)> = vec![
-            ("hostname", opt(&self.hostname)),
-            ("os", opt(&self.os)),
-            ("os version", opt(&self.os_version)),
-            ("kernel", opt(&self.kernel)),
-            ("arch", self.arch.clone()),
-            ("cpu", opt(&self.cpu_brand)),
-            (
-                "physical cores",
-                self.physical_cores
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| NA.to_string()),
-            ),
-            ("logical cores", self.logical_cores.to_string()),
-            ("cpu frequency", freq),
-            (
-                "cpu max frequency",
-                self.cpu_max_freq_khz
-                    .map(|k| format!("{} MHz", k / 1000))
-                    .unwrap_or_else(|| NA.to_string()),
-            ),
-            ("governor", opt(&self.governor)),
-            ("memory total", gib(self.total_memory_bytes)),
-            ("memory available", gib(self.available_memory_bytes)),
-            ("temperatures", temps),
-            ("runtime", runtime),
-            (
-                "wgpu adapters",
-                if self.gpu_adapters.is_empty() {
-                    "none found".to_string()
-                } else {
-                    self.gpu_adapters.len().to_string()
-                },
-            ),
-            ("collected at", self.collected_at.clone()),
-        ];
-        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        let mut out = String::new();
-        for (k, v) in rows {
-            out.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
-        }
-        for a in &self.gpu_adapters {
-            out.push_str(&format!("  {}\n", a.summary()));
-            out.push_str(&format!(
-                "     max buffer {} MiB, {} invocations/workgroup, {} workgroups/dimension, id {}\n",
-                a.max_buffer_size >> 20,
-                a.max_invocations,
-                a.max_workgroups_per_dim,
-                a.vendor_device
-            ));
-        }
-        out
     }
 }
 
@@ -230,56 +116,11 @@ mod tests {
         assert_eq!(d.collected_at.len(), 20, "{}", d.collected_at);
         assert!(d.collected_at.ends_with('Z'));
         assert!(d.temperatures.iter().all(|t| t.celsius.is_finite()));
-        let table = d.table();
-        println!("{table}");
-        assert!(table.lines().any(|l| l.starts_with("cpu:")), "{table}");
-        assert!(table.contains("logical cores:"));
-    }
-
-    #[test]
-    fn table_prints_missing_values_as_not_available() {
-        let d = DeviceInfo {
-            hostname: None,
-            os: None,
-            os_version: None,
-            kernel: None,
-            arch: "x86_64".into(),
-            cpu_brand: None,
-            physical_cores: None,
-            logical_cores: 2,
-            cpu_freq_mhz: vec![],
-            cpu_max_freq_khz: None,
-            governor: None,
-            total_memory_bytes: 8 << 30,
-            available_memory_bytes: 4 << 30,
-            temperatures: vec![],
-            runtime: None,
-            gpu_adapters: Vec::new(),
-            collected_at: "2025-01-01T00:00:00Z".into(),
-        };
-        let t = d.table();
-        assert!(t.contains("cpu:               not available"), "{t}");
-        assert!(t.contains("governor:          not available"), "{t}");
-        assert!(t.contains("memory total:      8.0 GiB"), "{t}");
-        // All values start in the same column.
-        let cols: Vec<usize> = t
-            .lines()
-            .map(|l| {
-                l.find(':').unwrap() + 1 + l[l.find(':').unwrap() + 1..].find(|c| c != ' ').unwrap()
-            })
-            .collect();
-        assert!(cols.windows(2).all(|w| w[0] == w[1]), "{t}");
     }
 
     #[test]
     fn json_round_trip() {
         let mut d = DeviceInfo::collect();
-        d.runtime = Some(RuntimeInfo {
-            name: "onnxruntime".into(),
-            version: "1.31.1".into(),
-            library: Some("/x/libonnxruntime.so".into()),
-            providers: vec!["CPUExecutionProvider".into()],
-        });
         d.temperatures.push(Temperature {
             label: "test sensor".into(),
             celsius: 42.5,
@@ -287,7 +128,5 @@ mod tests {
         let json = serde_json::to_string_pretty(&d).unwrap();
         let back: DeviceInfo = serde_json::from_str(&json).unwrap();
         assert_eq!(back, d);
-        assert!(d.table().contains("onnxruntime 1.31.1"));
-        assert!(d.table().contains("test sensor 42.5 C"));
     }
 }

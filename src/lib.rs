@@ -18,7 +18,7 @@
 //! - [`thermal`]: temperatures, clocks and throttle state sampled around each measurement.
 //! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
-//! - [`report`]: human-readable tables.
+//! - [`report`]: presentation: terminal tables, `summary.md`, the frontier plot.
 //! - [`signals`]: Ctrl-C / SIGTERM as a request to stop cleanly.
 
 pub mod arch;
@@ -30,7 +30,6 @@ pub mod graph;
 pub mod job;
 pub mod measure;
 pub mod model_io;
-pub mod plot;
 pub mod profile;
 pub mod reference;
 pub mod report;

@@ -274,31 +274,6 @@ impl DeviceProfile {
              # Command-line flags override these values. Fields: see devices/README.md.\n\n{body}"
         ))
     }
-
-    /// Human-readable summary printed when a profile is applied.
-    pub fn summary(&self) -> String {
-        let t = &self.thermal;
-        let throttle = t
-            .throttle_temp_c
-            .map_or("the zones' passive trip points".to_string(), |v| {
-                format!("{v:.0} C")
-            });
-        let cooldown = t.cooldown_temp_c.map_or("no cool-down".to_string(), |v| {
-            format!("cool-down to {v:.0} C")
-        });
-        format!(
-            "device profile {}: {} intra threads, zones {}, throttle point {throttle}, {cooldown}",
-            self.name,
-            self.ort
-                .intra_threads
-                .map_or("default".to_string(), |n| n.to_string()),
-            if t.zones.is_empty() {
-                "all".to_string()
-            } else {
-                t.zones.join(",")
-            },
-        )
-    }
 }
 
 #[cfg(test)]

@@ -375,6 +375,9 @@ pub struct Outcome {
     pub timed_inference_s: f64,
     /// The run was already complete: `--resume` changed nothing and measured nothing.
     pub already_complete: bool,
+    /// The frontier's rows (as in `frontier.csv`), by decoder params; for the terminal table.
+    #[serde(skip)]
+    pub frontier_rows: Vec<CandidateRow>,
 }
 
 fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
@@ -523,7 +526,8 @@ fn complete_outcome(dir: &Path, info: &RunInfo) -> Result<Outcome> {
         candidates: all.len(),
         measured_now: 0,
         reused: 0,
-        frontier: front.into_iter().map(|r| r.arch_id).collect(),
+        frontier: front.iter().map(|r| r.arch_id.clone()).collect(),
+        frontier_rows: front,
         hypervolume: info.iterations.last().map_or(0.0, |l| l.hypervolume),
         wall_s: 0.0,
         timed_inference_s: 0.0,
@@ -601,14 +605,14 @@ impl Search {
         self.info.finished_at = Some(crate::util::now_rfc3339());
         self.write_reports()?;
         let (hv, _) = self.hypervolumes();
-        let mut frontier: Vec<&Record> = self.front.iter().map(|&i| self.cands[i].best()).collect();
-        frontier.sort_by_key(|r| r.params.decoder);
+        let (_, front) = self.rows();
         Ok(Outcome {
             dir: self.dir.path.clone(),
             candidates: self.cands.len(),
             measured_now: self.measured_now,
             reused: self.reused,
-            frontier: frontier.iter().map(|r| r.arch_id.clone()).collect(),
+            frontier: front.iter().map(|r| r.arch_id.clone()).collect(),
+            frontier_rows: front,
             hypervolume: hv,
             wall_s: self.started.elapsed().as_secs_f64(),
             timed_inference_s: self.timed_ms / 1e3,
@@ -1048,9 +1052,9 @@ impl Search {
         store::write_csv(&self.dir.path.join(store::CANDIDATES_CSV), &all)?;
         store::write_csv(&self.dir.path.join(store::FRONTIER_CSV), &front)?;
         self.save_run_json()?;
-        let points: Vec<crate::plot::PlotPoint> = all
+        let points: Vec<crate::report::plot::PlotPoint> = all
             .iter()
-            .map(|r| crate::plot::PlotPoint {
+            .map(|r| crate::report::plot::PlotPoint {
                 label: r.arch_id.clone(),
                 decoder_params: r.decoder_params as f64,
                 latency_ms: r.latency_median_ms,
@@ -1082,19 +1086,19 @@ impl Search {
             front.len(),
             self.info.run_id
         );
-        let png = self.dir.path.join("frontier.png");
-        let plotted = crate::plot::frontier_plot(
+        let png = self.dir.path.join(store::FRONTIER_PNG);
+        let plotted = crate::report::plot::frontier_plot(
             &points,
             &title,
             &subtitle,
-            &self.dir.path.join("frontier.svg"),
+            &self.dir.path.join(store::FRONTIER_SVG),
             Some(&png),
         );
         if let Err(e) = &plotted {
             self.say(format!("warning: could not draw the frontier plot: {e:#}"));
         }
         self.dir.write(
-            "summary.md",
+            store::SUMMARY_MD,
             report_markdown(&self.info, &front, &all).as_bytes(),
         )
     }
@@ -1223,12 +1227,12 @@ fn report_markdown(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow])
             r.d_model,
             r.d_inner.replace(';', " "),
             r.n_head.replace(';', " "),
-            crate::report::thousands(r.decoder_params),
+            crate::report::format::thousands(r.decoder_params),
             r.latency_median_ms,
             r.latency_ci_low_ms,
             r.latency_ci_high_ms,
             r.latency_p90_ms,
-            crate::report::mib_number(r.peak_memory_bytes)
+            crate::report::format::mib_number(r.peak_memory_bytes)
         );
     }
     if c.workload.mode == Mode::Generate {

@@ -515,7 +515,7 @@ impl SearchSpace {
     pub fn check_static(&self, arch: &Arch) -> Result<(), String> {
         let c = &self.constraints;
         let p = arch.params().decoder;
-        let th = crate::report::thousands;
+        let th = crate::report::format::thousands;
         if let Some(min) = c.decoder_params_min {
             if p < min {
                 return Err(format!(
@@ -641,7 +641,7 @@ impl SearchSpace {
             let _ = writeln!(s, "  {name}: {}", c.describe());
         }
         let c = &self.constraints;
-        let th = crate::report::thousands;
+        let th = crate::report::format::thousands;
         let mut cons = Vec::new();
         match (c.decoder_params_min, c.decoder_params_max) {
             (None, None) => {}
@@ -1072,7 +1072,7 @@ fn build(raw: RawSpace, src: &Source) -> anyhow::Result<SearchSpace> {
                 ));
             }
         }
-        let th = crate::report::thousands;
+        let th = crate::report::format::thousands;
         if let Some(lo) = lo {
             let most = space.max_decoder_params();
             if *lo.get_ref() > most {

@@ -347,6 +347,12 @@ pub const CANDIDATES_CSV: &str = "candidates.csv";
 pub const FRONTIER_CSV: &str = "frontier.csv";
 /// The owner's lock (see the module documentation).
 pub const LOCK: &str = ".lock";
+/// The human-readable report.
+pub const SUMMARY_MD: &str = "summary.md";
+/// The frontier plot, vector.
+pub const FRONTIER_SVG: &str = "frontier.svg";
+/// The frontier plot, raster.
+pub const FRONTIER_PNG: &str = "frontier.png";
 
 /// Takes the folder's lock without waiting, and writes this process's pid into it; an error
 /// names the holder's pid when another process has it.

@@ -69,7 +69,7 @@ pub const LOG_SCALE_RATIO: f64 = 20.0;
 pub const MAX_FRONT_LABELS: usize = 16;
 
 /// Noto Sans Regular 1.04, Apache-2.0 (see `assets/fonts/`), used for the PNG's text.
-const EMBEDDED_FONT: &[u8] = include_bytes!("../assets/fonts/NotoSans-Regular.ttf");
+const EMBEDDED_FONT: &[u8] = include_bytes!("../../assets/fonts/NotoSans-Regular.ttf");
 
 const FONT: &str = "sans-serif";
 const HEADER_H: u32 = 92;

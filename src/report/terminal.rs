@@ -1,35 +1,17 @@
-//! Human-readable tables for the terminal (JSON output is the serde form of the same structs).
+//! Tables and lines for the terminal: `lts params`, `lts measure`, `lts device`, the outcome of
+//! `lts search`, the device profile summary (JSON output is the serde form of the same structs).
 
 use std::fmt::Write;
 
+use super::format::{mib, mib_number, thousands};
 use crate::arch::Arch;
+use crate::backend::wgpu::AdapterReport;
+use crate::backend::RuntimeInfo;
+use crate::device::DeviceInfo;
 use crate::job::JobResult;
+use crate::profile::DeviceProfile;
+use crate::search::Outcome;
 use crate::thermal::{ThermalRecord, ThermalSample};
-
-/// Formats an integer with thousands separators: `85056000` -> `85,056,000`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Formats bytes as MiB with one decimal.
-pub fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// Optional bytes as a bare MiB number with one decimal (`12.5`), or `n/a`: table cells.
-pub fn mib_number(bytes: Option<u64>) -> String {
-    bytes
-        .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
-        .unwrap_or_else(|| "n/a".into())
-}
 
 /// The `lts params` table.
 pub fn params_table(arch: &Arch, seq_len: usize) -> String {
@@ -117,8 +99,6 @@ pub fn backend_comparison(results: &[JobResult]) -> String {
 
 /// The `lts measure` table.
 pub fn measurement_table(r: &JobResult) -> String {
-    let m = &r.measurement;
-    let st = &m.stats;
     let mut s = String::new();
     let w = &r.workload;
     let _ = writeln!(
@@ -152,6 +132,22 @@ pub fn measurement_table(r: &JobResult) -> String {
         r.weights_source,
         mib(r.model_bytes)
     );
+    timing_lines(&mut s, r);
+    result_lines(&mut s, r);
+    if let Some(t) = &r.thermal {
+        s.push_str(&thermal_record(t));
+    }
+    for f in flags(r) {
+        let _ = writeln!(s, "{f}");
+    }
+    s
+}
+
+/// The phases of a measurement: emission, session, first run, warm-up, timed loop; then the
+/// latency statistics.
+fn timing_lines(s: &mut String, r: &JobResult) {
+    let m = &r.measurement;
+    let st = &m.stats;
     let _ = writeln!(s);
     let _ = writeln!(s, "graph emission      {:>10.1} ms", r.graph_emission_ms);
     let _ = writeln!(s, "session creation    {:>10.1} ms", m.session_creation_ms);
@@ -193,6 +189,13 @@ pub fn measurement_table(r: &JobResult) -> String {
         st.std_ms,
         st.cv * 100.0
     );
+}
+
+/// Precision, throughput (or the generation's first token and tokens/s), memory.
+fn result_lines(s: &mut String, r: &JobResult) {
+    let m = &r.measurement;
+    let st = &m.stats;
+    let w = &r.workload;
     let _ = writeln!(s, "precision      {}", m.precision_summary());
     match &r.generation {
         Some(g) => {
@@ -237,6 +240,12 @@ pub fn measurement_table(r: &JobResult) -> String {
             mib(b)
         );
     }
+}
+
+/// The warnings under a measurement: invalid, noisy, imprecise, outliers, too few samples.
+fn flags(r: &JobResult) -> Vec<String> {
+    let m = &r.measurement;
+    let st = &m.stats;
     let mut flags = Vec::new();
     if !m.valid {
         flags.push(format!(
@@ -266,13 +275,7 @@ pub fn measurement_table(r: &JobResult) -> String {
             st.n
         ));
     }
-    if let Some(t) = &r.thermal {
-        s.push_str(&thermal_record(t));
-    }
-    for f in flags {
-        let _ = writeln!(s, "{f}");
-    }
-    s
+    flags
 }
 
 /// One sample as `48.7 C (cpu-thermal), 1800 MHz (performance)`, with "n/a" for what is missing.
@@ -395,6 +398,193 @@ pub fn thermal_sample(sample: &ThermalSample, board_model: Option<&str>) -> Stri
     s
 }
 
+/// The `lts device` table: `key: value` lines with aligned values (missing values read "not
+/// available"), the runtime `lts device` loaded (or `None`), then the wgpu adapters as `--adapter
+/// N` numbers them.
+pub fn device_table(
+    info: &DeviceInfo,
+    runtime: Option<&RuntimeInfo>,
+    gpu_adapters: &[AdapterReport],
+) -> String {
+    const NA: &str = "not available";
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| NA.to_string());
+    let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+    let freq = if info.cpu_freq_mhz.iter().all(|&f| f == 0) {
+        NA.to_string()
+    } else {
+        let known: Vec<u64> = info
+            .cpu_freq_mhz
+            .iter()
+            .copied()
+            .filter(|&f| f > 0)
+            .collect();
+        let (lo, hi) = (
+            known.iter().min().copied().unwrap_or(0),
+            known.iter().max().copied().unwrap_or(0),
+        );
+        let range = if lo == hi {
+            format!("{lo} MHz")
+        } else {
+            format!("{lo}-{hi} MHz")
+        };
+        format!(
+            "{range} ({} of {} cores reported)",
+            known.len(),
+            info.cpu_freq_mhz.len()
+        )
+    };
+    let temps = if info.temperatures.is_empty() {
+        NA.to_string()
+    } else {
+        info.temperatures
+            .iter()
+            .map(|t| format!("{} {:.1} C", t.label, t.celsius))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let runtime = match runtime {
+        None => NA.to_string(),
+        Some(r) => {
+            let mut s = format!("{} {}", r.name, r.version);
+            if let Some(lib) = &r.library {
+                s.push_str(&format!(" ({lib})"));
+            }
+            if !r.providers.is_empty() {
+                s.push_str(&format!(", providers: {}", r.providers.join(", ")));
+            }
+            s
+        }
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("hostname", opt(&info.hostname)),
+        ("os", opt(&info.os)),
+        ("os version", opt(&info.os_version)),
+        ("kernel", opt(&info.kernel)),
+        ("arch", info.arch.clone()),
+        ("cpu", opt(&info.cpu_brand)),
+        (
+            "physical cores",
+            info.physical_cores
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| NA.to_string()),
+        ),
+        ("logical cores", info.logical_cores.to_string()),
+        ("cpu frequency", freq),
+        (
+            "cpu max frequency",
+            info.cpu_max_freq_khz
+                .map(|k| format!("{} MHz", k / 1000))
+                .unwrap_or_else(|| NA.to_string()),
+        ),
+        ("governor", opt(&info.governor)),
+        ("memory total", gib(info.total_memory_bytes)),
+        ("memory available", gib(info.available_memory_bytes)),
+        ("temperatures", temps),
+        ("runtime", runtime),
+        (
+            "wgpu adapters",
+            if gpu_adapters.is_empty() {
+                "none found".to_string()
+            } else {
+                gpu_adapters.len().to_string()
+            },
+        ),
+        ("collected at", info.collected_at.clone()),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
+    }
+    for a in gpu_adapters {
+        out.push_str(&format!("  {}\n", a.summary()));
+        out.push_str(&format!(
+            "     max buffer {} MiB, {} invocations/workgroup, {} workgroups/dimension, id {}\n",
+            a.max_buffer_size >> 20,
+            a.max_invocations,
+            a.max_workgroups_per_dim,
+            a.vendor_device
+        ));
+    }
+    out
+}
+
+/// The line printed (on stderr) when a device profile is applied.
+pub fn profile_summary(p: &DeviceProfile) -> String {
+    let t = &p.thermal;
+    let throttle = t
+        .throttle_temp_c
+        .map_or("the zones' passive trip points".to_string(), |v| {
+            format!("{v:.0} C")
+        });
+    let cooldown = t.cooldown_temp_c.map_or("no cool-down".to_string(), |v| {
+        format!("cool-down to {v:.0} C")
+    });
+    format!(
+        "device profile {}: {} intra threads, zones {}, throttle point {throttle}, {cooldown}",
+        p.name,
+        p.ort
+            .intra_threads
+            .map_or("default".to_string(), |n| n.to_string()),
+        if t.zones.is_empty() {
+            "all".to_string()
+        } else {
+            t.zones.join(",")
+        },
+    )
+}
+
+/// What `lts search` prints at the end: counts, time, and the params-latency frontier table.
+pub fn search_outcome(outcome: &Outcome) -> String {
+    let front = &outcome.frontier_rows;
+    let mut s = String::new();
+    let timed = if outcome.already_complete {
+        "already complete: nothing measured, nothing changed".to_string()
+    } else if outcome.timed_inference_s > 0.0 {
+        format!(
+            "{:.0} s ({:.0}% in timed inference)",
+            outcome.wall_s,
+            100.0 * outcome.timed_inference_s / outcome.wall_s.max(1e-9)
+        )
+    } else {
+        format!("{:.0} s, nothing timed", outcome.wall_s)
+    };
+    let _ = writeln!(
+        s,
+        "{} candidates ({} measured now, {} reused), frontier {} points, hypervolume {:.4}, {timed}",
+        outcome.candidates,
+        outcome.measured_now,
+        outcome.reused,
+        front.len(),
+        outcome.hypervolume,
+    );
+    let _ = writeln!(
+        s,
+        "params-latency frontier ({} points; all {} frontier points with memory in frontier.csv):",
+        front.iter().filter(|r| r.on_latency_frontier).count(),
+        front.len()
+    );
+    let _ = writeln!(
+        s,
+        "{:<20} {:>7} {:>8} {:>15} {:>11} {:>10}",
+        "arch id", "layers", "d_model", "decoder params", "median ms", "peak MiB"
+    );
+    for r in front.iter().filter(|r| r.on_latency_frontier) {
+        let _ = writeln!(
+            s,
+            "{:<20} {:>7} {:>8} {:>15} {:>11.3} {:>10}",
+            r.arch_id,
+            r.n_layer,
+            r.d_model,
+            thousands(r.decoder_params),
+            r.latency_median_ms,
+            mib_number(r.peak_memory_bytes)
+        );
+    }
+    let _ = writeln!(s, "report: {}", outcome.dir.join(crate::search::store::SUMMARY_MD).display());
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,5 +602,59 @@ mod tests {
     fn params_table_shows_proxy() {
         let t = params_table(&Arch::preset("gpt2-small").unwrap(), 192);
         assert!(t.contains("85,056,000") && t.contains("124,439,808"), "{t}");
+    }
+
+    #[test]
+    fn table_prints_missing_values_as_not_available() {
+        let d = DeviceInfo {
+            hostname: None,
+            os: None,
+            os_version: None,
+            kernel: None,
+            arch: "x86_64".into(),
+            cpu_brand: None,
+            physical_cores: None,
+            logical_cores: 2,
+            cpu_freq_mhz: vec![],
+            cpu_max_freq_khz: None,
+            governor: None,
+            total_memory_bytes: 8 << 30,
+            available_memory_bytes: 4 << 30,
+            temperatures: vec![],
+            collected_at: "2025-01-01T00:00:00Z".into(),
+        };
+        let t = device_table(&d, None, &[]);
+        assert!(t.contains("cpu:               not available"), "{t}");
+        assert!(t.contains("governor:          not available"), "{t}");
+        assert!(t.contains("memory total:      8.0 GiB"), "{t}");
+        // All values start in the same column.
+        let cols: Vec<usize> = t
+            .lines()
+            .map(|l| {
+                l.find(':').unwrap() + 1 + l[l.find(':').unwrap() + 1..].find(|c| c != ' ').unwrap()
+            })
+            .collect();
+        assert!(cols.windows(2).all(|w| w[0] == w[1]), "{t}");
+    }
+
+    #[test]
+    fn device_table_names_runtime_and_machine() {
+        let mut d = DeviceInfo::collect();
+        d.temperatures.push(crate::device::Temperature {
+            label: "test sensor".into(),
+            celsius: 42.5,
+        });
+        let rt = RuntimeInfo {
+            name: "onnxruntime".into(),
+            version: "1.31.1".into(),
+            library: Some("/x/libonnxruntime.so".into()),
+            providers: vec!["CPUExecutionProvider".into()],
+        };
+        let t = device_table(&d, Some(&rt), &[]);
+        assert!(t.lines().any(|l| l.starts_with("cpu:")), "{t}");
+        assert!(t.contains("logical cores:"));
+        assert!(t.contains("onnxruntime 1.31.1"), "{t}");
+        assert!(t.contains("test sensor 42.5 C"), "{t}");
+        assert!(t.contains("wgpu adapters:     none found"), "{t}");
     }
 }
