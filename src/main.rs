@@ -5,6 +5,14 @@ use lts::cli::{Cli, Command};
 use lts::commands;
 
 fn main() {
+    // Die quietly of SIGPIPE when the reader of stdout goes away (`lts params | head -1`), as
+    // coreutils and ripgrep do, instead of panicking in `println!` (Rust ignores SIGPIPE, so
+    // every print would need its own BrokenPipe handling). A search and `measure --out` write
+    // their files before printing, so only the printout nobody reads is lost.
+    // SAFETY: restoring a default signal disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Params(a) => commands::params(a),
