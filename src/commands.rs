@@ -217,6 +217,8 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     if args.no_spin {
         ort.allow_spinning = false;
     }
+    // Before any weights or graph are built.
+    ort.validate()?;
     let (mut workload, note) = workload_from(args.mode, arch.n_positions, &args.lengths)?;
     workload.batch = args.batch;
     workload.seed = args.input_seed;
@@ -373,6 +375,8 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
             gflops: args.cost_gflops,
         },
     };
+    // Refuse what can never work before the runtime is loaded or the run folder created.
+    cfg.validate()?;
     Ok(cfg)
 }
 

@@ -392,6 +392,9 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     job.workload.check(&job.arch)?;
     job.protocol.validate()?;
     job.thermal.validate()?;
+    if let BackendSpec::Ort(o) = &job.backend {
+        o.validate()?;
+    }
     let started_at = crate::util::now_rfc3339();
     let first_token = FirstTokenLog::default();
     let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =

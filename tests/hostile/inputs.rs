@@ -57,3 +57,35 @@ fn closed_stdout_ends_quietly() {
     // The run itself completed before the summary went to the closed pipe.
     assert!(Path::new(out).join("pipe").join("summary.md").is_file());
 }
+
+/// A folder path as text.
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn zero_threads_are_refused_before_the_run_folder_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "search",
+        "--threads",
+        "0",
+        "--out",
+        s(tmp.path()),
+        "--run-id",
+        "x",
+        "-q",
+    ]);
+    assert_refused(&o, &["--threads 0"]);
+    assert!(!tmp.path().join("x").exists(), "run folder created");
+}
+
+#[test]
+fn zero_threads_are_refused_by_measure_before_building() {
+    for flag in ["--threads", "--inter-threads"] {
+        let o = run(&["measure", "--preset", "gpt2-tiny", flag, "0"]);
+        let err = assert_refused(&o, &[&format!("{flag} 0")]);
+        // Refused from the flags, not from a failed ONNX Runtime session.
+        assert!(!err.contains("session"), "{err}");
+    }
+}
