@@ -218,6 +218,8 @@ impl SearchConfig {
         // Every candidate of the space has the space's positions.
         self.workload
             .check_positions(self.space.n_positions, "the space")?;
+        // A space with nothing to propose would end with "0 candidates, N pruned".
+        self.space.check_admissible(self.max_params)?;
         match &self.evaluator {
             EvaluatorSpec::CostModel { gflops } => anyhow::ensure!(
                 *gflops > 0.0 && gflops.is_finite(),

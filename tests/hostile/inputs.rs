@@ -89,3 +89,52 @@ fn zero_threads_are_refused_by_measure_before_building() {
         assert!(!err.contains("session"), "{err}");
     }
 }
+
+/// A search space whose knobs make `n_layer` 1 and `d_model` 64 or 384, so decoder parameters
+/// are about 50 K or 1.2 M and never in `[lo, hi]`; vocab `vocab`.
+fn space(dir: &Path, name: &str, vocab: u64, lo: u64, hi: u64) -> String {
+    let text = format!(
+        "name = \"{name}\"\nfamily = \"gpt2\"\n\n[fixed]\nvocab_size = {vocab}\nn_positions = 64\n\n\
+         [knobs]\nn_layer = {{ values = [1] }}\nd_model = {{ values = [64, 384] }}\n\
+         d_inner = {{ values = [64, 128] }}\nn_head = {{ values = [2] }}\n\n\
+         [constraints]\ndecoder_params_min = {lo}\ndecoder_params_max = {hi}\n\n\
+         [search]\nseq_len = 16\npopulation = 4\niterations = 1\nparents = 2\nmutations = 2\ncrossovers = 2\n"
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    s(&p).to_string()
+}
+
+#[test]
+fn space_without_an_admissible_arch_is_refused_before_the_run_folder_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let search = |space: &str| {
+        run(&[
+            "search",
+            "--space",
+            space,
+            "--backend",
+            "cost-model",
+            "--out",
+            s(tmp.path()),
+            "--run-id",
+            "x",
+            "-q",
+        ])
+    };
+    // Every arch between two admissible sizes: none in the decoder_params window.
+    let gap = space(tmp.path(), "gap", 1000, 100_000, 200_000);
+    let err = assert_refused(
+        &search(&gap),
+        &["no admissible", "decoder_params_min", "decoder_params_max"],
+    );
+    assert!(!tmp.path().join("x").exists(), "run folder created: {err}");
+    // Every arch over the total-parameter limit (500 M; an 8 M-token table alone is 512 M).
+    let big = space(tmp.path(), "big", 8_000_000, 1, 10_000_000);
+    let err = assert_refused(&search(&big), &["parameters"]);
+    assert!(!tmp.path().join("x").exists(), "run folder created: {err}");
+    // The window widened: the search runs.
+    let ok = space(tmp.path(), "ok", 1000, 1, 10_000_000);
+    let o = search(&ok);
+    assert!(o.status.success(), "{}", text(&o).1);
+}
