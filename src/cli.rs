@@ -324,6 +324,11 @@ pub struct ExportArgs {
     /// Also write the weights as <arch-id>.safetensors (HF names, F32).
     #[arg(long)]
     pub save_weights: bool,
+    /// Replace files of the same arch id already in --out. Without it an export that would
+    /// overwrite any file is refused before writing one: the arch id does not depend on the
+    /// weights, so another --seed or --weights writes the same names.
+    #[arg(long)]
+    pub force: bool,
     /// Refuse archs above this many total parameters (fp32 ONNX must stay below 2 GiB).
     #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
     pub max_params: u64,

@@ -1,5 +1,7 @@
 //! The subcommands' work: each takes its parsed arguments and prints or writes results.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
@@ -56,36 +58,66 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         _ => args.arch.resolve()?,
     };
     arch.check_size(args.max_params)?;
+    let id = arch.id();
+    let graph_path = |kind: GraphKind| args.out.join(format!("{id}.{}.onnx", kind.as_str()));
+    let arch_path = args.out.join(format!("{id}.arch.json"));
+    let config_path = args.out.join(format!("{id}.config.json"));
+    let weights_path = args.out.join(format!("{id}.safetensors"));
+    let hf_config = arch.hf_config();
+    // Every file this export writes, checked before any is written (or any weight generated):
+    // the arch id does not depend on the weights, so another --seed or --weights would
+    // silently replace the files of the first.
+    let mut targets: Vec<PathBuf> = args.kind.kinds().into_iter().map(graph_path).collect();
+    targets.push(arch_path.clone());
+    if hf_config.is_some() {
+        targets.push(config_path.clone());
+    }
+    if args.save_weights {
+        targets.push(weights_path.clone());
+    }
+    let existing: Vec<String> = targets
+        .iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        bail!(
+            "{} already exist{} (possibly with other weights: the arch id does not depend on --seed or --weights): pass --force to replace, or choose another --out",
+            existing.join(", "),
+            if existing.len() == 1 { "s" } else { "" }
+        );
+    }
     let weights = match &args.weights.weights {
         Some(path) => Weights::from_safetensors(&arch, path)?,
         None => Weights::random(&arch, args.weights.seed),
     };
-    let id = arch.id();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    // Each file is written atomically (temporary file + rename): an interrupted export leaves
+    // the previous file or the new one, never a partial one.
     for kind in args.kind.kinds() {
         let model = graph::build_model(&arch, &weights, kind, args.logits)?;
-        let path = args.out.join(format!("{id}.{}.onnx", kind.as_str()));
+        let path = graph_path(kind);
         graph::save(&model, &path)?;
         println!("wrote {}", path.display());
     }
-    let arch_path = args.out.join(format!("{id}.arch.json"));
     write_atomic(&arch_path, arch.to_json_pretty().as_bytes())?;
     println!("wrote {}", arch_path.display());
-    match arch.hf_config() {
+    match hf_config {
         Some(cfg) => {
-            let p = args.out.join(format!("{id}.config.json"));
-            write_atomic(&p, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
-            println!("wrote {} (Hugging Face config to train from)", p.display());
+            write_atomic(&config_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+            println!(
+                "wrote {} (Hugging Face config to train from)",
+                config_path.display()
+            );
         }
         None => println!(
             "no Hugging Face config.json: per-layer sizes differ, which one HF config cannot express"
         ),
     }
     if args.save_weights {
-        let p = args.out.join(format!("{id}.safetensors"));
-        weights.save_safetensors(&p)?;
-        println!("wrote {}", p.display());
+        weights.save_safetensors(&weights_path)?;
+        println!("wrote {}", weights_path.display());
     }
     Ok(())
 }

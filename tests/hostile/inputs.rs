@@ -138,3 +138,77 @@ fn space_without_an_admissible_arch_is_refused_before_the_run_folder_exists() {
     let o = search(&ok);
     assert!(o.status.success(), "{}", text(&o).1);
 }
+
+/// Names and contents of the files in `dir`.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn export_does_not_overwrite_another_seed_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = s(tmp.path());
+    let export = |seed: &str, extra: &[&str]| {
+        let mut args = vec![
+            "export",
+            "--preset",
+            "gpt2-tiny",
+            "--kind",
+            "prefill",
+            "--save-weights",
+            "--seed",
+            seed,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = export("0", &[]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let seed0 = files(tmp.path());
+    assert_eq!(
+        seed0.len(),
+        3,
+        "{:?}",
+        seed0.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let o = export("1", &[]);
+    assert_refused(&o, &["--force", ".prefill.onnx", ".safetensors"]);
+    assert_eq!(
+        files(tmp.path()),
+        seed0,
+        "files changed by a refused export"
+    );
+    let o = export("1", &["--force"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let seed1 = files(tmp.path());
+    assert_eq!(seed1.len(), 3);
+    let onnx = |v: &[(String, Vec<u8>)]| {
+        v.iter()
+            .find(|f| f.0.ends_with(".prefill.onnx"))
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_ne!(
+        onnx(&seed1),
+        onnx(&seed0),
+        "--force did not replace the graph"
+    );
+    assert!(
+        !seed1.iter().any(|f| f.0.contains(".tmp")),
+        "temporary file left behind"
+    );
+}
