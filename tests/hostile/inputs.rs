@@ -178,19 +178,10 @@ fn export_does_not_overwrite_another_seed_without_force() {
     let o = export("0", &[]);
     assert!(o.status.success(), "{}", text(&o).1);
     let seed0 = files(tmp.path());
-    assert_eq!(
-        seed0.len(),
-        3,
-        "{:?}",
-        seed0.iter().map(|f| &f.0).collect::<Vec<_>>()
-    );
+    assert_eq!(seed0.len(), 3, "{:?}", seed0.iter().map(|f| &f.0).collect::<Vec<_>>());
     let o = export("1", &[]);
     assert_refused(&o, &["--force", ".prefill.onnx", ".safetensors"]);
-    assert_eq!(
-        files(tmp.path()),
-        seed0,
-        "files changed by a refused export"
-    );
+    assert_eq!(files(tmp.path()), seed0, "files changed by a refused export");
     let o = export("1", &["--force"]);
     assert!(o.status.success(), "{}", text(&o).1);
     let seed1 = files(tmp.path());
@@ -202,13 +193,70 @@ fn export_does_not_overwrite_another_seed_without_force() {
             .1
             .clone()
     };
-    assert_ne!(
-        onnx(&seed1),
-        onnx(&seed0),
-        "--force did not replace the graph"
-    );
+    assert_ne!(onnx(&seed1), onnx(&seed0), "--force did not replace the graph");
     assert!(
         !seed1.iter().any(|f| f.0.contains(".tmp")),
         "temporary file left behind"
     );
 }
+
+#[test]
+fn measure_onnx_refuses_a_tampered_arch() {
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "export",
+        "--preset",
+        "gpt2-tiny",
+        "--kind",
+        "prefill",
+        "--out",
+        s(tmp.path()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let file = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
+        .unwrap();
+    let mut model = lts::graph::onnx::ModelProto::decode(&std::fs::read(&file).unwrap()[..])
+        .unwrap();
+    let honest = lts::arch::Arch::preset("gpt2-tiny").unwrap();
+    // Another valid arch: d_model 32 -> 64 (its heads still divide it).
+    let mut v = serde_json::to_value(&honest).unwrap();
+    v["d_model"] = 64.into();
+    let forged = lts::arch::Arch::from_json(&v.to_string()).unwrap();
+    let mut replaced = 0;
+    for p in &mut model.metadata_props {
+        if p.key.as_deref() == Some("arch") {
+            p.value = Some(forged.canonical_json());
+            replaced += 1;
+        }
+    }
+    assert_eq!(replaced, 1, "no arch metadata to tamper with");
+    let tampered = tmp.path().join("tampered.onnx");
+    std::fs::write(&tampered, model.encode_to_vec()).unwrap();
+    let o = run(&[
+        "measure",
+        "--onnx",
+        s(&tampered),
+        "--seq-len",
+        "8",
+        "--min-runs",
+        "2",
+        "--min-duration-s",
+        "0",
+        "--warmup-s",
+        "0",
+    ]);
+    let th = lts::report::thousands;
+    assert_refused(
+        &o,
+        &[
+            &th(honest.params().total),
+            &th(forged.params().total),
+            "tampered.onnx",
+        ],
+    );
+}
+
