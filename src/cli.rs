@@ -49,7 +49,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Print exact parameter counts (decoder = LTS proxy, embedding, total) and FLOPs.
+    /// Print exact parameter counts (decoder = LTS proxy, embedding, total) and FLOPs per token
+    /// at the default context, min(192, n_positions).
     #[command(after_help = ARCH_HELP)]
     Params(ParamsArgs),
     /// Write the ONNX graph(s) of an arch with seeded or imported weights, plus the arch JSON.

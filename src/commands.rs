@@ -28,16 +28,21 @@ use crate::workload::{Logits, Mode, Workload};
 /// `lts params`.
 pub fn params(args: &ParamsArgs) -> Result<()> {
     let arch = args.arch.resolve()?;
+    // The context `lts measure` and a search use by default: 192 (LTS) or the arch's positions.
+    let context = crate::workload::DEFAULT_SEQ_LEN.min(arch.n_positions);
     if args.json {
         let v = serde_json::json!({
             "arch_id": arch.id(),
             "arch": arch,
             "params": arch.params(),
+            "context": context,
+            "flops_per_token": arch.flops_per_token(context),
+            // Kept for existing readers; always at context 192, even beyond n_positions.
             "flops_per_token_ctx192": arch.flops_per_token(192),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report::params_table(&arch, 192));
+        print!("{}", report::params_table(&arch, context));
     }
     Ok(())
 }

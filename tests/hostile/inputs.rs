@@ -178,10 +178,19 @@ fn export_does_not_overwrite_another_seed_without_force() {
     let o = export("0", &[]);
     assert!(o.status.success(), "{}", text(&o).1);
     let seed0 = files(tmp.path());
-    assert_eq!(seed0.len(), 3, "{:?}", seed0.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert_eq!(
+        seed0.len(),
+        3,
+        "{:?}",
+        seed0.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     let o = export("1", &[]);
     assert_refused(&o, &["--force", ".prefill.onnx", ".safetensors"]);
-    assert_eq!(files(tmp.path()), seed0, "files changed by a refused export");
+    assert_eq!(
+        files(tmp.path()),
+        seed0,
+        "files changed by a refused export"
+    );
     let o = export("1", &["--force"]);
     assert!(o.status.success(), "{}", text(&o).1);
     let seed1 = files(tmp.path());
@@ -193,7 +202,11 @@ fn export_does_not_overwrite_another_seed_without_force() {
             .1
             .clone()
     };
-    assert_ne!(onnx(&seed1), onnx(&seed0), "--force did not replace the graph");
+    assert_ne!(
+        onnx(&seed1),
+        onnx(&seed0),
+        "--force did not replace the graph"
+    );
     assert!(
         !seed1.iter().any(|f| f.0.contains(".tmp")),
         "temporary file left behind"
@@ -219,8 +232,8 @@ fn measure_onnx_refuses_a_tampered_arch() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
         .unwrap();
-    let mut model = lts::graph::onnx::ModelProto::decode(&std::fs::read(&file).unwrap()[..])
-        .unwrap();
+    let mut model =
+        lts::graph::onnx::ModelProto::decode(&std::fs::read(&file).unwrap()[..]).unwrap();
     let honest = lts::arch::Arch::preset("gpt2-tiny").unwrap();
     // Another valid arch: d_model 32 -> 64 (its heads still divide it).
     let mut v = serde_json::to_value(&honest).unwrap();
@@ -260,3 +273,24 @@ fn measure_onnx_refuses_a_tampered_arch() {
     );
 }
 
+#[test]
+fn params_reports_the_context_the_tool_uses() {
+    // gpt2-tiny has 64 positions: the default sequence length is 64, not 192.
+    let o = run(&["params", "--preset", "gpt2-tiny"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("context 64"), "{out}");
+    assert!(!out.contains("context 192"), "{out}");
+    let o = run(&["params", "--preset", "gpt2-tiny", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let arch = lts::arch::Arch::preset("gpt2-tiny").unwrap();
+    assert_eq!(v["context"], 64);
+    assert_eq!(v["flops_per_token"], arch.flops_per_token(64));
+    // The old key keeps its meaning (FLOPs per token at context 192).
+    assert_eq!(v["flops_per_token_ctx192"], arch.flops_per_token(192));
+    // gpt2-small has 1024 positions: 192 as before.
+    let o = run(&["params", "--preset", "gpt2-small"]);
+    assert!(text(&o).0.contains("context 192"), "{}", text(&o).0);
+}
