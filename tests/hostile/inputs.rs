@@ -294,3 +294,15 @@ fn params_reports_the_context_the_tool_uses() {
     let o = run(&["params", "--preset", "gpt2-small"]);
     assert!(text(&o).0.contains("context 192"), "{}", text(&o).0);
 }
+
+#[test]
+fn no_display_noise_on_stderr_without_xdg_runtime_dir() {
+    let o = lts(&["device"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("lts runs");
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("error:")), "{err}");
+}
