@@ -97,7 +97,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Print exact parameter counts (decoder = LTS proxy, embedding, total) and FLOPs.
+    /// Print exact parameter counts (decoder = LTS proxy, embedding, total) and FLOPs per token
+    /// at the default context, min(192, n_positions).
     #[command(after_help = ARCH_HELP)]
     Params(ParamsArgs),
     /// Write the ONNX graph(s) of an arch with seeded or imported weights, plus the arch JSON.
@@ -375,6 +376,11 @@ pub struct ExportArgs {
     /// Also write the weights as <arch-id>.safetensors (HF names, F32).
     #[arg(long)]
     pub save_weights: bool,
+    /// Replace files of the same arch id already in --out. Without it an export that would
+    /// overwrite any file is refused before writing one: the arch id does not depend on the
+    /// weights, so another --seed or --weights writes the same names.
+    #[arg(long)]
+    pub force: bool,
     /// Refuse archs above this many total parameters (fp32 ONNX must stay below 2 GiB).
     #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
     pub max_params: u64,

@@ -1,5 +1,7 @@
 //! The subcommands' work: each takes its parsed arguments and prints or writes results.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
@@ -26,16 +28,21 @@ use crate::workload::{Logits, Mode, Workload};
 /// `lts params`.
 pub fn params(args: &ParamsArgs) -> Result<()> {
     let arch = args.arch.resolve()?;
+    // The context `lts measure` and a search use by default: 192 (LTS) or the arch's positions.
+    let context = crate::workload::DEFAULT_SEQ_LEN.min(arch.n_positions);
     if args.json {
         let v = serde_json::json!({
             "arch_id": arch.id(),
             "arch": arch,
             "params": arch.params(),
+            "context": context,
+            "flops_per_token": arch.flops_per_token(context),
+            // Kept for existing readers; always at context 192, even beyond n_positions.
             "flops_per_token_ctx192": arch.flops_per_token(192),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report::params_table(&arch, 192));
+        print!("{}", report::params_table(&arch, context));
     }
     Ok(())
 }
@@ -56,36 +63,66 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         _ => args.arch.resolve()?,
     };
     arch.check_size(args.max_params)?;
+    let id = arch.id();
+    let graph_path = |kind: GraphKind| args.out.join(format!("{id}.{}.onnx", kind.as_str()));
+    let arch_path = args.out.join(format!("{id}.arch.json"));
+    let config_path = args.out.join(format!("{id}.config.json"));
+    let weights_path = args.out.join(format!("{id}.safetensors"));
+    let hf_config = arch.hf_config();
+    // Every file this export writes, checked before any is written (or any weight generated):
+    // the arch id does not depend on the weights, so another --seed or --weights would
+    // silently replace the files of the first.
+    let mut targets: Vec<PathBuf> = args.kind.kinds().into_iter().map(graph_path).collect();
+    targets.push(arch_path.clone());
+    if hf_config.is_some() {
+        targets.push(config_path.clone());
+    }
+    if args.save_weights {
+        targets.push(weights_path.clone());
+    }
+    let existing: Vec<String> = targets
+        .iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        bail!(
+            "{} already exist{} (possibly with other weights: the arch id does not depend on --seed or --weights): pass --force to replace, or choose another --out",
+            existing.join(", "),
+            if existing.len() == 1 { "s" } else { "" }
+        );
+    }
     let weights = match &args.weights.weights {
         Some(path) => Weights::from_safetensors(&arch, path)?,
         None => Weights::random(&arch, args.weights.seed),
     };
-    let id = arch.id();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    // Each file is written atomically (temporary file + rename): an interrupted export leaves
+    // the previous file or the new one, never a partial one.
     for kind in args.kind.kinds() {
         let model = graph::build_model(&arch, &weights, kind, args.logits)?;
-        let path = args.out.join(format!("{id}.{}.onnx", kind.as_str()));
+        let path = graph_path(kind);
         graph::save(&model, &path)?;
         println!("wrote {}", path.display());
     }
-    let arch_path = args.out.join(format!("{id}.arch.json"));
     write_atomic(&arch_path, arch.to_json_pretty().as_bytes())?;
     println!("wrote {}", arch_path.display());
-    match arch.hf_config() {
+    match hf_config {
         Some(cfg) => {
-            let p = args.out.join(format!("{id}.config.json"));
-            write_atomic(&p, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
-            println!("wrote {} (Hugging Face config to train from)", p.display());
+            write_atomic(&config_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+            println!(
+                "wrote {} (Hugging Face config to train from)",
+                config_path.display()
+            );
         }
         None => println!(
             "no Hugging Face config.json: per-layer sizes differ, which one HF config cannot express"
         ),
     }
     if args.save_weights {
-        let p = args.out.join(format!("{id}.safetensors"));
-        weights.save_safetensors(&p)?;
-        println!("wrote {}", p.display());
+        weights.save_safetensors(&weights_path)?;
+        println!("wrote {}", weights_path.display());
     }
     Ok(())
 }
@@ -217,6 +254,8 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     if args.no_spin {
         ort.allow_spinning = false;
     }
+    // Before any weights or graph are built.
+    ort.validate()?;
     let (mut workload, note) = workload_from(args.mode, arch.n_positions, &args.lengths)?;
     workload.batch = args.batch;
     workload.seed = args.input_seed;
@@ -373,6 +412,8 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
             gflops: args.cost_gflops,
         },
     };
+    // Refuse what can never work before the runtime is loaded or the run folder created.
+    cfg.validate()?;
     Ok(cfg)
 }
 

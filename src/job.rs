@@ -220,7 +220,8 @@ pub struct OnnxInfo {
 }
 
 /// Reads the arch (from `metadata_props`) and graph kind (decode graphs take
-/// `past_key_values.*`) of a serialized model written by `lts export`.
+/// `past_key_values.*`) of a serialized model written by `lts export`, and checks that its
+/// initializers hold exactly that arch's parameters ([`graph::check_parameters`]).
 pub fn read_onnx_info(bytes: &[u8]) -> Result<OnnxInfo> {
     use prost::Message;
     let model = graph::onnx::ModelProto::decode(bytes).context("not a valid ONNX protobuf")?;
@@ -229,6 +230,8 @@ pub fn read_onnx_info(bytes: &[u8]) -> Result<OnnxInfo> {
         .iter()
         .find_map(|p| p.value.as_deref().and_then(|v| Arch::from_json(v).ok()))
         .context("the model carries no lts arch in its metadata")?;
+    // The parameter counts reported are the arch's: they must be the file's.
+    graph::check_parameters(&arch, &model)?;
     let graph = model.graph.as_ref().context("the model has no graph")?;
     let decode = graph.input.iter().any(|i| {
         i.name
@@ -392,6 +395,9 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     job.workload.check(&job.arch)?;
     job.protocol.validate()?;
     job.thermal.validate()?;
+    if let BackendSpec::Ort(o) = &job.backend {
+        o.validate()?;
+    }
     let started_at = crate::util::now_rfc3339();
     let first_token = FirstTokenLog::default();
     let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =

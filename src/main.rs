@@ -1,11 +1,30 @@
 //! The `lts` binary: parses the command line and hands off to [`lts::commands`].
 
 use clap::Parser;
-use lts::cli::{Cli, Command};
+use lts::cli::{Cli, Command, MeasureBackend, SearchBackend};
 use lts::commands;
 
 fn main() {
+    // Die quietly of SIGPIPE when the reader of stdout goes away (`lts params | head -1`), as
+    // coreutils and ripgrep do, instead of panicking in `println!` (Rust ignores SIGPIPE, so
+    // every print would need its own BrokenPipe handling). A search and `measure --out` write
+    // their files before printing, so only the printout nobody reads is lost.
+    // SAFETY: restoring a default signal disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
+    let uses_gpu = match &cli.command {
+        Command::Device(_) => true,
+        Command::Measure(a) => a.backend.contains(&MeasureBackend::Wgpu),
+        Command::Search(a) => a.backend == SearchBackend::Wgpu || a.resume.is_some(),
+        _ => false,
+    };
+    if uses_gpu {
+        // SAFETY: still single-threaded (clap starts no thread), so no other thread reads the
+        // environment while it changes.
+        unsafe { lts::backend::wgpu::quiet_display_probe() };
+    }
     let result = match &cli.command {
         Command::Params(a) => commands::params(a),
         Command::Export(a) => commands::export(a),

@@ -63,6 +63,27 @@ impl Default for OrtOptions {
     }
 }
 
+impl OrtOptions {
+    /// Checks the settings that can never work, before anything is built or created; errors
+    /// name the flag. ONNX Runtime reads a thread count of 0 as "its own default" (one per
+    /// core), which is not a setting a measurement can record, so 0 is refused.
+    pub fn validate(&self) -> Result<()> {
+        if self.intra_threads == 0 {
+            bail!("--threads 0: ONNX Runtime needs at least 1 intra-op thread");
+        }
+        if self.inter_threads == 0 {
+            bail!("--inter-threads 0: ONNX Runtime needs at least 1 inter-op thread");
+        }
+        if self.provider != "cpu" {
+            bail!(
+                "execution provider `{}` is not supported yet; use `cpu`",
+                self.provider
+            );
+        }
+        Ok(())
+    }
+}
+
 static ENV: OnceLock<std::result::Result<(Environment, RuntimeInfo), String>> = OnceLock::new();
 
 /// A loaded ONNX Runtime: the process-wide environment and what was loaded.
@@ -109,9 +130,7 @@ impl Ort {
                 self.info.providers.join(", ")
             );
         }
-        if opts.intra_threads == 0 || opts.inter_threads == 0 {
-            bail!("--threads and --inter-threads must be >= 1");
-        }
+        opts.validate()?;
         let level = match opts.opt_level {
             OptLevel::Disable => GraphOptimizationLevel::Disable,
             OptLevel::Basic => GraphOptimizationLevel::Level1,
@@ -419,4 +438,31 @@ pub fn infer(
         logits,
         present: KvCache { layers },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_flag() {
+        assert!(OrtOptions::default().validate().is_ok());
+        let zero_intra = OrtOptions {
+            intra_threads: 0,
+            ..OrtOptions::default()
+        };
+        let e = zero_intra.validate().unwrap_err().to_string();
+        assert!(e.contains("--threads 0"), "{e}");
+        let zero_inter = OrtOptions {
+            inter_threads: 0,
+            ..OrtOptions::default()
+        };
+        let e = zero_inter.validate().unwrap_err().to_string();
+        assert!(e.contains("--inter-threads 0"), "{e}");
+        let gpu = OrtOptions {
+            provider: "cuda".into(),
+            ..OrtOptions::default()
+        };
+        assert!(gpu.validate().unwrap_err().to_string().contains("cuda"));
+    }
 }

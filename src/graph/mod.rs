@@ -45,7 +45,7 @@
 pub mod onnx;
 mod tensors;
 
-pub use tensors::weights_from_model;
+pub use tensors::{check_parameters, weights_from_model};
 use tensors::{external_params, f32_le_bytes, i64_le_bytes, param_tensors, tensor_info, Dim};
 
 use std::collections::HashMap;
@@ -1266,6 +1266,35 @@ mod tests {
         // Round trip through bytes.
         let back = ModelProto::decode(&to_bytes(&m)[..]).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn check_parameters_compares_initializers_with_the_arch() {
+        for preset in ["gpt2-tiny", "llama-tiny"] {
+            let arch = Arch::preset(preset).unwrap();
+            let m = build_model(
+                &arch,
+                &Weights::random(&arch, 0),
+                GraphKind::Prefill,
+                Logits::Last,
+            )
+            .unwrap();
+            check_parameters(&arch, &m).unwrap();
+            // Another arch: a different total, both numbers named.
+            let mut wider = arch.clone();
+            wider.d_model *= 2;
+            let e = check_parameters(&wider, &m).unwrap_err().to_string();
+            let th = crate::report::thousands;
+            assert!(e.contains(&th(arch.params().total)), "{e}");
+            assert!(e.contains(&th(wider.params().total)), "{e}");
+            // The same total with other shapes: the initializer is named.
+            let mut swapped = arch.clone();
+            swapped.d_inner.reverse();
+            if swapped != arch {
+                let e = check_parameters(&swapped, &m).unwrap_err().to_string();
+                assert!(e.contains("has shape"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -139,6 +139,51 @@ pub(super) fn external_params(
     .unzip()
 }
 
+/// Checks that the initializers of a model hold exactly the parameters of `arch` (the arch its
+/// metadata claims): the same total count ([`super::parameter_count`] against
+/// `arch.params().total`, both numbers in the error) and every parameter of `arch` present
+/// with its graph-layout shape. A file whose metadata was edited, or written for another
+/// arch, fails here instead of being timed and reported with the wrong parameter counts.
+pub fn check_parameters(arch: &Arch, model: &ModelProto) -> anyhow::Result<()> {
+    let th = crate::report::thousands;
+    let held = super::parameter_count(model);
+    let claimed = arch.params().total;
+    if held != claimed {
+        bail!(
+            "its initializers hold {} parameters but the arch in its metadata ({}) has {}",
+            th(held),
+            arch.id(),
+            th(claimed)
+        );
+    }
+    let shapes: std::collections::HashMap<&str, &[i64]> = model
+        .graph
+        .iter()
+        .flat_map(|g| g.initializer.iter())
+        .map(|t| (t.name(), t.dims.as_slice()))
+        .collect();
+    for spec in crate::weights::param_specs(arch) {
+        let mut want: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
+        if stored_transposed(arch, &spec.name) {
+            want.reverse();
+        }
+        match shapes.get(spec.name.as_str()) {
+            None => bail!(
+                "the arch in its metadata ({}) has parameter {} but the file has no such initializer",
+                arch.id(),
+                spec.name
+            ),
+            Some(&dims) if dims != want.as_slice() => bail!(
+                "initializer {} has shape {dims:?} but the arch in its metadata ({}) needs {want:?}",
+                spec.name,
+                arch.id()
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// The parameters of a model written by [`build_model`] read back into HF layout (Llama linears
 /// transposed back to `[out, in]`), so another backend runs exactly the weights of an exported
 /// ONNX file. Checks every parameter of `arch` is present with its shape.

@@ -218,11 +218,21 @@ impl SearchConfig {
         // Every candidate of the space has the space's positions.
         self.workload
             .check_positions(self.space.n_positions, "the space")?;
-        if let EvaluatorSpec::CostModel { gflops } = self.evaluator {
-            anyhow::ensure!(
-                gflops > 0.0 && gflops.is_finite(),
+        // A space with nothing to propose would end with "0 candidates, N pruned".
+        self.space.check_admissible(self.max_params)?;
+        match &self.evaluator {
+            EvaluatorSpec::CostModel { gflops } => anyhow::ensure!(
+                *gflops > 0.0 && gflops.is_finite(),
                 "--cost-gflops must be > 0"
-            );
+            ),
+            EvaluatorSpec::Measure {
+                backend: BackendSpec::Ort(o),
+            } => o.validate()?,
+            // Adapter, precision and timer are checked against the GPU before the run folder
+            // is created (`commands::search`); nothing about them is wrong on every machine.
+            EvaluatorSpec::Measure {
+                backend: BackendSpec::Wgpu(_),
+            } => {}
         }
         Ok(())
     }

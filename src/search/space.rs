@@ -93,6 +93,10 @@ use crate::arch::{Arch, ArchError, Family};
 /// Names of the built-in search spaces (`models/<name>.toml`, compiled in).
 pub const BUILTIN: &[&str] = &["quick", "gpt2-flex", "llama-flex"];
 
+/// Genomes [`SearchSpace::check_admissible`] samples before it calls a space empty: as many as
+/// a search tries for an initial population of about 15.
+pub const ADMISSIBLE_SAMPLES: usize = 4096;
+
 /// The choices of one knob.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
@@ -544,6 +548,101 @@ impl SearchSpace {
             }
         }
         Ok(())
+    }
+
+    /// Checks that a search of this space can propose anything: draws [`ADMISSIBLE_SAMPLES`]
+    /// genomes with [`SearchSpace::sample`] and a fixed seed, and succeeds at the first whose
+    /// arch the search would admit ([`SearchSpace::check_static`] and
+    /// [`Arch::check_size`]`(max_params)`, as the search filters its candidates). When none is
+    /// admissible the error says why: how many were over `max_params` (and the smallest total
+    /// seen), how many broke each constraint (and the decoder-parameter range seen).
+    ///
+    /// A space whose admissible share is far below `1 / ADMISSIBLE_SAMPLES` can be refused
+    /// although it holds an admissible arch; its search, which samples its initial population
+    /// the same way, would find next to nothing either.
+    pub fn check_admissible(&self, max_params: u64) -> anyhow::Result<()> {
+        use rand::SeedableRng;
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+        let (mut invalid, mut too_large) = (0usize, 0usize);
+        let (mut below, mut above, mut ratio) = (0usize, 0usize, 0usize);
+        let mut smallest_total = u64::MAX;
+        let (mut least_decoder, mut most_decoder) = (u64::MAX, 0u64);
+        for _ in 0..ADMISSIBLE_SAMPLES {
+            let Ok(arch) = self.to_arch(&self.sample(&mut rng)) else {
+                invalid += 1;
+                continue;
+            };
+            let statically = self.check_static(&arch);
+            let sized = arch.check_size(max_params);
+            if statically.is_ok() && sized.is_ok() {
+                return Ok(());
+            }
+            let p = arch.params();
+            smallest_total = smallest_total.min(p.total);
+            least_decoder = least_decoder.min(p.decoder);
+            most_decoder = most_decoder.max(p.decoder);
+            too_large += usize::from(sized.is_err());
+            match statically {
+                Err(e) if e.starts_with("decoder_params_min") => below += 1,
+                Err(e) if e.starts_with("decoder_params_max") => above += 1,
+                Err(_) => ratio += 1,
+                Ok(()) => {}
+            }
+        }
+        let th = crate::report::thousands;
+        let c = &self.constraints;
+        let mut why = Vec::new();
+        if too_large > 0 {
+            why.push(format!(
+                "{} over the limit of {} total parameters{} (smallest seen: {})",
+                th(too_large as u64),
+                th(max_params),
+                if max_params == crate::arch::DEFAULT_MAX_PARAMS {
+                    ", which keeps an fp32 ONNX file below protobuf's 2 GiB"
+                } else {
+                    ""
+                },
+                th(smallest_total)
+            ));
+        }
+        if let (true, Some(min)) = (below > 0, c.decoder_params_min) {
+            why.push(format!(
+                "{} below decoder_params_min {}",
+                th(below as u64),
+                th(min)
+            ));
+        }
+        if let (true, Some(max)) = (above > 0, c.decoder_params_max) {
+            why.push(format!(
+                "{} above decoder_params_max {}",
+                th(above as u64),
+                th(max)
+            ));
+        }
+        if let (true, Some(r)) = (ratio > 0, c.d_inner_min_ratio) {
+            why.push(format!(
+                "{} with a d_inner not above d_inner_min_ratio {r} x d_model",
+                th(ratio as u64)
+            ));
+        }
+        if invalid > 0 {
+            why.push(format!("{} invalid", th(invalid as u64)));
+        }
+        let range = if least_decoder <= most_decoder {
+            format!(
+                "; decoder parameters seen: {} to {}",
+                th(least_decoder),
+                th(most_decoder)
+            )
+        } else {
+            String::new()
+        };
+        anyhow::bail!(
+            "search space `{}` has no admissible architecture: of {} genomes sampled, none passes: {}{range}; widen the knobs or the constraints",
+            self.name,
+            th(ADMISSIBLE_SAMPLES as u64),
+            why.join(", ")
+        )
     }
 
     /// Upper bound of decoder parameters over the space: the largest value of every knob (for
@@ -1562,6 +1661,50 @@ n_head = { values = [3, 4, 8], per_layer = true }
                 s.name
             );
         }
+    }
+
+    #[test]
+    fn check_admissible_explains_an_empty_space() {
+        for s in all_builtin() {
+            s.check_admissible(crate::arch::DEFAULT_MAX_PARAMS)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        }
+        // One layer of d_model 64 (25 K to 82 K decoder parameters) or 256 (297 K to 527 K).
+        let gap = SearchSpace::parse(
+            &BASE
+                .replace(
+                    "n_layer = { min = 1, max = 4 }",
+                    "n_layer = { values = [1] }",
+                )
+                .replace(
+                    "d_model = { min = 64, max = 256, step = 64 }",
+                    "d_model = { values = [64, 256] }",
+                )
+                .replace(
+                    "decoder_params_max = 10_000_000",
+                    "decoder_params_min = 100_000\ndecoder_params_max = 200_000",
+                ),
+            "gap.toml",
+        )
+        .unwrap();
+        let e = gap.check_admissible(u64::MAX).unwrap_err().to_string();
+        for needle in [
+            "`t` has no admissible architecture",
+            "4,096 genomes",
+            "below decoder_params_min 100,000",
+            "above decoder_params_max 200,000",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        assert!(!e.contains("over the limit"), "{e}");
+        // The same space under a total-parameter limit below its smallest arch.
+        let base = SearchSpace::parse(BASE, "t.toml").unwrap();
+        base.check_admissible(u64::MAX).unwrap();
+        let e = base.check_admissible(1000).unwrap_err().to_string();
+        assert!(
+            e.contains("4,096 over the limit of 1,000 total parameters (smallest seen: "),
+            "{e}"
+        );
     }
 
     const BASE: &str = r#"name = "t"

@@ -232,6 +232,40 @@ pub const NO_ADAPTER_HINT: &str = "install a Vulkan driver (on Debian/Ubuntu wit
      `apt-get install mesa-vulkan-drivers libvulkan1` gives the llvmpipe software adapter), or \
      run with `--backend ort`";
 
+/// Keeps the display probe of the Vulkan driver stack quiet on a headless machine: with the
+/// Wayland surface extension that wgpu enables on every Vulkan instance, Mesa's device-select
+/// layer calls `wl_display_connect`, and libwayland prints "error: XDG_RUNTIME_DIR is invalid
+/// or not set in the environment." to stderr when `XDG_RUNTIME_DIR` is unset (CI, `sudo`,
+/// ssh without a login session). wgpu has no flag to leave that extension out.
+///
+/// Without `XDG_RUNTIME_DIR` and without an absolute `WAYLAND_DISPLAY` no compositor is
+/// reachable anyway, so this points `XDG_RUNTIME_DIR` at a private, empty directory,
+/// `$TMPDIR/lts-runtime-<uid>` (mode 0700, created if missing, used only when it is a real
+/// directory owned by this user with no group or other access): the probe then finds no
+/// socket and says nothing. A usable setting is never changed.
+///
+/// # Safety
+///
+/// Changes the process environment: call it before any other thread exists (at the top of
+/// `main`), as every setter of the environment must.
+pub unsafe fn quiet_display_probe() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let absolute =
+        |key: &str| std::env::var_os(key).is_some_and(|v| std::path::Path::new(&v).is_absolute());
+    if absolute("XDG_RUNTIME_DIR") || absolute("WAYLAND_DISPLAY") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("lts-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let private = std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+    if private {
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
 /// One adapter opened for compute: device, queue, and what it can do.
 pub struct Gpu {
     /// The device kernels and buffers are created on.
