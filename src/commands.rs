@@ -42,7 +42,7 @@ pub fn params(args: &ParamsArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report::params_table(&arch, context));
+        print!("{}", report::terminal::params_table(&arch, context));
     }
     Ok(())
 }
@@ -314,7 +314,7 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
             if !results.is_empty() {
                 println!();
             }
-            print!("{}", report::measurement_table(&r));
+            print!("{}", report::terminal::measurement_table(&r));
         }
         results.push(r);
     }
@@ -331,7 +331,7 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
     } else {
         if results.len() > 1 {
             println!();
-            print!("{}", report::backend_comparison(&results));
+            print!("{}", report::terminal::backend_comparison(&results));
         }
         if let Some(path) = &args.out {
             println!("full result with raw samples: {}", path.display());
@@ -548,7 +548,7 @@ pub fn device(args: &DeviceArgs) -> Result<()> {
         );
         print!(
             "{}",
-            report::thermal_sample(&sample, thermal::board_model(root).as_deref())
+            report::terminal::thermal_sample(&sample, thermal::board_model(root).as_deref())
         );
     }
     if let Some(e) = runtime_error {

@@ -1,20 +1,26 @@
 //! Initializers and value infos of the emitted graphs: parameters in their graph layout
 //! (Llama linears transposed), embedded as raw data or as in-memory external data
-//! ([`super::ExternalFiles`]), read back from a model, and the typed graph inputs/outputs.
+//! ([`ExternalFiles`]), read back from a model, and the typed graph inputs/outputs.
 
 use std::sync::Arc;
 
 use anyhow::bail;
 
+use super::io::CONST_PREFIX;
 use super::onnx::tensor_proto::{DataLocation, DataType};
 use super::onnx::tensor_shape_proto::{dimension, Dimension};
 use super::onnx::{
     type_proto, ModelProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto,
 };
-use super::ExternalFiles;
 use crate::arch::{Arch, Family};
 use crate::weights::{Tensor, Weights};
+
+/// Parameter data kept outside the ONNX protobuf, one in-memory "file" per parameter (named
+/// after it) that ONNX Runtime reads through `AddExternalInitializersFromFilesInMemory`
+/// (`ort`'s `with_external_initializer_file_in_memory`): the fp32 little-endian bytes of the
+/// parameter in its graph layout. Several graphs of one model (prefill and decode) share them.
+pub type ExternalFiles = Vec<(String, Arc<[u8]>)>;
 
 /// True for Llama `nn.Linear` weights, stored transposed (`[in, out]`).
 pub(super) fn stored_transposed(arch: &Arch, name: &str) -> bool {
@@ -140,13 +146,13 @@ pub(super) fn external_params(
 }
 
 /// Checks that the initializers of a model hold exactly the parameters of `arch` (the arch its
-/// metadata claims): the same total count ([`super::parameter_count`] against
+/// metadata claims): the same total count ([`parameter_count`] against
 /// `arch.params().total`, both numbers in the error) and every parameter of `arch` present
 /// with its graph-layout shape. A file whose metadata was edited, or written for another
 /// arch, fails here instead of being timed and reported with the wrong parameter counts.
 pub fn check_parameters(arch: &Arch, model: &ModelProto) -> anyhow::Result<()> {
-    let th = crate::report::thousands;
-    let held = super::parameter_count(model);
+    let th = crate::report::format::thousands;
+    let held = parameter_count(model);
     let claimed = arch.params().total;
     if held != claimed {
         bail!(
@@ -298,4 +304,17 @@ pub(super) fn tensor_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfo
         }),
         ..Default::default()
     }
+}
+
+/// Number of parameter values stored in a model: elements of every initializer except the
+/// graph constants (names starting with [`CONST_PREFIX`]). For a model from [`super::build_model`] this
+/// equals `arch.params().total`.
+pub fn parameter_count(model: &ModelProto) -> u64 {
+    model
+        .graph
+        .iter()
+        .flat_map(|g| g.initializer.iter())
+        .filter(|t| !t.name().starts_with(CONST_PREFIX))
+        .map(|t| t.dims.iter().product::<i64>() as u64)
+        .sum()
 }

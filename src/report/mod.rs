@@ -8,6 +8,3 @@ pub mod plot;
 pub mod terminal;
 
 pub use format::{mib, mib_number, thousands};
-pub use terminal::{
-    backend_comparison, measurement_table, params_table, thermal_record, thermal_sample,
-};

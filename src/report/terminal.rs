@@ -581,7 +581,11 @@ pub fn search_outcome(outcome: &Outcome) -> String {
             mib_number(r.peak_memory_bytes)
         );
     }
-    let _ = writeln!(s, "report: {}", outcome.dir.join(crate::search::store::SUMMARY_MD).display());
+    let _ = writeln!(
+        s,
+        "report: {}",
+        outcome.dir.join(crate::search::store::SUMMARY_MD).display()
+    );
     s
 }
 

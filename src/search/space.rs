@@ -589,7 +589,7 @@ impl SearchSpace {
                 Ok(()) => {}
             }
         }
-        let th = crate::report::thousands;
+        let th = crate::report::format::thousands;
         let c = &self.constraints;
         let mut why = Vec::new();
         if too_large > 0 {
