@@ -41,9 +41,16 @@ pub const DEFAULT_MEMORY_SHARE: f64 = 0.8;
 pub const RUNTIME_OVERHEAD: u64 = 32 << 20;
 
 /// Multiplier on the widest activation of a step in [`estimate_memory`]: a block keeps its
-/// input, the residual, a normalised copy and the widest intermediate alive at once, and ONNX
+/// input, the residual, a normalised copy and the widest intermediate alive at once, the GELU
+/// (tanh) and SwiGLU MLPs several elementwise temporaries of the intermediate, and ONNX
 /// Runtime's arena rounds buffers up.
-pub const ACTIVATION_FACTOR: u64 = 4;
+pub const ACTIVATION_FACTOR: u64 = 8;
+
+/// Copies of the attention scores of a layer alive at once in [`estimate_memory`]: the scaled
+/// scores, the masked scores, the softmax and its temporaries. With this and
+/// [`ACTIVATION_FACTOR`], `lts measure --preset gpt2-tiny --batch 1000` (peak 433 MB resident
+/// with ONNX Runtime 1.31 on x86-64) is estimated at about 500 MB.
+pub const SCORE_COPIES: u64 = 4;
 
 /// Which computation is timed.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -235,8 +242,9 @@ impl Workload {
 /// What a workload needs in memory, in bytes, by part (see [`estimate_memory`]).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// fp32 weights, counted twice: our buffer and the runtime's copy (ONNX Runtime prepacks
-    /// its own; wgpu uploads one).
+    /// fp32 weights, counted three times: the generated (or loaded) weights, their conversion
+    /// to the graph layout (both alive for a while) and the runtime's copy (ONNX Runtime
+    /// prepacks its own; wgpu uploads one).
     pub weights: u64,
     /// Activations of the largest step: hidden states and MLP intermediates, attention scores,
     /// logits.
@@ -300,10 +308,12 @@ fn product(factors: &[u64]) -> Option<u64> {
 /// (`None` when a part overflows `u64`: far more than any machine has). fp32 (4 bytes) values
 /// throughout, with `tokens` = batch x the tokens of the first forward (the prompt; 1 for
 /// decode) and `positions` = [`Workload::positions`]:
-/// - weights: total parameters x 4, counted twice (our buffer + the runtime's prepacked copy);
+/// - weights: total parameters x 4, counted three times (generated, converted to the graph
+///   layout, prepacked by the runtime: `lts measure --preset gpt2-small --batch 2`, 124 M
+///   parameters, peaks at 1.34 GB resident, estimated 1.4 GiB);
 /// - activations of the largest step: tokens x max(3 d_model, max d_inner, vocab when every
 ///   position gets logits) x 4 x [`ACTIVATION_FACTOR`], plus attention scores batch x
-///   max n_head x first tokens x positions x 4, plus last-position logits batch x vocab x 4;
+///   max n_head x first tokens x positions x 4 x [`SCORE_COPIES`], plus last-position logits batch x vocab x 4;
 /// - KV cache: 2 (keys, values) x batch x positions x sum over layers of n_kv_head x head_dim
 ///   (= n_kv_head x d_model / n_head) x 4, twice for decode and generate (a step reads the past cache and writes the present);
 /// - inputs: tokens x 8 (int64 token ids);
@@ -325,9 +335,9 @@ pub fn estimate_memory(arch: &Arch, workload: &Workload) -> Option<MemoryEstimat
     if workload.mode == Mode::Prefill && workload.logits == Logits::All {
         width = width.max(vocab);
     }
-    let weights = product(&[arch.params().total, F, 2])?;
+    let weights = product(&[arch.params().total, F, 3])?;
     let hidden = product(&[tokens, width, F, ACTIVATION_FACTOR])?;
-    let scores = product(&[batch, heads, first, positions, F])?;
+    let scores = product(&[batch, heads, first, positions, F, SCORE_COPIES])?;
     let logits = product(&[batch, vocab, F])?;
     let activations = hidden.checked_add(scores)?.checked_add(logits)?;
     let kv_width = (0..arch.n_layer.min(arch.n_kv_head.len()))
@@ -664,16 +674,20 @@ mod tests {
         // d = 32, inner 96 and 64; final norm 2d; embeddings 97 x 32 + 64 x 32.
         let total_params = (4384 + 65 * 96) + (4384 + 65 * 64) + 64 + 97 * 32 + 64 * 32;
         assert_eq!(total_params, arch.params().total);
-        assert_eq!(e.weights, total_params * 4 * 2);
-        // 64 tokens x max(3 x 32, 96) x 4 B x 4; scores 4 heads x 64 x 64 x 4 B; logits 97 x 4 B.
-        assert_eq!(e.activations, 64 * 96 * 4 * 4 + 4 * 64 * 64 * 4 + 97 * 4);
+        assert_eq!(e.weights, total_params * 4 * 3);
+        // 64 tokens x max(3 x 32, 96) x 4 B x 8; scores 4 heads x 64 x 64 x 4 B x 4 copies;
+        // logits 97 x 4 B.
+        assert_eq!(
+            e.activations,
+            64 * 96 * 4 * 8 + 4 * 64 * 64 * 4 * 4 + 97 * 4
+        );
         // K and V of 2 layers of 32 values per position, 64 positions, once (prefill).
         assert_eq!(e.kv_cache, 2 * 64 * (32 + 32) * 4);
         assert_eq!(e.inputs, 64 * 8);
         assert_eq!(e.runtime, RUNTIME_OVERHEAD);
         assert_eq!(
             e.total(),
-            195_072 + 164_228 + 32_768 + 512 + RUNTIME_OVERHEAD
+            292_608 + 459_140 + 32_768 + 512 + RUNTIME_OVERHEAD
         );
         // Decode keeps the past and present caches of 65 positions; one token of activations.
         let d = estimate_memory(
@@ -686,7 +700,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.kv_cache, 2 * 64 * 64 * 4 * 2);
-        assert_eq!(d.activations, 96 * 4 * 4 + 4 * 64 * 4 + 97 * 4);
+        assert_eq!(d.activations, 96 * 4 * 8 + 4 * 64 * 4 * 4 + 97 * 4);
     }
 
     #[test]
