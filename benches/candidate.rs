@@ -184,6 +184,7 @@ fn child(name: &str) -> anyhow::Result<()> {
         protocol: SearchConfig::default_full_protocol(),
         backend: BackendSpec::Ort(OrtOptions::default()),
         max_params: DEFAULT_MAX_PARAMS,
+        max_memory: None,
         thermal: Default::default(),
         device_profile: None,
         arch,

@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             protocol: Protocol::default(),
             backend: BackendSpec::Ort(OrtOptions::default()),
             max_params: DEFAULT_MAX_PARAMS,
+            max_memory: None,
             thermal: Default::default(),
             device_profile: None,
             arch,

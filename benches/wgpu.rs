@@ -245,6 +245,7 @@ fn backends(quick: bool) -> anyhow::Result<()> {
             protocol: protocol.clone(),
             backend: BackendSpec::Ort(OrtOptions::default()),
             max_params: DEFAULT_MAX_PARAMS,
+            max_memory: None,
             thermal: Default::default(),
             device_profile: None,
         };

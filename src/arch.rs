@@ -23,6 +23,28 @@ use sha2::{Digest, Sha256};
 /// limit (we do not emit external-data files), so 500 M parameters (2.0 GB) is the ceiling.
 pub const DEFAULT_MAX_PARAMS: u64 = 500_000_000;
 
+/// Hard upper bound on `n_layer`, checked before anything is sized from it (per-layer lists are
+/// expanded only below it). The deepest published decoders are far below: GPT-3 175B has 96
+/// blocks, Llama-3.1-405B 126; 1024 leaves an 8x margin. Unlike `--max-params` it cannot be
+/// raised: it is what keeps every size derived from an arch inside `u64` (see [`Arch::params`]).
+pub const MAX_LAYERS: usize = 1024;
+
+/// Hard upper bound on `d_model`: GPT-3 175B uses 12 288, Llama-3.1-405B 16 384; 65 536 is 4x
+/// the widest published decoder.
+pub const MAX_D_MODEL: usize = 65_536;
+
+/// Hard upper bound on each `d_inner[i]`: Llama-3.1-405B's MLP is 53 248 wide, GPT-3's 49 152
+/// (4 x 12 288); 262 144 is about 5x the widest.
+pub const MAX_D_INNER: usize = 262_144;
+
+/// Hard upper bound on `vocab_size`: Gemma's 256 000 tokens (262 144 in Gemma 3) is the largest
+/// common vocabulary, Llama 3 has 128 256; 2 097 152 (2^21) is 8x Gemma's.
+pub const MAX_VOCAB: usize = 1 << 21;
+
+/// Hard upper bound on `n_positions`: Llama 3.1 reads 131 072 positions, the longest-context
+/// models about 10^6; 1 048 576 (2^20) covers them.
+pub const MAX_POSITIONS: usize = 1 << 20;
+
 /// Which decoder family an [`Arch`] belongs to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -146,6 +168,19 @@ pub enum ArchError {
         /// The numbers involved.
         detail: String,
     },
+    /// A size is above its hard bound ([`MAX_LAYERS`], [`MAX_D_MODEL`], [`MAX_D_INNER`],
+    /// [`MAX_VOCAB`], [`MAX_POSITIONS`]).
+    #[error("`{field}` = {value} is above the bound of {limit} ({why}); lts refuses larger sizes before allocating anything")]
+    AboveBound {
+        /// Offending field (with layer index where relevant).
+        field: String,
+        /// The value given.
+        value: usize,
+        /// The bound.
+        limit: usize,
+        /// What the bound is measured against.
+        why: &'static str,
+    },
     /// A family-specific rule is broken.
     #[error("{0}")]
     Family(String),
@@ -159,6 +194,34 @@ pub enum ArchError {
         /// Why the bound exists.
         reason: &'static str,
     },
+}
+
+/// The hard bound of a size field (`n_layer`, `d_model`, `d_inner`, `vocab_size`,
+/// `n_positions`), with the real models it is measured against; `None` for fields without one
+/// (`n_head` and `n_kv_head` are bounded by `d_model`, which they divide).
+pub fn size_bound(field: &str) -> Option<(usize, &'static str)> {
+    Some(match field {
+        "n_layer" => (MAX_LAYERS, "GPT-3 has 96 layers, Llama-3.1-405B 126"),
+        "d_model" => (MAX_D_MODEL, "GPT-3 uses 12288, Llama-3.1-405B 16384"),
+        "d_inner" => (MAX_D_INNER, "Llama-3.1-405B uses 53248"),
+        "vocab_size" => (MAX_VOCAB, "Gemma has 256000 tokens, Llama 3 128256"),
+        "n_positions" => (MAX_POSITIONS, "Llama 3.1 reads 131072 positions"),
+        _ => return None,
+    })
+}
+
+/// Fails when `value` of `field` (`d_inner[3]` names layer 3 of `d_inner`) is above its bound.
+fn check_bound(field: &str, value: usize) -> Result<(), ArchError> {
+    let base = field.split('[').next().unwrap_or(field);
+    match size_bound(base) {
+        Some((limit, why)) if value > limit => Err(ArchError::AboveBound {
+            field: field.to_string(),
+            value,
+            limit,
+            why,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl PerLayer {
@@ -183,6 +246,15 @@ impl TryFrom<ArchSpec> for Arch {
             return Err(ArchError::Zero {
                 field: "n_layer".into(),
             });
+        }
+        // Bounds first: per-layer values are expanded to n_layer entries below.
+        for (name, v) in [
+            ("n_layer", s.n_layer),
+            ("d_model", s.d_model),
+            ("vocab_size", s.vocab_size),
+            ("n_positions", s.n_positions),
+        ] {
+            check_bound(name, v)?;
         }
         let n_head = s.n_head.expand("n_head", s.n_layer)?;
         let n_kv_head = match (&s.n_kv_head, s.family) {
@@ -241,7 +313,8 @@ pub struct ParamCounts {
 pub const PRESETS: &[&str] = &["gpt2-small", "smollm2-135m", "gpt2-tiny", "llama-tiny"];
 
 impl Arch {
-    /// Checks every rule; called by every constructor.
+    /// Checks every rule, the hard size bounds ([`MAX_LAYERS`] ...) included; called by every
+    /// constructor.
     pub fn validate(&self) -> Result<(), ArchError> {
         let zero = |field: &str| ArchError::Zero {
             field: field.to_string(),
@@ -255,6 +328,7 @@ impl Arch {
             if v == 0 {
                 return Err(zero(name));
             }
+            check_bound(name, v)?;
         }
         for (name, list) in [
             ("d_inner", &self.d_inner),
@@ -270,6 +344,9 @@ impl Arch {
             }
             if let Some(i) = list.iter().position(|&v| v == 0) {
                 return Err(zero(&format!("{name}[{i}]")));
+            }
+            for (i, &v) in list.iter().enumerate() {
+                check_bound(&format!("{name}[{i}]"), v)?;
             }
         }
         for i in 0..self.n_layer {
@@ -419,6 +496,13 @@ impl Arch {
     }
 
     /// Exact parameter counts (see [`ParamCounts`]).
+    ///
+    /// Cannot overflow for a validated arch: with d = [`MAX_D_MODEL`] = 2^16 and
+    /// inner = [`MAX_D_INNER`] = 2^18, a block has at most 12 d^2 + 2 d inner + 9 d + inner
+    /// < 2^37 parameters (GPT-2; a Llama block, 4 d^2 + 3 d inner, is smaller), so 1024
+    /// ([`MAX_LAYERS`]) blocks stay below 2^47; the embeddings are at most
+    /// 2 x [`MAX_VOCAB`] x d + [`MAX_POSITIONS`] x d < 2^39. The total is below 2^48, far from
+    /// `u64::MAX` (unit test `largest_arch_counts_do_not_overflow`).
     pub fn params(&self) -> ParamCounts {
         let d = self.d_model as u64;
         let v = self.vocab_size as u64;
@@ -471,7 +555,22 @@ impl Arch {
 
     /// Forward FLOPs of a prefill of `seq` tokens (token t attends to t + 1 positions).
     pub fn prefill_flops(&self, seq: usize) -> u64 {
-        (0..seq).map(|t| self.flops_per_token(t + 1)).sum()
+        self.flops_span(1, seq)
+    }
+
+    /// Sum of [`Arch::flops_per_token`] over the `count` contexts `first, first + 1, ...`, in
+    /// closed form (O(n_layer), not O(count)), saturating at `u64::MAX`: one token of a validated
+    /// arch costs below 2^50 FLOPs, but 2^20 positions of them can exceed `u64`.
+    pub fn flops_span(&self, first: usize, count: usize) -> u64 {
+        let per_token = u128::from(self.flops_per_token(0));
+        let (first, count) = (first as u128, count as u128);
+        // Sum of the contexts first .. first + count - 1.
+        let contexts = count * first + count * count.saturating_sub(1) / 2;
+        let attention = 2 * self.n_layer as u128 * self.d_model as u128;
+        let total = per_token
+            .saturating_mul(count)
+            .saturating_add(attention.saturating_mul(contexts));
+        u64::try_from(total).unwrap_or(u64::MAX)
     }
 
     /// A Hugging Face `config.json` (transformers `GPT2Config` / `LlamaConfig`) a team can
@@ -700,5 +799,90 @@ mod tests {
         let expect = 2 * (12 * (12 * d * d) + 50257 * d) + 2 * 12 * d;
         assert_eq!(a.flops_per_token(1), expect);
         assert!(a.prefill_flops(4) > 4 * a.flops_per_token(1));
+    }
+
+    /// The largest arch the bounds allow, GPT-2 and untied Llama.
+    fn largest(family: Family) -> Arch {
+        Arch {
+            family,
+            n_layer: MAX_LAYERS,
+            d_model: MAX_D_MODEL,
+            d_inner: vec![MAX_D_INNER; MAX_LAYERS],
+            n_head: vec![1; MAX_LAYERS],
+            n_kv_head: vec![1; MAX_LAYERS],
+            vocab_size: MAX_VOCAB,
+            n_positions: MAX_POSITIONS,
+            tie_embeddings: family == Family::Gpt2,
+            norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+        }
+    }
+
+    #[test]
+    fn largest_arch_counts_do_not_overflow() {
+        // Debug builds panic on overflow, so computing is the test; the bounds leave room.
+        for family in [Family::Gpt2, Family::Llama] {
+            let a = largest(family);
+            a.validate().unwrap();
+            let p = a.params();
+            assert!(p.total < 1 << 48, "{family}: {p:?}");
+            assert!((0..a.n_layer).all(|i| a.layer_params(i) < 1 << 37));
+            let per_token = a.flops_per_token(MAX_POSITIONS);
+            assert!(per_token < 1 << 50, "{per_token}");
+            // A full-length prefill saturates instead of wrapping, in O(n_layer).
+            assert!(a.prefill_flops(MAX_POSITIONS) > per_token);
+            assert_eq!(a.flops_span(1, usize::MAX), u64::MAX);
+        }
+        let g = Arch::preset("gpt2-small").unwrap();
+        let summed: u64 = (0..192).map(|t| g.flops_per_token(t + 1)).sum();
+        assert_eq!(g.prefill_flops(192), summed);
+        let summed: u64 = (10..20).map(|t| g.flops_per_token(t)).sum();
+        assert_eq!(g.flops_span(10, 10), summed);
+        assert_eq!(g.flops_span(10, 0), 0);
+    }
+
+    #[test]
+    fn sizes_above_the_bounds_are_refused_naming_field_and_bound() {
+        let huge = 1usize << 32;
+        let spec = |n_layer: usize, d: usize, inner: usize, vocab: usize, pos: usize| {
+            format!(
+                r#"{{"family":"gpt2","n_layer":{n_layer},"d_model":{d},"d_inner":{inner},"n_head":1,
+                    "vocab_size":{vocab},"n_positions":{pos}}}"#
+            )
+        };
+        for (text, field, bound) in [
+            (
+                spec(1_000_000_000, 64, 64, 100, 64),
+                "`n_layer`",
+                MAX_LAYERS,
+            ),
+            (spec(2, huge, 64, 100, 64), "`d_model`", MAX_D_MODEL),
+            (spec(2, 64, huge, 100, 64), "`d_inner[0]`", MAX_D_INNER),
+            (spec(2, 64, 64, huge, 64), "`vocab_size`", MAX_VOCAB),
+            (spec(2, 64, 64, 100, huge), "`n_positions`", MAX_POSITIONS),
+        ] {
+            let e = Arch::from_json(&text).unwrap_err().to_string();
+            assert!(
+                e.contains(field) && e.contains(&format!("bound of {bound}")),
+                "{e}"
+            );
+        }
+        // The bound is checked before the per-layer expansion: this returns at once.
+        let t0 = std::time::Instant::now();
+        let e = Arch::from_json(&spec(usize::MAX, 64, 64, 100, 64)).unwrap_err();
+        assert!(e.to_string().contains("`n_layer`"), "{e}");
+        assert!(t0.elapsed().as_secs() < 1);
+        // validate() refuses them too (struct literals skip the parser).
+        let mut a = Arch::preset("gpt2-tiny").unwrap();
+        a.vocab_size = MAX_VOCAB + 1;
+        assert!(matches!(
+            a.validate(),
+            Err(ArchError::AboveBound {
+                limit: MAX_VOCAB,
+                ..
+            })
+        ));
+        // Exactly at the bounds is fine.
+        assert!(largest(Family::Llama).validate().is_ok());
     }
 }

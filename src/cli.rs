@@ -49,6 +49,7 @@ const RESUME_CONFLICTS: &[&str] = &[
     "weights_seed",
     "out",
     "run_id",
+    "max_memory",
 ];
 
 /// `--run-id`: one plain folder name, so the run stays inside `--out`.
@@ -312,6 +313,12 @@ pub struct SearchArgs {
     /// Seed of the candidates' random weights.
     #[arg(long, default_value_t = 0)]
     pub weights_seed: u64,
+    /// Refuse a search whose largest candidate (every knob at its maximum) needs more memory
+    /// than SIZE by its estimate (weights twice, activations, KV cache): 512MiB, 8GiB, 2G,
+    /// 500MB or bytes (default: 80% of this machine's memory, or of a lower container or
+    /// `ulimit -v` limit). Checked before the run folder is created.
+    #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
+    pub max_memory: Option<u64>,
     /// Results root folder.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -483,6 +490,11 @@ pub struct MeasureArgs {
     /// Refuse archs above this many total parameters.
     #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
     pub max_params: u64,
+    /// Refuse workloads whose estimated memory (weights twice, activations of the largest step,
+    /// KV cache) is above SIZE: 512MiB, 8GiB, 2G, 500MB or bytes (default: 80% of this
+    /// machine's memory, or of a lower container or `ulimit -v` limit).
+    #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
+    pub max_memory: Option<u64>,
     /// Print the full result as JSON (raw samples included) instead of a table; with several
     /// backends, a JSON array with one result per backend.
     #[arg(long)]

@@ -23,7 +23,7 @@ use crate::search::{EvaluatorSpec, RunOptions, SearchConfig};
 use crate::thermal;
 use crate::util::write_atomic;
 use crate::weights::Weights;
-use crate::workload::{Logits, Mode, Workload};
+use crate::workload::{estimate_memory, Logits, MemoryLimit, Mode, Workload};
 
 /// `lts params`.
 pub fn params(args: &ParamsArgs) -> Result<()> {
@@ -274,6 +274,9 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         }
     }
     workload.check(&arch)?;
+    // Before anything is built or loaded (execute checks again, for jobs from elsewhere).
+    MemoryLimit::resolve(args.max_memory)
+        .check(estimate_memory(&arch, &workload), "this workload")?;
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
@@ -284,6 +287,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         protocol: protocol_from(args),
         backend: BackendSpec::Ort(ort),
         max_params: args.max_params,
+        max_memory: args.max_memory,
         thermal: profile
             .as_ref()
             .map(|p| p.thermal.clone())
@@ -389,6 +393,7 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     cfg.full_protocol.max_duration_s = args.full_max_duration_s;
     cfg.full_protocol.target_ci_rel = args.target_ci;
     cfg.weights_seed = args.weights_seed;
+    cfg.max_memory = args.max_memory;
     let profile = load_profile(&args.profile)?;
     let mut ort = match &profile {
         Some(p) => p.apply_ort(OrtOptions::default()),
@@ -412,7 +417,8 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
             gflops: args.cost_gflops,
         },
     };
-    // Refuse what can never work before the runtime is loaded or the run folder created.
+    // Refuse what can never work before the runtime is loaded or the run folder created
+    // (run_new checks again).
     cfg.validate()?;
     Ok(cfg)
 }

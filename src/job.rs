@@ -17,7 +17,7 @@ use crate::graph::{self, GraphKind};
 use crate::measure::{self, Measurement, Protocol, Stats};
 use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
-use crate::workload::Logits;
+use crate::workload::{estimate_memory, Logits, MemoryLimit};
 
 pub use crate::workload::{Mode, Workload};
 
@@ -78,6 +78,11 @@ pub struct Job {
     /// Upper bound on total parameters (see [`DEFAULT_MAX_PARAMS`]).
     #[serde(default = "default_max_params")]
     pub max_params: u64,
+    /// Upper bound on the memory the workload may need, in bytes (`--max-memory`), checked
+    /// against [`crate::workload::estimate_memory`] before anything is built; `None`: 80% of
+    /// this machine's memory ([`MemoryLimit::default_for_machine`]).
+    #[serde(default)]
+    pub max_memory: Option<u64>,
     /// Thermal sampling, throttle detection and cool-down around the measurement (from the
     /// device profile; defaults watch every zone and wait for nothing).
     #[serde(default)]
@@ -393,6 +398,8 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     job.arch.validate()?;
     job.arch.check_size(job.max_params)?;
     job.workload.check(&job.arch)?;
+    MemoryLimit::resolve(job.max_memory)
+        .check(estimate_memory(&job.arch, &job.workload), "this workload")?;
     job.protocol.validate()?;
     job.thermal.validate()?;
     if let BackendSpec::Ort(o) = &job.backend {
@@ -491,6 +498,7 @@ mod tests {
             protocol: Protocol::default(),
             backend: BackendSpec::Ort(OrtOptions::default()),
             max_params: DEFAULT_MAX_PARAMS,
+            max_memory: None,
             thermal: ThermalSettings::default(),
             device_profile: None,
         };

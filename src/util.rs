@@ -105,6 +105,60 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
 }
 
+/// What a memory size accepts, for error messages.
+pub const SIZE_FORMAT: &str =
+    "a size such as 512MiB, 8GiB, 1.5GiB, 2G, 500MB or a plain number of bytes";
+
+/// Parses a memory size (`--max-memory`): a number (fractions allowed) with an optional unit,
+/// case-insensitive, spaces allowed between them. Binary units: `KiB`, `MiB`, `GiB`, `TiB` and
+/// their short forms `K`, `M`, `G`, `T` (as `ulimit`, Docker and the JVM read them); decimal
+/// (SI) units: `kB`, `MB`, `GB`, `TB`; `B` or no unit: bytes. The result must be at least one
+/// byte and fit in `u64`; errors describe the format ([`SIZE_FORMAT`]).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (&t[..split], t[split..].trim());
+    let bad = || format!("{s:?} is not a memory size: expected {SIZE_FORMAT}");
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    let bytes = (value * scale as f64).round();
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is more bytes than a 64-bit size holds"));
+    }
+    if bytes < 1.0 {
+        return Err(format!("{s:?}: a memory size must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `15.2 GiB` (binary units, one decimal).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +196,41 @@ mod tests {
         let ids = parallel_by_size(vec![1usize; 8], |&x| x, 8, |_| std::thread::current().id());
         assert!(ids.iter().all(|&id| id == here));
         assert!(parallel_by_size(Vec::<usize>::new(), |&x| x, 4, |x| x).is_empty());
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size(" 10 b "), Ok(10));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        for bad in [
+            "",
+            "nonsense",
+            "GiB",
+            "12 parsecs",
+            "1.2.3G",
+            "-5G",
+            "0",
+            "0.1B",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_size("nonsense").unwrap_err().contains("512MiB"));
+        assert!(parse_size("99999999999TiB").unwrap_err().contains("64-bit"));
+    }
+
+    #[test]
+    fn bytes_format_in_binary_units() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(15 << 30), "15.0 GiB");
+        assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
     }
 }

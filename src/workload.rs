@@ -24,6 +24,34 @@ pub const DEFAULT_PROMPT_LEN: usize = 128;
 /// Default number of decode steps of a generate workload.
 pub const DEFAULT_NEW_TOKENS: usize = 64;
 
+/// Hard upper bound on `--batch`. LTS times batch 1 and serving engines batch a few hundred
+/// sequences; 1 048 576 (2^20) only keeps every size derived from a workload (batch x
+/// [`crate::arch::MAX_POSITIONS`] x [`crate::arch::MAX_VOCAB`] x 4 bytes < 2^64) inside 64 bits.
+/// What a batch may really use is decided by the memory estimate ([`estimate_memory`],
+/// `--max-memory`).
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// Share of the usable memory ([`MemoryLimit::default_for_machine`]) a workload may need by
+/// default: 80%, leaving room for the runtime, its thread pools and the rest of the machine.
+pub const DEFAULT_MEMORY_SHARE: f64 = 0.8;
+
+/// Memory of the runtime itself, whatever the model: the ONNX Runtime library, its thread
+/// pools and allocator arenas (`lts measure --preset gpt2-tiny`, a 24 k-parameter model, peaks
+/// at about 40 MB resident on x86-64 Linux, the binary included).
+pub const RUNTIME_OVERHEAD: u64 = 32 << 20;
+
+/// Multiplier on the widest activation of a step in [`estimate_memory`]: a block keeps its
+/// input, the residual, a normalised copy and the widest intermediate alive at once, the GELU
+/// (tanh) and SwiGLU MLPs several elementwise temporaries of the intermediate, and ONNX
+/// Runtime's arena rounds buffers up.
+pub const ACTIVATION_FACTOR: u64 = 8;
+
+/// Copies of the attention scores of a layer alive at once in [`estimate_memory`]: the scaled
+/// scores, the masked scores, the softmax and its temporaries. With this and
+/// [`ACTIVATION_FACTOR`], `lts measure --preset gpt2-tiny --batch 1000` (peak 433 MB resident
+/// with ONNX Runtime 1.31 on x86-64) is estimated at about 500 MB.
+pub const SCORE_COPIES: u64 = 4;
+
 /// Which computation is timed.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -140,6 +168,12 @@ impl Workload {
         if self.batch == 0 || self.seq_len == 0 {
             bail!("--batch and --seq-len (--prompt-len) must be >= 1");
         }
+        if self.batch > MAX_BATCH {
+            bail!(
+                "--batch {} is above the bound of {MAX_BATCH} sequences per run",
+                self.batch
+            );
+        }
         match self.mode {
             Mode::Generate if self.new_tokens == 0 => {
                 bail!("--new-tokens must be >= 1 for --mode generate")
@@ -171,27 +205,23 @@ impl Workload {
     }
 
     /// Forward FLOPs of one run ([`Arch::flops_per_token`]; the LM head counted once per
-    /// position that gets logits).
+    /// position that gets logits), saturating at `u64::MAX` (see [`Arch::flops_span`]).
     pub fn flops(&self, arch: &Arch) -> u64 {
         let head = arch.lm_head_flops();
         let prefill = |seq: usize, logits: Logits| {
             let all = arch.prefill_flops(seq);
             match logits {
                 Logits::All => all,
-                Logits::Last => all - (seq as u64 - 1) * head,
+                Logits::Last => all.saturating_sub((seq as u64).saturating_sub(1) * head),
             }
         };
         let per_seq = match self.mode {
             Mode::Prefill => prefill(self.seq_len, self.logits),
             Mode::Decode => arch.flops_per_token(self.seq_len + 1),
-            Mode::Generate => {
-                prefill(self.seq_len, Logits::Last)
-                    + (0..self.new_tokens)
-                        .map(|i| arch.flops_per_token(self.seq_len + i + 1))
-                        .sum::<u64>()
-            }
+            Mode::Generate => prefill(self.seq_len, Logits::Last)
+                .saturating_add(arch.flops_span(self.seq_len + 1, self.new_tokens)),
         };
-        per_seq * self.batch as u64
+        per_seq.saturating_mul(self.batch as u64)
     }
 
     /// Short description for tables: `prefill 192 (last-position logits)`,
@@ -207,6 +237,207 @@ impl Workload {
             Mode::Generate => format!("generate {} + {}", self.seq_len, self.new_tokens),
         }
     }
+}
+
+/// What a workload needs in memory, in bytes, by part (see [`estimate_memory`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// fp32 weights, counted three times: the generated (or loaded) weights, their conversion
+    /// to the graph layout (both alive for a while) and the runtime's copy (ONNX Runtime
+    /// prepacks its own; wgpu uploads one).
+    pub weights: u64,
+    /// Activations of the largest step: hidden states and MLP intermediates, attention scores,
+    /// logits.
+    pub activations: u64,
+    /// Keys and values of every layer for every position (twice when a step reads a past
+    /// cache and writes the present one).
+    pub kv_cache: u64,
+    /// Input tensors (token ids).
+    pub inputs: u64,
+    /// The runtime itself ([`RUNTIME_OVERHEAD`]).
+    pub runtime: u64,
+}
+
+impl MemoryEstimate {
+    /// Sum of the parts (saturating; each part is below 2^64 / 4).
+    pub fn total(&self) -> u64 {
+        self.weights
+            .saturating_add(self.activations)
+            .saturating_add(self.kv_cache)
+            .saturating_add(self.inputs)
+            .saturating_add(self.runtime)
+    }
+
+    /// The larger of each part of `self` and `other` (a bound of both).
+    pub fn max(self, other: MemoryEstimate) -> MemoryEstimate {
+        MemoryEstimate {
+            weights: self.weights.max(other.weights),
+            activations: self.activations.max(other.activations),
+            kv_cache: self.kv_cache.max(other.kv_cache),
+            inputs: self.inputs.max(other.inputs),
+            runtime: self.runtime.max(other.runtime),
+        }
+    }
+
+    /// `15.2 GiB (weights 0.3 GiB, activations 14.1 GiB, KV cache 0.8 GiB, runtime 32.0 MiB)`,
+    /// with the inputs when they reach 1 MiB.
+    pub fn describe(&self) -> String {
+        use crate::util::format_bytes as b;
+        format!(
+            "{} (weights {}, activations {}, KV cache {}{}, runtime {})",
+            b(self.total()),
+            b(self.weights),
+            b(self.activations),
+            b(self.kv_cache),
+            if self.inputs >= 1 << 20 {
+                format!(", inputs {}", b(self.inputs))
+            } else {
+                String::new()
+            },
+            b(self.runtime)
+        )
+    }
+}
+
+/// Product of `factors`, `None` when it overflows `u64`.
+fn product(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |acc, &f| acc.checked_mul(f))
+}
+
+/// Estimates the bytes running `workload` on `arch` needs, before anything is allocated
+/// (`None` when a part overflows `u64`: far more than any machine has). fp32 (4 bytes) values
+/// throughout, with `tokens` = batch x the tokens of the first forward (the prompt; 1 for
+/// decode) and `positions` = [`Workload::positions`]:
+/// - weights: total parameters x 4, counted three times (generated, converted to the graph
+///   layout, prepacked by the runtime: `lts measure --preset gpt2-small --batch 2`, 124 M
+///   parameters, peaks at 1.34 GB resident, estimated 1.4 GiB);
+/// - activations of the largest step: tokens x max(3 d_model, max d_inner, vocab when every
+///   position gets logits) x 4 x [`ACTIVATION_FACTOR`], plus attention scores batch x
+///   max n_head x first tokens x positions x 4 x [`SCORE_COPIES`], plus last-position logits batch x vocab x 4;
+/// - KV cache: 2 (keys, values) x batch x positions x sum over layers of n_kv_head x head_dim
+///   (= n_kv_head x d_model / n_head) x 4, twice for decode and generate (a step reads the past cache and writes the present);
+/// - inputs: tokens x 8 (int64 token ids);
+/// - the runtime itself: [`RUNTIME_OVERHEAD`].
+///
+/// Every part grows with every size of the arch and of the workload, so the estimate of an
+/// arch whose every size is the largest of a search space bounds every candidate of it.
+pub fn estimate_memory(arch: &Arch, workload: &Workload) -> Option<MemoryEstimate> {
+    const F: u64 = 4;
+    let batch = workload.batch as u64;
+    let first = workload.first_tokens() as u64;
+    let positions = workload.positions()? as u64;
+    let tokens = batch.checked_mul(first)?;
+    let d = arch.d_model as u64;
+    let vocab = arch.vocab_size as u64;
+    let inner = arch.d_inner.iter().copied().max().unwrap_or(0) as u64;
+    let heads = arch.n_head.iter().copied().max().unwrap_or(0) as u64;
+    let mut width = d.checked_mul(3)?.max(inner);
+    if workload.mode == Mode::Prefill && workload.logits == Logits::All {
+        width = width.max(vocab);
+    }
+    let weights = product(&[arch.params().total, F, 3])?;
+    let hidden = product(&[tokens, width, F, ACTIVATION_FACTOR])?;
+    let scores = product(&[batch, heads, first, positions, F, SCORE_COPIES])?;
+    let logits = product(&[batch, vocab, F])?;
+    let activations = hidden.checked_add(scores)?.checked_add(logits)?;
+    let kv_width = (0..arch.n_layer.min(arch.n_kv_head.len()))
+        .map(|i| {
+            // kv x (d / h), multiplied first: exact when h divides d, and d when kv = h.
+            (arch.n_kv_head[i] as u64)
+                .checked_mul(d)
+                .map(|p| p / (arch.n_head[i] as u64).max(1))
+        })
+        .try_fold(0u64, |acc, w| acc.checked_add(w?))?;
+    let copies = match workload.mode {
+        Mode::Prefill => 1,
+        Mode::Decode | Mode::Generate => 2,
+    };
+    let kv_cache = product(&[2, batch, positions, kv_width, F, copies])?;
+    let inputs = tokens.checked_mul(8)?;
+    Some(MemoryEstimate {
+        weights,
+        activations,
+        kv_cache,
+        inputs,
+        runtime: RUNTIME_OVERHEAD,
+    })
+}
+
+/// The most memory a workload may need (`--max-memory`), with where the number came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryLimit {
+    /// Bytes.
+    pub bytes: u64,
+    /// Where it came from, for messages: `set by --max-memory`, `80% of this machine's memory`.
+    pub source: String,
+}
+
+impl MemoryLimit {
+    /// `--max-memory` when given (`Some`), else [`MemoryLimit::default_for_machine`].
+    pub fn resolve(max_memory: Option<u64>) -> MemoryLimit {
+        match max_memory {
+            Some(bytes) => MemoryLimit {
+                bytes,
+                source: "set by --max-memory".into(),
+            },
+            None => MemoryLimit::default_for_machine(),
+        }
+    }
+
+    /// [`DEFAULT_MEMORY_SHARE`] (80%) of what this process can use: the machine's physical
+    /// memory (sysinfo), or less when a cgroup memory limit (a container) or an address-space
+    /// limit (`ulimit -v`, `RLIMIT_AS`) is lower.
+    pub fn default_for_machine() -> MemoryLimit {
+        use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+        );
+        let mut usable = (sys.total_memory(), "this machine's memory");
+        if let Some(c) = sys.cgroup_limits() {
+            if c.total_memory > 0 && c.total_memory < usable.0 {
+                usable = (c.total_memory, "the container's memory limit");
+            }
+        }
+        if let Some(v) = address_space_limit() {
+            if v < usable.0 {
+                usable = (v, "the address-space limit (ulimit -v)");
+            }
+        }
+        MemoryLimit {
+            bytes: (usable.0 as f64 * DEFAULT_MEMORY_SHARE) as u64,
+            source: format!("{:.0}% of {}", DEFAULT_MEMORY_SHARE * 100.0, usable.1),
+        }
+    }
+
+    /// Refuses an estimate above the limit (or one that overflowed: `None`). `what` names the
+    /// workload in the message: `this workload`, `the largest candidate of the space`.
+    pub fn check(&self, estimate: Option<MemoryEstimate>, what: &str) -> Result<MemoryEstimate> {
+        let fix = "lower --batch/--seq-len (--prompt-len, --new-tokens) or raise --max-memory";
+        let Some(e) = estimate else {
+            bail!("{what} needs more memory than a 64-bit size can count: {fix}");
+        };
+        if e.total() > self.bytes {
+            bail!(
+                "{what} needs about {}, above the limit of {} ({}): {fix}",
+                e.describe(),
+                crate::util::format_bytes(self.bytes),
+                self.source
+            );
+        }
+        Ok(e)
+    }
+}
+
+/// The soft address-space limit of this process (`RLIMIT_AS`), when there is one.
+#[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
+fn address_space_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
 }
 
 /// The lengths of a workload from what the user gave (`seq_len`: `--seq-len`, or `--prompt-len`
@@ -429,5 +660,123 @@ mod tests {
         assert!(note.unwrap().contains("--new-tokens defaults to 4"));
         let (p, n, _) = resolve_lengths(Mode::Generate, 64, None, Some(10));
         assert_eq!((p, n), (54, 10));
+    }
+
+    #[test]
+    fn memory_estimate_of_gpt2_tiny_by_hand() {
+        let arch = Arch::preset("gpt2-tiny").unwrap();
+        let w = Workload {
+            seq_len: 64,
+            ..Workload::default()
+        };
+        let e = estimate_memory(&arch, &w).unwrap();
+        // Blocks: 4d + 3d^2 + 3d + d^2 + d + 2 d inner + inner + d = 4384 + 65 inner with
+        // d = 32, inner 96 and 64; final norm 2d; embeddings 97 x 32 + 64 x 32.
+        let total_params = (4384 + 65 * 96) + (4384 + 65 * 64) + 64 + 97 * 32 + 64 * 32;
+        assert_eq!(total_params, arch.params().total);
+        assert_eq!(e.weights, total_params * 4 * 3);
+        // 64 tokens x max(3 x 32, 96) x 4 B x 8; scores 4 heads x 64 x 64 x 4 B x 4 copies;
+        // logits 97 x 4 B.
+        assert_eq!(
+            e.activations,
+            64 * 96 * 4 * 8 + 4 * 64 * 64 * 4 * 4 + 97 * 4
+        );
+        // K and V of 2 layers of 32 values per position, 64 positions, once (prefill).
+        assert_eq!(e.kv_cache, 2 * 64 * (32 + 32) * 4);
+        assert_eq!(e.inputs, 64 * 8);
+        assert_eq!(e.runtime, RUNTIME_OVERHEAD);
+        assert_eq!(
+            e.total(),
+            292_608 + 459_140 + 32_768 + 512 + RUNTIME_OVERHEAD
+        );
+        // Decode keeps the past and present caches of 65 positions; one token of activations.
+        let d = estimate_memory(
+            &arch,
+            &Workload {
+                mode: Mode::Decode,
+                seq_len: 63,
+                ..w.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(d.kv_cache, 2 * 64 * 64 * 4 * 2);
+        assert_eq!(d.activations, 96 * 4 * 8 + 4 * 64 * 4 * 4 + 97 * 4);
+    }
+
+    #[test]
+    fn memory_estimate_grows_with_every_size() {
+        let arch = Arch::preset("llama-tiny").unwrap();
+        let base = Workload {
+            seq_len: 16,
+            ..Workload::default()
+        };
+        let total = |a: &Arch, w: &Workload| estimate_memory(a, w).unwrap().total();
+        let t0 = total(&arch, &base);
+        for w in [
+            Workload {
+                batch: 2,
+                ..base.clone()
+            },
+            Workload {
+                seq_len: 17,
+                ..base.clone()
+            },
+            Workload {
+                logits: Logits::All,
+                ..base.clone()
+            },
+            Workload {
+                mode: Mode::Generate,
+                new_tokens: 4,
+                ..base.clone()
+            },
+        ] {
+            assert!(total(&arch, &w) > t0, "{w:?}");
+        }
+        let bigger = |f: &dyn Fn(&mut Arch)| {
+            let mut a = arch.clone();
+            f(&mut a);
+            total(&a, &base)
+        };
+        assert!(bigger(&|a| a.vocab_size *= 2) > t0);
+        assert!(bigger(&|a| a.d_inner[0] *= 4) > t0);
+        assert!(bigger(&|a| a.n_kv_head[1] = 2) > t0);
+        assert!(bigger(&|a| a.d_model *= 2) > t0);
+        // Sizes past 64 bits are None (refused), not wrapped.
+        let huge = Workload {
+            batch: usize::MAX,
+            ..base.clone()
+        };
+        assert_eq!(estimate_memory(&arch, &huge), None);
+        let limit = MemoryLimit::resolve(Some(1 << 20));
+        let e = limit
+            .check(estimate_memory(&arch, &base), "this workload")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("above the limit of 1.0 MiB (set by --max-memory)") && e.contains("weights"),
+            "{e}"
+        );
+        assert!(limit
+            .check(None, "this workload")
+            .unwrap_err()
+            .to_string()
+            .contains("--max-memory"));
+        assert!(MemoryLimit::resolve(None).bytes > 0);
+        assert!(MemoryLimit::resolve(Some(u64::MAX))
+            .check(estimate_memory(&arch, &base), "w")
+            .is_ok());
+    }
+
+    #[test]
+    fn batch_is_bounded() {
+        let arch = Arch::preset("gpt2-tiny").unwrap();
+        let w = Workload {
+            batch: MAX_BATCH + 1,
+            seq_len: 8,
+            ..Workload::default()
+        };
+        let e = w.check(&arch).unwrap_err().to_string();
+        assert!(e.contains("--batch") && e.contains("1048576"), "{e}");
     }
 }

@@ -92,6 +92,9 @@ impl Evaluator for Measured {
             },
             backend: self.backend.clone(),
             max_params: self.max_params,
+            // The run refused a space whose largest candidate exceeds --max-memory before it
+            // started (`SearchConfig::validate`), and no candidate needs more than that one.
+            max_memory: Some(u64::MAX),
             thermal: self.thermal.clone(),
             device_profile: self.device_profile.clone(),
         };

@@ -110,6 +110,11 @@ pub struct SearchConfig {
     pub weights_seed: u64,
     /// Upper bound on total parameters.
     pub max_params: u64,
+    /// Upper bound on the memory of the space's largest candidate, in bytes (`--max-memory`);
+    /// `None` (and in runs written before it existed): 80% of this machine's memory
+    /// ([`crate::workload::MemoryLimit::default_for_machine`]).
+    #[serde(default)]
+    pub max_memory: Option<u64>,
     /// Thermal sampling and cool-down around each candidate (from the device profile).
     #[serde(default)]
     pub thermal: ThermalSettings,
@@ -118,10 +123,24 @@ pub struct SearchConfig {
     pub device_profile: Option<String>,
 }
 
+/// Hard upper bound on each count of a search (`--population`, `--iterations`, `--parents`,
+/// `--mutations`, `--crossovers`): LTS uses 100, 30, 20, 40 and 40; a million is more than any
+/// search can measure, and keeps the candidate counts the runner derives from them (tries per
+/// proposal, capacities) far inside `usize`.
+pub const MAX_COUNT: usize = 1_000_000;
+
+/// Hard upper bound on [`SearchConfig::budget`], the candidates a run may propose: every one
+/// is kept in memory with its records (a few KiB), and a million measured at 0.1 s at least
+/// would take days.
+pub const MAX_BUDGET: usize = 1_000_000;
+
 impl SearchConfig {
-    /// Candidates the run measures at most: population + iterations x (mutations + crossovers).
+    /// Candidates the run measures at most: population + iterations x (mutations + crossovers)
+    /// (saturating; [`SearchConfig::validate`] refuses budgets above [`MAX_BUDGET`]).
     pub fn budget(&self) -> usize {
-        self.population + self.iterations * (self.mutations + self.crossovers)
+        self.iterations
+            .saturating_mul(self.mutations.saturating_add(self.crossovers))
+            .saturating_add(self.population)
     }
 
     /// The short protocol used by default: a quick screen (no timed warm-up beyond one run,
@@ -192,15 +211,36 @@ impl SearchConfig {
             },
             weights_seed: 0,
             max_params: crate::arch::DEFAULT_MAX_PARAMS,
+            max_memory: None,
             thermal: ThermalSettings::default(),
             device_profile: None,
             space,
         }
     }
 
-    /// Checks the settings; errors name the flag.
+    /// Checks the settings; errors name the flag. Counts are bounded ([`MAX_COUNT`],
+    /// [`MAX_BUDGET`]) and the space's largest candidate must fit `max_memory`
+    /// ([`crate::workload::estimate_memory`] of [`SearchSpace::largest_archs`]), so a search
+    /// that cannot run is refused before its folder is created.
     pub fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.population >= 1, "--population must be >= 1");
+        for (flag, v) in [
+            ("--population", self.population),
+            ("--iterations", self.iterations),
+            ("--parents", self.parents),
+            ("--mutations", self.mutations),
+            ("--crossovers", self.crossovers),
+        ] {
+            anyhow::ensure!(
+                v <= MAX_COUNT,
+                "{flag} {v} is above the bound of {MAX_COUNT}"
+            );
+        }
+        let budget = self.budget();
+        anyhow::ensure!(
+            budget <= MAX_BUDGET,
+            "the run would propose up to {budget} candidates (--population + --iterations x (--mutations + --crossovers)), above the bound of {MAX_BUDGET}: lower --iterations, --mutations or --crossovers"
+        );
         anyhow::ensure!(
             self.algo == Algo::Random || self.iterations == 0 || self.parents >= 1,
             "--parents must be >= 1"
@@ -220,6 +260,17 @@ impl SearchConfig {
             .check_positions(self.space.n_positions, "the space")?;
         // A space with nothing to propose would end with "0 candidates, N pruned".
         self.space.check_admissible(self.max_params)?;
+        let [a, b] = self.space.largest_archs();
+        let estimate = crate::workload::estimate_memory(&a, &self.workload)
+            .zip(crate::workload::estimate_memory(&b, &self.workload))
+            .map(|(x, y)| x.max(y));
+        crate::workload::MemoryLimit::resolve(self.max_memory).check(
+            estimate,
+            &format!(
+                "the largest candidate of space `{}` (every knob at its maximum)",
+                self.space.name
+            ),
+        )?;
         match &self.evaluator {
             EvaluatorSpec::CostModel { gflops } => anyhow::ensure!(
                 *gflops > 0.0 && gflops.is_finite(),

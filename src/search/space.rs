@@ -693,6 +693,28 @@ impl SearchSpace {
         }
     }
 
+    /// Two unvalidated archs with the largest value of every knob that together bound what any
+    /// candidate of the space needs ([`crate::workload::estimate_memory`], part by part): the
+    /// first with the largest head count that fits the largest `d_model` and `n_kv_head =
+    /// n_head` (the most parameters, as [`SearchSpace::max_decoder_params`]), the second with
+    /// the largest `n_head` value (the most attention scores).
+    pub fn largest_archs(&self) -> [Arch; 2] {
+        let (n, d, inner) = (self.max_layers(), self.d_model.max(), self.d_inner.max());
+        let fit = self
+            .n_head
+            .values
+            .iter()
+            .copied()
+            .filter(|&h| self.heads_fit(d, h))
+            .max()
+            .unwrap_or(1);
+        let h = self.n_head.max();
+        [
+            self.bare_arch(n, d, inner, fit, fit),
+            self.bare_arch(n, d, inner, h, h),
+        ]
+    }
+
     /// An arch with uniform layers, not validated (only used for parameter counts).
     fn bare_arch(&self, n: usize, d: usize, inner: usize, h: usize, kv: usize) -> Arch {
         Arch {
@@ -983,6 +1005,14 @@ fn knob(
             ));
         }
     };
+    if let Some((limit, why)) = crate::arch::size_bound(name) {
+        if let Some(&v) = values.iter().find(|&&v| v > limit) {
+            return Err(src.err(
+                &span,
+                format!("`{name}`: value {v} is above the bound of {limit} ({why})"),
+            ));
+        }
+    }
     Ok(Choice { values, per_layer })
 }
 
@@ -1042,6 +1072,23 @@ fn build(raw: RawSpace, src: &Source) -> anyhow::Result<SearchSpace> {
         }
         None => 10_000.0,
     };
+
+    for (key, v) in [
+        ("vocab_size", &fixed.vocab_size),
+        ("n_positions", &fixed.n_positions),
+    ] {
+        if let Some((limit, why)) = crate::arch::size_bound(key) {
+            if *v.get_ref() > limit {
+                return Err(src.err(
+                    &v.span(),
+                    format!(
+                        "`{key}` = {} is above the bound of {limit} ({why})",
+                        v.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
 
     // [knobs]
     let k = raw.knobs.get_ref();
