@@ -314,7 +314,7 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 0)]
     pub weights_seed: u64,
     /// Refuse a search whose largest candidate (every knob at its maximum) needs more memory
-    /// than SIZE by its estimate (weights twice, activations, KV cache): 512MiB, 8GiB, 2G,
+    /// than SIZE by its estimate (the weights' copies, activations, KV cache; see README): 512MiB, 8GiB, 2G,
     /// 500MB or bytes (default: 80% of this machine's memory, or of a lower container or
     /// `ulimit -v` limit). Checked before the run folder is created.
     #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
@@ -490,8 +490,8 @@ pub struct MeasureArgs {
     /// Refuse archs above this many total parameters.
     #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
     pub max_params: u64,
-    /// Refuse workloads whose estimated memory (weights twice, activations of the largest step,
-    /// KV cache) is above SIZE: 512MiB, 8GiB, 2G, 500MB or bytes (default: 80% of this
+    /// Refuse workloads whose estimated memory (the weights' copies, activations of the largest
+    /// step, KV cache) is above SIZE: 512MiB, 8GiB, 2G, 500MB or bytes (default: 80% of this
     /// machine's memory, or of a lower container or `ulimit -v` limit).
     #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
     pub max_memory: Option<u64>,

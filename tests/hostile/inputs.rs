@@ -93,9 +93,14 @@ fn zero_threads_are_refused_by_measure_before_building() {
 /// A search space whose knobs make `n_layer` 1 and `d_model` 64 or 384, so decoder parameters
 /// are about 50 K or 1.2 M and never in `[lo, hi]`; vocab `vocab`.
 fn space(dir: &Path, name: &str, vocab: u64, lo: u64, hi: u64) -> String {
+    space_of_widths(dir, name, vocab, lo, hi, "64, 384")
+}
+
+/// [`space`] with the given `d_model` values.
+fn space_of_widths(dir: &Path, name: &str, vocab: u64, lo: u64, hi: u64, widths: &str) -> String {
     let text = format!(
         "name = \"{name}\"\nfamily = \"gpt2\"\n\n[fixed]\nvocab_size = {vocab}\nn_positions = 64\n\n\
-         [knobs]\nn_layer = {{ values = [1] }}\nd_model = {{ values = [64, 384] }}\n\
+         [knobs]\nn_layer = {{ values = [1] }}\nd_model = {{ values = [{widths}] }}\n\
          d_inner = {{ values = [64, 128] }}\nn_head = {{ values = [2] }}\n\n\
          [constraints]\ndecoder_params_min = {lo}\ndecoder_params_max = {hi}\n\n\
          [search]\nseq_len = 16\npopulation = 4\niterations = 1\nparents = 2\nmutations = 2\ncrossovers = 2\n"
@@ -129,8 +134,9 @@ fn space_without_an_admissible_arch_is_refused_before_the_run_folder_exists() {
         &["no admissible", "decoder_params_min", "decoder_params_max"],
     );
     assert!(!tmp.path().join("x").exists(), "run folder created: {err}");
-    // Every arch over the total-parameter limit (500 M; an 8 M-token table alone is 512 M).
-    let big = space(tmp.path(), "big", 8_000_000, 1, 10_000_000);
+    // Every arch over the total-parameter limit (500 M; a 2 M-token table of width 384 alone
+    // is 768 M), with every size inside the arch bounds.
+    let big = space_of_widths(tmp.path(), "big", 2_000_000, 1, 10_000_000, "384, 768");
     let err = assert_refused(&search(&big), &["parameters"]);
     assert!(!tmp.path().join("x").exists(), "run folder created: {err}");
     // The window widened: the search runs.
