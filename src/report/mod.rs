@@ -4,6 +4,7 @@
 //! serde form of the result types and are written where those types live.
 
 pub mod format;
+pub mod markdown;
 pub mod plot;
 pub mod terminal;
 

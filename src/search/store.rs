@@ -23,9 +23,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::config::SearchConfig;
 use super::evaluate::{Evaluation, Stage};
 use super::space::Genome;
 use crate::arch::{Arch, ParamCounts};
+use crate::device::DeviceInfo;
 use crate::util::write_atomic;
 use crate::workload::Workload;
 
@@ -68,6 +70,82 @@ pub struct Record {
     pub started_at: String,
     /// UTC end of the measurement.
     pub finished_at: String,
+}
+
+/// One line of the per-iteration log in `run.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IterationLog {
+    /// Iteration (0 = initial population).
+    pub iteration: usize,
+    /// Distinct candidates measured so far.
+    pub candidates: usize,
+    /// Of which re-measured with the full protocol.
+    pub full_measured: usize,
+    /// Candidates rejected before measurement (static constraints) so far.
+    pub pruned: usize,
+    /// Frontier size after this iteration.
+    pub frontier_size: usize,
+    /// Normalised 2-D hypervolume (decoder params x latency), see [`HvReference`].
+    pub hypervolume: f64,
+    /// Normalised 3-D hypervolume (decoder params x latency x memory).
+    pub hypervolume_3d: f64,
+    /// Wall seconds since the session that logged this iteration started (the run, or its
+    /// `session`-th resume).
+    pub wall_s: f64,
+    /// Seconds spent in timed inference (sum of samples) so far, in that session; 0 for the
+    /// cost model, which times nothing.
+    pub timed_inference_s: f64,
+    /// Which session logged it: 0 for the run itself, k for its k-th resume. A resume keeps
+    /// the entries logged before it and adds only the iterations it completes.
+    #[serde(default)]
+    pub session: usize,
+}
+
+/// Reference point of the hypervolume, fixed after the initial population: decoder params 0,
+/// 1.1 x the largest latency and 1.1 x the largest peak memory measured in iteration 0. Volumes
+/// are normalised by the box from the space's largest decoder-parameter count (capped by its
+/// `decoder_params_max` constraint) to that point, so
+/// they lie in [0, 1] and compare across runs with the same seed and space (the initial
+/// population is the same for `lts` and `random`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HvReference {
+    /// Normalising decoder-parameter range (the space's maximum).
+    pub max_decoder_params: f64,
+    /// Latency bound (ms).
+    pub latency_ms: f64,
+    /// Memory bound (bytes).
+    pub memory_bytes: f64,
+}
+
+/// `run.json`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RunInfo {
+    /// lts version.
+    pub tool_version: String,
+    /// Folder name.
+    pub run_id: String,
+    /// Settings.
+    pub config: SearchConfig,
+    /// Machine description.
+    pub device: DeviceInfo,
+    /// Runtime used (e.g. `onnxruntime 1.31.1`) or `cost-model`.
+    pub runtime: String,
+    /// UTC start.
+    pub started_at: String,
+    /// UTC end, when complete.
+    pub finished_at: Option<String>,
+    /// `running`, `complete`, `interrupted` (Ctrl-C / SIGTERM; resumable) or `failed` (see
+    /// `stop_reason`; resumable once the cause is fixed).
+    pub status: String,
+    /// Why the last session stopped before the end (`interrupted` / `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// Times the run was resumed.
+    pub resumed_at: Vec<String>,
+    /// Hypervolume reference.
+    pub hv_reference: Option<HvReference>,
+    /// Per-iteration log.
+    pub iterations: Vec<IterationLog>,
 }
 
 /// One row of `candidates.csv` / `frontier.csv`. Lists are `;`-separated.
