@@ -1,7 +1,8 @@
 //! The WGSL kernels (`shaders/*.wgsl`) compiled for one device and one storage precision, and
-//! the small helpers that bind them: uniform parameter blocks, GPU buffers with byte accounting,
-//! the [`Dispatch`] list a forward pass is encoded from, and the per-forward [`StepUniform`]
-//! (the KV-cache length) that lets one recorded list serve every cache length.
+//! the small helpers that bind them: uniform parameter blocks (the [`super::params`] structs),
+//! GPU buffers with byte accounting, the [`Dispatch`] list a forward pass is encoded from, and
+//! the per-forward [`StepUniform`] (the KV-cache length) that lets one recorded list serve every
+//! cache length.
 //!
 //! Every shader is assembled as `header + common.wgsl + kernel.wgsl` (+ `matmul_common.wgsl`
 //! for the matrix multiplies, `reduce.wgsl` for kernels with workgroup reductions), where the
@@ -13,6 +14,9 @@ use std::cell::Cell;
 use anyhow::{bail, Result};
 use wgpu::util::DeviceExt;
 
+use super::params::{
+    AttentionParams, EmbedParams, MatmulParams, NormParams, QkvParams, StepParams, SwigluParams,
+};
 use super::{Gpu, Precision};
 
 const COMMON: &str = include_str!("shaders/common.wgsl");
@@ -327,22 +331,17 @@ impl MatmulShape {
     }
 }
 
-fn u32s(v: &[usize]) -> Vec<u32> {
-    v.iter().map(|&x| x as u32).collect()
-}
-
 fn groups(n: usize, per: usize) -> u32 {
     n.div_ceil(per) as u32
 }
 
 impl Kernels {
-    fn uniform(&self, gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
-        let mut w = words.to_vec();
-        w.resize(w.len().next_multiple_of(4), 0);
+    /// A uniform buffer holding `params`, a kernel's `struct Params` ([`super::params`]).
+    fn uniform(&self, gpu: &Gpu, params: &impl bytemuck::Pod) -> wgpu::Buffer {
         gpu.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("params"),
-                contents: bytemuck::cast_slice(&w),
+                contents: bytemuck::bytes_of(params),
                 usage: wgpu::BufferUsages::UNIFORM,
             })
     }
@@ -352,7 +351,7 @@ impl Kernels {
         gpu: &Gpu,
         label: String,
         pipeline: &wgpu::ComputePipeline,
-        params: &[u32],
+        params: &impl bytemuck::Pod,
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32, u32),
     ) -> Dispatch {
@@ -395,14 +394,15 @@ impl Kernels {
         bias: &wgpu::Buffer,
         c: &wgpu::Buffer,
     ) -> Dispatch {
-        let params = [
-            s.m as u32,
-            s.n as u32,
-            s.k as u32,
-            epi.flags(),
-            s.ldc as u32,
-            s.c_off as u32,
-        ];
+        let params = MatmulParams {
+            M: s.m as u32,
+            N: s.n as u32,
+            K: s.k as u32,
+            flags: epi.flags(),
+            ldc: s.ldc as u32,
+            c_off: s.c_off as u32,
+            ..Default::default()
+        };
         let tb = s.trans_b as usize;
         let (pipeline, grid) = match kernel {
             MatmulKernel::Tiled => (
@@ -458,13 +458,14 @@ impl Kernels {
         b: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Dispatch {
-        let params = [
-            d as u32,
-            rms as u32,
-            (eps as f32).to_bits(),
-            in_rows.0 as u32,
-            in_rows.1 as u32,
-        ];
+        let params = NormParams {
+            D: d as u32,
+            rms: rms as u32,
+            eps: eps as f32,
+            in_stride: in_rows.0 as u32,
+            in_off: in_rows.1 as u32,
+            ..Default::default()
+        };
         self.dispatch(
             gpu,
             label.into(),
@@ -492,13 +493,14 @@ impl Kernels {
         h: &wgpu::Buffer,
         step: &StepUniform,
     ) -> Dispatch {
-        let params = u32s(&[
-            d,
-            seq,
-            vocab_range.0,
-            vocab_range.1,
-            with_positions as usize,
-        ]);
+        let params = EmbedParams {
+            D: d as u32,
+            S: seq as u32,
+            v0: vocab_range.0 as u32,
+            v1: vocab_range.1 as u32,
+            has_pos: with_positions as u32,
+            ..Default::default()
+        };
         self.dispatch(
             gpu,
             format!("embed rows {}..{}", vocab_range.0, vocab_range.1),
@@ -526,14 +528,15 @@ impl Kernels {
         step: &StepUniform,
     ) -> Dispatch {
         let cols = (dims.heads + 2 * dims.kv_heads) * dims.head_dim;
-        let params = u32s(&[
-            dims.seq,
-            dims.heads,
-            dims.kv_heads,
-            dims.head_dim,
-            dims.cap,
-            rope as usize,
-        ]);
+        let params = QkvParams {
+            S: dims.seq as u32,
+            H: dims.heads as u32,
+            KV: dims.kv_heads as u32,
+            hd: dims.head_dim as u32,
+            cap: dims.cap as u32,
+            rope: rope as u32,
+            ..Default::default()
+        };
         self.dispatch(
             gpu,
             label.into(),
@@ -558,9 +561,15 @@ impl Kernels {
         out: &wgpu::Buffer,
         step: &StepUniform,
     ) -> Dispatch {
-        let scale = (1.0 / (dims.head_dim as f64).sqrt()) as f32;
-        let mut params = u32s(&[dims.seq, dims.heads, dims.kv_heads, dims.head_dim, dims.cap]);
-        params.push(scale.to_bits());
+        let params = AttentionParams {
+            S: dims.seq as u32,
+            H: dims.heads as u32,
+            KV: dims.kv_heads as u32,
+            hd: dims.head_dim as u32,
+            cap: dims.cap as u32,
+            scale: (1.0 / (dims.head_dim as f64).sqrt()) as f32,
+            ..Default::default()
+        };
         self.dispatch(
             gpu,
             label.into(),
@@ -585,17 +594,21 @@ impl Kernels {
             gpu,
             label.into(),
             &self.swiglu,
-            &[inner as u32],
+            &SwigluParams {
+                I: inner as u32,
+                ..Default::default()
+            },
             &[gu, out],
             (groups(inner, 64), rows as u32, 1),
         )
     }
 }
 
-/// The per-forward values every dispatch of a plan reads (`struct Step` in `common.wgsl`): the
-/// number of positions already in the KV cache. One 16-byte uniform buffer per model, written
-/// with [`StepUniform::set`] before each submission, so one recorded plan of `batch` x `seq` new
-/// tokens serves every cache length (a generation's decode steps share one plan).
+/// The per-forward values every dispatch of a plan reads (`struct Step` in `common.wgsl`,
+/// mirrored by [`StepParams`]): the number of positions already in the KV cache. One 16-byte
+/// uniform buffer per model, written with [`StepUniform::set`] before each submission, so one
+/// recorded plan of `batch` x `seq` new tokens serves every cache length (a generation's decode
+/// steps share one plan).
 pub struct StepUniform {
     buf: wgpu::Buffer,
     past: Cell<Option<usize>>,
@@ -607,7 +620,7 @@ impl StepUniform {
         StepUniform {
             buf: gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("forward step (past length)"),
-                size: 16,
+                size: std::mem::size_of::<StepParams>() as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
@@ -619,8 +632,12 @@ impl StepUniform {
     /// already holds it.
     pub fn set(&self, gpu: &Gpu, past: usize) {
         if self.past.get() != Some(past) {
+            let step = StepParams {
+                past: past as u32,
+                ..Default::default()
+            };
             gpu.queue
-                .write_buffer(&self.buf, 0, bytemuck::cast_slice(&[past as u32, 0, 0, 0]));
+                .write_buffer(&self.buf, 0, bytemuck::bytes_of(&step));
             self.past.set(Some(past));
         }
     }

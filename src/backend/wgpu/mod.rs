@@ -7,6 +7,8 @@
 //! - [`kernels`]: the WGSL kernels (`shaders/*.wgsl`, beside this file) and their pipelines:
 //!   tiled and naive matrix multiply, LayerNorm/RMSNorm, embedding, QKV split + RoPE + cache
 //!   append, causal GQA attention with an online softmax, SwiGLU.
+//! - [`params`]: the kernels' uniform parameter blocks, one `#[repr(C)]` struct per shader
+//!   `struct Params`.
 //! - [`model`]: a decoder ([`crate::arch::Arch`]) uploaded with the same weights as its ONNX
 //!   graph, encoded as one compute pass per forward (one submission), prefill (last-position or
 //!   all-position logits) and decode with a KV cache, and [`model::WgpuRunner`], the
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod kernels;
 pub mod model;
+pub mod params;
 
 /// Storage precision of weights, activations and KV cache on the GPU. Arithmetic is always f32
 /// (accumulators, norms, softmax); f16 halves memory traffic.
@@ -375,10 +378,11 @@ impl Gpu {
     }
 }
 
-/// Opens an adapter for a test: `None` (test skipped, with a note on stderr) when the machine has
-/// none, except under CI (`CI=true`), where a missing adapter is a failure: CI installs Mesa's
-/// llvmpipe so the wgpu tests always run there.
-pub fn gpu_for_tests() -> Option<Gpu> {
+/// Opens an adapter for a unit test: `None` (test skipped, with a note on stderr) when the machine
+/// has none, except under CI (`CI=true`), where a missing adapter is a failure: CI installs Mesa's
+/// llvmpipe so the wgpu tests always run there. (The integration tests carry their own copy.)
+#[cfg(test)]
+pub(crate) fn gpu_for_tests() -> Option<Gpu> {
     match Gpu::open(None) {
         Ok(g) => Some(g),
         Err(e) => {
