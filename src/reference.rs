@@ -19,7 +19,7 @@ use ndarray::{
 };
 
 use crate::arch::{Arch, Family};
-pub use crate::model_io::{KvCache, Output};
+use crate::model_io::{KvCache, Output};
 use crate::weights::Weights;
 
 /// Runs the decoder on `input_ids` (`[batch, seq]`) after the positions held in `past`.
@@ -35,7 +35,7 @@ pub fn forward(
     past: Option<&KvCache>,
 ) -> Result<Output> {
     arch.validate()?;
-    check_weights(arch, weights)?;
+    weights.check(arch)?;
     let (batch, seq) = input_ids.dim();
     if batch == 0 || seq == 0 {
         bail!("empty input: input_ids has shape [{batch}, {seq}]; need at least one row and one token");
@@ -97,11 +97,6 @@ pub fn forward(
     Ok(Output { logits, present })
 }
 
-/// Every tensor the arch needs is present with its HF shape ([`Weights::check`]).
-pub(crate) fn check_weights(arch: &Arch, weights: &Weights) -> Result<()> {
-    weights.check(arch).map(|_| ())
-}
-
 /// The cache has one layer per block, and every key/value is `[batch, n_kv_head[i], T,
 /// head_dim(i)]` with one common `T`.
 fn check_cache(arch: &Arch, cache: &KvCache, batch: usize) -> Result<()> {
@@ -139,7 +134,7 @@ fn vec1<'a>(w: &'a Weights, name: &str) -> ArrayView1<'a, f32> {
 fn mat<'a>(w: &'a Weights, name: &str) -> ArrayView2<'a, f32> {
     let t = w.get(name);
     ArrayView2::from_shape((t.shape[0], t.shape[1]), &t.data)
-        .expect("shape checked by check_weights")
+        .expect("shape checked by Weights::check")
 }
 
 /// Rows of an embedding table, one per id.

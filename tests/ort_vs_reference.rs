@@ -8,7 +8,8 @@ use common::{assert_close, cache_close, session, session_with, sharpened, tokens
 use lts::arch::Arch;
 use lts::backend::ort::{infer, OptLevel};
 use lts::graph::GraphKind;
-use lts::reference::{self, KvCache};
+use lts::model_io::KvCache;
+use lts::reference;
 use lts::weights::Weights;
 use lts::workload::Logits;
 use ndarray::{s, ArrayD};

@@ -40,7 +40,7 @@ fn close(what: &str, a: ndarray::ArrayD<f32>, b: ndarray::ArrayD<f32>) {
     assert_close(what, &a, &b, REL * scale.max(1e-3), REL);
 }
 
-fn cache_close(what: &str, a: &lts::reference::KvCache, b: &lts::reference::KvCache) {
+fn cache_close(what: &str, a: &lts::model_io::KvCache, b: &lts::model_io::KvCache) {
     for (i, ((ka, va), (kb, vb))) in a.layers.iter().zip(&b.layers).enumerate() {
         close(
             &format!("{what} layer {i} key"),

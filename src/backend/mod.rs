@@ -15,7 +15,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::reference::KvCache;
+use crate::model_io::KvCache;
 use crate::workload::{Mode, Workload};
 
 pub mod ort;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ortlib, FirstTokenLog, Runner, RuntimeInfo};
 use crate::arch::Arch;
-use crate::reference::{KvCache, Output};
+use crate::model_io::{KvCache, Output};
 use crate::workload::{Mode, Workload};
 
 /// ONNX Runtime graph optimisation level (`GraphOptimizationLevel`).

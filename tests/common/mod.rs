@@ -5,7 +5,7 @@
 use lts::arch::Arch;
 use lts::backend::ort::{OptLevel, Ort, OrtOptions};
 use lts::graph::{self, GraphKind};
-use lts::reference::KvCache;
+use lts::model_io::KvCache;
 use lts::weights::Weights;
 use lts::workload::Logits;
 use ndarray::{Array2, ArrayD};

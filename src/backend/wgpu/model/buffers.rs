@@ -34,7 +34,7 @@ impl Capacity {
     /// against the kernels' limits, before anything is uploaded.
     pub(super) fn check(&self, arch: &Arch, weights: &Weights) -> Result<()> {
         arch.validate()?;
-        crate::reference::check_weights(arch, weights)?;
+        weights.check(arch)?;
         if self.batch == 0 || self.tokens == 0 || self.positions < self.tokens {
             bail!("invalid GPU model capacity {self:?}");
         }

@@ -16,7 +16,7 @@ use super::plan::Recorder;
 use crate::arch::Arch;
 use crate::backend::wgpu::kernels::{self, Alloc, Dispatch, Kernels, StepUniform, Timestamps};
 use crate::backend::wgpu::{Gpu, Precision};
-use crate::reference::{KvCache, Output};
+use crate::model_io::{KvCache, Output};
 use crate::weights::Weights;
 use crate::workload::Logits;
 
