@@ -211,14 +211,8 @@ pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
 pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     let (arch, weights, file) = match &args.onnx {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
-            let info = job::read_onnx_info(&bytes).with_context(|| {
-                format!(
-                    "{} is not an ONNX file written by `lts export`",
-                    path.display()
-                )
-            })?;
+            // Decoded once: execution reuses it (graph::OnnxFile::open).
+            let info = graph::OnnxFile::open(path)?.info.clone();
             let file = (info.kind, info.logits);
             (
                 info.arch,
@@ -300,7 +294,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
 pub fn measure(args: &MeasureArgs) -> Result<()> {
     let jobs = measure_jobs(args)?;
     if let Some(path) = &args.onnx {
-        let kind = job::read_onnx_info(&std::fs::read(path)?)?.kind;
+        let kind = graph::OnnxFile::open(path)?.info.kind;
         let needed = job::graphs_for(&jobs[0].workload);
         if needed.len() == 1 && needed[0].0 != kind {
             bail!(

@@ -3,6 +3,7 @@
 //! [`JobResult`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +14,7 @@ use crate::backend::ort::{Ort, OrtGenerator, OrtOptions, OrtRunner};
 use crate::backend::wgpu::model::{runtime_info, WgpuRunner};
 use crate::backend::wgpu::{Gpu, WgpuOptions};
 use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
-use crate::graph::{self, GraphKind};
+use crate::graph::{self, GraphKind, OnnxFile};
 use crate::measure::{self, Measurement, Protocol, Stats};
 use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
@@ -180,7 +181,8 @@ impl OrtModel {
 pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
     let wanted = graphs_for(&job.workload);
     if let (WeightsSpec::Onnx { path }, [(kind, logits)]) = (&job.weights, &wanted[..]) {
-        let (bytes, info) = read_exported(path, &job.arch)?;
+        let file = exported(path, &job.arch)?;
+        let info = &file.info;
         if info.kind != *kind {
             bail!(
                 "{} is a {} graph but --mode {} needs a {kind} graph",
@@ -199,7 +201,7 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
             );
         }
         let model = OrtModel {
-            graphs: vec![bytes],
+            graphs: vec![file.bytes.clone()],
             files: Vec::new(),
         };
         return Ok((model, format!("onnx file {}", path.display()), 0.0));
@@ -212,94 +214,38 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
     Ok((OrtModel { graphs, files }, source, ms))
 }
 
-/// What an ONNX file written by `lts export` says about itself.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OnnxInfo {
-    /// The arch embedded in the model's metadata.
-    pub arch: Arch,
-    /// Prefill or decode, from the graph's inputs.
-    pub kind: GraphKind,
-    /// Which positions get logits (metadata `logits`; files written before it existed, and
-    /// every prefill graph of theirs, computed all).
-    pub logits: Logits,
-}
-
-/// Reads the arch (from `metadata_props`) and graph kind (decode graphs take
-/// `past_key_values.*`) of a serialized model written by `lts export`, and checks that its
-/// initializers hold exactly that arch's parameters ([`graph::check_parameters`]).
-pub fn read_onnx_info(bytes: &[u8]) -> Result<OnnxInfo> {
-    use prost::Message;
-    let model = graph::onnx::ModelProto::decode(bytes).context("not a valid ONNX protobuf")?;
-    let arch = model
-        .metadata_props
-        .iter()
-        .find_map(|p| p.value.as_deref().and_then(|v| Arch::from_json(v).ok()))
-        .context("the model carries no lts arch in its metadata")?;
-    // The parameter counts reported are the arch's: they must be the file's.
-    graph::check_parameters(&arch, &model)?;
-    let graph = model.graph.as_ref().context("the model has no graph")?;
-    let decode = graph.input.iter().any(|i| {
-        i.name
-            .as_deref()
-            .is_some_and(|n| n.starts_with("past_key_values."))
-    });
-    let kind = if decode {
-        GraphKind::Decode
-    } else {
-        GraphKind::Prefill
-    };
-    let logits = match model
-        .metadata_props
-        .iter()
-        .find(|p| p.key.as_deref() == Some("logits"))
-        .and_then(|p| p.value.as_deref())
-    {
-        Some("last") => Logits::Last,
-        Some("all") | None if kind == GraphKind::Prefill => Logits::All,
-        Some("all") | None => Logits::Last,
-        Some(other) => bail!("unknown logits `{other}` in the model's metadata"),
-    };
-    Ok(OnnxInfo { arch, kind, logits })
-}
-
-/// Reads an ONNX file written by `lts export` and checks it holds `arch`.
-fn read_exported(path: &std::path::Path, arch: &Arch) -> Result<(Vec<u8>, OnnxInfo)> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read ONNX file {}", path.display()))?;
-    let info = read_onnx_info(&bytes).with_context(|| {
-        format!(
-            "{} is not an ONNX file written by `lts export`",
-            path.display()
-        )
-    })?;
-    if info.arch != *arch {
+/// An exported ONNX file ([`OnnxFile::open`], decoded once per process), checked to hold `arch`.
+fn exported(path: &std::path::Path, arch: &Arch) -> Result<Arc<OnnxFile>> {
+    let file = OnnxFile::open(path)?;
+    if file.info.arch != *arch {
         bail!(
             "{} holds arch {} but the job asks for {}",
             path.display(),
-            info.arch.id(),
+            file.info.arch.id(),
             arch.id()
         );
     }
-    Ok((bytes, info))
+    Ok(file)
 }
 
-/// Loads the weights a job describes in HF layout (for backends that do not run ONNX bytes),
-/// with the time it took and the weights source.
+impl WeightsSpec {
+    /// The weights this spec names, for `arch`, in HF layout: the one way every backend gets
+    /// them (seeded generation, a safetensors checkpoint, or an exported ONNX file's
+    /// initializers).
+    pub fn load(&self, arch: &Arch) -> Result<Weights> {
+        Ok(match self {
+            WeightsSpec::Random { seed } => Weights::random(arch, *seed),
+            WeightsSpec::Safetensors { path } => Weights::from_safetensors(arch, path)?,
+            WeightsSpec::Onnx { path } => exported(path, arch)?.weights()?,
+        })
+    }
+}
+
+/// Loads the weights a job describes ([`WeightsSpec::load`]) with the time it took and the
+/// weights source.
 pub fn build_weights(job: &Job) -> Result<(Weights, String, f64)> {
     let t0 = Instant::now();
-    let w = match &job.weights {
-        WeightsSpec::Random { seed } => Weights::random(&job.arch, *seed),
-        WeightsSpec::Safetensors { path } => Weights::from_safetensors(&job.arch, path)?,
-        WeightsSpec::Onnx { path } => {
-            use prost::Message;
-            let (bytes, _) = read_exported(path, &job.arch)?;
-            let model = graph::onnx::ModelProto::decode(&bytes[..])?;
-            let mut w = graph::weights_from_model(&job.arch, &model)
-                .with_context(|| format!("cannot read the weights of {}", path.display()))?;
-            w.source = format!("onnx file {}", path.display());
-            w
-        }
-    };
+    let w = job.weights.load(&job.arch)?;
     let source = w.source.clone();
     Ok((w, source, t0.elapsed().as_secs_f64() * 1e3))
 }

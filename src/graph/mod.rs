@@ -48,6 +48,7 @@ mod io;
 mod layers;
 mod llama;
 pub mod onnx;
+pub mod read;
 mod tensors;
 
 use builder::Builder;
@@ -55,7 +56,8 @@ pub use io::{input_names, output_names, GraphKind, CONST_PREFIX, IR_VERSION, OPS
 use io::{past_name, present_name};
 pub use tensors::ExternalFiles;
 
-pub use tensors::{check_parameters, parameter_count, weights_from_model};
+pub use read::{check_parameters, weights_from_model, OnnxFile, OnnxInfo};
+pub use tensors::parameter_count;
 use tensors::{external_params, param_tensors, tensor_info, Dim};
 
 use std::path::Path;

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
-
 use super::io::CONST_PREFIX;
 use super::onnx::tensor_proto::{DataLocation, DataType};
 use super::onnx::tensor_shape_proto::{dimension, Dimension};
@@ -143,112 +141,6 @@ pub(super) fn external_params(
     )
     .into_iter()
     .unzip()
-}
-
-/// Checks that the initializers of a model hold exactly the parameters of `arch` (the arch its
-/// metadata claims): the same total count ([`parameter_count`] against
-/// `arch.params().total`, both numbers in the error) and every parameter of `arch` present
-/// with its graph-layout shape. A file whose metadata was edited, or written for another
-/// arch, fails here instead of being timed and reported with the wrong parameter counts.
-pub fn check_parameters(arch: &Arch, model: &ModelProto) -> anyhow::Result<()> {
-    let th = crate::report::format::thousands;
-    let held = parameter_count(model);
-    let claimed = arch.params().total;
-    if held != claimed {
-        bail!(
-            "its initializers hold {} parameters but the arch in its metadata ({}) has {}",
-            th(held),
-            arch.id(),
-            th(claimed)
-        );
-    }
-    let shapes: std::collections::HashMap<&str, &[i64]> = model
-        .graph
-        .iter()
-        .flat_map(|g| g.initializer.iter())
-        .map(|t| (t.name(), t.dims.as_slice()))
-        .collect();
-    for spec in crate::weights::param_specs(arch) {
-        let mut want: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
-        if stored_transposed(arch, &spec.name) {
-            want.reverse();
-        }
-        match shapes.get(spec.name.as_str()) {
-            None => bail!(
-                "the arch in its metadata ({}) has parameter {} but the file has no such initializer",
-                arch.id(),
-                spec.name
-            ),
-            Some(&dims) if dims != want.as_slice() => bail!(
-                "initializer {} has shape {dims:?} but the arch in its metadata ({}) needs {want:?}",
-                spec.name,
-                arch.id()
-            ),
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// The parameters of a model written by [`build_model`] read back into HF layout (Llama linears
-/// transposed back to `[out, in]`), so another backend runs exactly the weights of an exported
-/// ONNX file. Checks every parameter of `arch` is present with its shape.
-pub fn weights_from_model(arch: &Arch, model: &ModelProto) -> anyhow::Result<Weights> {
-    use anyhow::Context;
-    let graph = model.graph.as_ref().context("the model has no graph")?;
-    let mut tensors = std::collections::BTreeMap::new();
-    for spec in crate::weights::param_specs(arch) {
-        let init = graph
-            .initializer
-            .iter()
-            .find(|t| t.name.as_deref() == Some(spec.name.as_str()))
-            .with_context(|| format!("the ONNX file has no initializer {}", spec.name))?;
-        if init.data_type != Some(DataType::Float as i32) {
-            bail!("initializer {} is not fp32", spec.name);
-        }
-        let raw = init
-            .raw_data
-            .as_deref()
-            .with_context(|| format!("initializer {} has no raw_data", spec.name))?;
-        let n: usize = spec.shape.iter().product();
-        if raw.len() != n * 4 {
-            bail!(
-                "initializer {} holds {} bytes but {:?} needs {}",
-                spec.name,
-                raw.len(),
-                spec.shape,
-                n * 4
-            );
-        }
-        let flat: Vec<f32> = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let data = if stored_transposed(arch, &spec.name) {
-            // Stored [in, out] = [cols, rows] of the HF [rows, cols] tensor.
-            let (rows, cols) = (spec.shape[0], spec.shape[1]);
-            let mut out = vec![0f32; n];
-            for c in 0..cols {
-                for r in 0..rows {
-                    out[r * cols + c] = flat[c * rows + r];
-                }
-            }
-            out
-        } else {
-            flat
-        };
-        tensors.insert(
-            spec.name.clone(),
-            Tensor {
-                shape: spec.shape.clone(),
-                data,
-            },
-        );
-    }
-    Ok(Weights {
-        tensors,
-        source: "onnx initializers".into(),
-    })
 }
 
 /// `[rows, cols]` row-major f32 to the little-endian bytes of its `[cols, rows]` transpose,

@@ -1,0 +1,268 @@
+//! Reading back an ONNX file written by `lts export`: decoded once per process
+//! ([`OnnxFile::open`]), its arch, graph kind and logits from the metadata ([`OnnxInfo`]), its
+//! initializers checked against that arch ([`check_parameters`]) and read back as weights in HF
+//! layout ([`weights_from_model`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::{bail, Context, Result};
+use prost::Message;
+
+use super::io::GraphKind;
+use super::onnx::tensor_proto::DataType;
+use super::onnx::ModelProto;
+use super::tensors::{parameter_count, stored_transposed};
+use crate::arch::Arch;
+use crate::weights::{Tensor, Weights};
+use crate::workload::Logits;
+
+/// An exported ONNX file, read and decoded: its bytes (what ONNX Runtime loads), the decoded
+/// model (metadata and initializers) and what the metadata says.
+pub struct OnnxFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// The decoded protobuf.
+    pub model: ModelProto,
+    /// Arch, kind and logits, checked against the initializers.
+    pub info: OnnxInfo,
+}
+
+/// Files decoded by this process, by path, length and modification time.
+type Decoded = HashMap<(PathBuf, u64, Option<std::time::SystemTime>), Arc<OnnxFile>>;
+
+impl OnnxFile {
+    /// Reads, decodes and checks `path`, once per process: `lts measure --onnx` needs the arch
+    /// to build its job, then ONNX Runtime needs the bytes and wgpu the weights, and a model
+    /// file can be hundreds of MB. A file that changed on disk (length or modification time)
+    /// is read again.
+    pub fn open(path: &Path) -> Result<Arc<OnnxFile>> {
+        static CACHE: OnceLock<Mutex<Decoded>> = OnceLock::new();
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+        let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(f.clone());
+        }
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+        let (model, info) = decode(&bytes).with_context(|| {
+            format!(
+                "{} is not an ONNX file written by `lts export`",
+                path.display()
+            )
+        })?;
+        let file = Arc::new(OnnxFile {
+            path: path.to_path_buf(),
+            bytes,
+            model,
+            info,
+        });
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|k, _| k.0 != key.0);
+        cache.insert(key, file.clone());
+        Ok(file)
+    }
+
+    /// The file's weights in HF layout, with their source named after the file.
+    pub fn weights(&self) -> Result<Weights> {
+        let mut w = weights_from_model(&self.info.arch, &self.model)
+            .with_context(|| format!("cannot read the weights of {}", self.path.display()))?;
+        w.source = format!("onnx file {}", self.path.display());
+        Ok(w)
+    }
+}
+
+/// Decodes serialized model bytes and reads what they say about themselves ([`OnnxInfo`]).
+pub fn decode(bytes: &[u8]) -> Result<(ModelProto, OnnxInfo)> {
+    let model = ModelProto::decode(bytes).context("not a valid ONNX protobuf")?;
+    let info = OnnxInfo::of(&model)?;
+    Ok((model, info))
+}
+
+/// What an ONNX file written by `lts export` says about itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnnxInfo {
+    /// The arch embedded in the model's metadata.
+    pub arch: Arch,
+    /// Prefill or decode, from the graph's inputs.
+    pub kind: GraphKind,
+    /// Which positions get logits (metadata `logits`; files written before it existed, and
+    /// every prefill graph of theirs, computed all).
+    pub logits: Logits,
+}
+
+impl OnnxInfo {
+    /// Reads the arch (from `metadata_props`) and graph kind (decode graphs take
+    /// `past_key_values.*`) of a model written by `lts export`, and checks that its initializers
+    /// hold exactly that arch's parameters ([`check_parameters`]).
+    pub fn of(model: &ModelProto) -> Result<OnnxInfo> {
+        let arch = model
+            .metadata_props
+            .iter()
+            .find_map(|p| p.value.as_deref().and_then(|v| Arch::from_json(v).ok()))
+            .context("the model carries no lts arch in its metadata")?;
+        // The parameter counts reported are the arch's: they must be the file's.
+        check_parameters(&arch, model)?;
+        let graph = model.graph.as_ref().context("the model has no graph")?;
+        let decode = graph.input.iter().any(|i| {
+            i.name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("past_key_values."))
+        });
+        let kind = if decode {
+            GraphKind::Decode
+        } else {
+            GraphKind::Prefill
+        };
+        let logits = match model
+            .metadata_props
+            .iter()
+            .find(|p| p.key.as_deref() == Some("logits"))
+            .and_then(|p| p.value.as_deref())
+        {
+            Some("last") => Logits::Last,
+            Some("all") | None if kind == GraphKind::Prefill => Logits::All,
+            Some("all") | None => Logits::Last,
+            Some(other) => bail!("unknown logits `{other}` in the model's metadata"),
+        };
+        Ok(OnnxInfo { arch, kind, logits })
+    }
+}
+
+/// Checks that the initializers of a model hold exactly the parameters of `arch` (the arch its
+/// metadata claims): the same total count ([`parameter_count`] against
+/// `arch.params().total`, both numbers in the error) and every parameter of `arch` present
+/// with its graph-layout shape. A file whose metadata was edited, or written for another
+/// arch, fails here instead of being timed and reported with the wrong parameter counts.
+pub fn check_parameters(arch: &Arch, model: &ModelProto) -> Result<()> {
+    let th = crate::report::format::thousands;
+    let held = parameter_count(model);
+    let claimed = arch.params().total;
+    if held != claimed {
+        bail!(
+            "its initializers hold {} parameters but the arch in its metadata ({}) has {}",
+            th(held),
+            arch.id(),
+            th(claimed)
+        );
+    }
+    let shapes: std::collections::HashMap<&str, &[i64]> = model
+        .graph
+        .iter()
+        .flat_map(|g| g.initializer.iter())
+        .map(|t| (t.name(), t.dims.as_slice()))
+        .collect();
+    for spec in crate::weights::param_specs(arch) {
+        let mut want: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
+        if stored_transposed(arch, &spec.name) {
+            want.reverse();
+        }
+        match shapes.get(spec.name.as_str()) {
+            None => bail!(
+                "the arch in its metadata ({}) has parameter {} but the file has no such initializer",
+                arch.id(),
+                spec.name
+            ),
+            Some(&dims) if dims != want.as_slice() => bail!(
+                "initializer {} has shape {dims:?} but the arch in its metadata ({}) needs {want:?}",
+                spec.name,
+                arch.id()
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The parameters of a model written by [`super::build_model`] read back into HF layout (Llama linears
+/// transposed back to `[out, in]`), so another backend runs exactly the weights of an exported
+/// ONNX file. Checks every parameter of `arch` is present with its shape.
+pub fn weights_from_model(arch: &Arch, model: &ModelProto) -> Result<Weights> {
+    let graph = model.graph.as_ref().context("the model has no graph")?;
+    let mut tensors = std::collections::BTreeMap::new();
+    for spec in crate::weights::param_specs(arch) {
+        let init = graph
+            .initializer
+            .iter()
+            .find(|t| t.name.as_deref() == Some(spec.name.as_str()))
+            .with_context(|| format!("the ONNX file has no initializer {}", spec.name))?;
+        if init.data_type != Some(DataType::Float as i32) {
+            bail!("initializer {} is not fp32", spec.name);
+        }
+        let raw = init
+            .raw_data
+            .as_deref()
+            .with_context(|| format!("initializer {} has no raw_data", spec.name))?;
+        let n: usize = spec.shape.iter().product();
+        if raw.len() != n * 4 {
+            bail!(
+                "initializer {} holds {} bytes but {:?} needs {}",
+                spec.name,
+                raw.len(),
+                spec.shape,
+                n * 4
+            );
+        }
+        let flat: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let data = if stored_transposed(arch, &spec.name) {
+            // Stored [in, out] = [cols, rows] of the HF [rows, cols] tensor.
+            let (rows, cols) = (spec.shape[0], spec.shape[1]);
+            let mut out = vec![0f32; n];
+            for c in 0..cols {
+                for r in 0..rows {
+                    out[r * cols + c] = flat[c * rows + r];
+                }
+            }
+            out
+        } else {
+            flat
+        };
+        tensors.insert(
+            spec.name.clone(),
+            Tensor {
+                shape: spec.shape.clone(),
+                data,
+            },
+        );
+    }
+    Ok(Weights {
+        tensors,
+        source: "onnx initializers".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_decoded_once_and_again_when_it_changes() {
+        let arch = Arch::preset("gpt2-tiny").unwrap();
+        let w = Weights::random(&arch, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        let m = super::super::build_model(&arch, &w, GraphKind::Prefill, Logits::Last).unwrap();
+        super::super::save(&m, &path).unwrap();
+        let a = OnnxFile::open(&path).unwrap();
+        let b = OnnxFile::open(&path).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "decoded twice");
+        assert_eq!(a.info.arch, arch);
+        assert_eq!(a.info.kind, GraphKind::Prefill);
+        assert_eq!(a.info.logits, Logits::Last);
+        assert_eq!(a.weights().unwrap().tensors, w.tensors);
+        // Another file at the same path (a different length): read again.
+        let m = super::super::build_model(&arch, &w, GraphKind::Decode, Logits::Last).unwrap();
+        super::super::save(&m, &path).unwrap();
+        let c = OnnxFile::open(&path).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.info.kind, GraphKind::Decode);
+    }
+}
