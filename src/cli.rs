@@ -9,6 +9,7 @@ use crate::arch::{Arch, DEFAULT_MAX_PARAMS, PRESETS};
 use crate::backend::ort::OptLevel;
 use crate::backend::ortlib::Target;
 use crate::backend::wgpu::{GpuTimer, Precision};
+use crate::choice::Choice;
 use crate::graph::GraphKind;
 use crate::measure::{self, Protocol};
 use crate::search::SearchConfig;
@@ -63,6 +64,18 @@ fn parse_run_id(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// clap's parser for a domain enum ([`Choice`]): its names as possible values, each with its
+/// one-line help in `--help`.
+fn choice<T: Choice>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        T::ALL
+            .iter()
+            .map(|&(_, name, help)| PossibleValue::new(name).help(help)),
+    )
+    .map(|name| T::from_name(&name).expect("clap checked the name"))
 }
 
 fn parse_target_ci(s: &str) -> Result<f64, String> {
@@ -172,7 +185,7 @@ pub struct LengthArgs {
     pub seq_len: Option<usize>,
     /// Prefill logits: last (the last position only, what the first token needs; default) or
     /// all (every position, as scoring text needs). `lts measure --onnx`: the file's.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Logits>())]
     pub logits: Option<Logits>,
     /// Generation: prompt tokens (default min(128, n_positions / 2)).
     #[arg(long)]
@@ -190,10 +203,10 @@ pub struct GpuArgs {
     #[arg(long, value_name = "N")]
     pub adapter: Option<usize>,
     /// Storage precision on the GPU: auto (f16 when the adapter has SHADER_F16), f32, f16.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = choice::<Precision>(), default_value = "auto")]
     pub precision: Precision,
     /// GPU timer: auto (timestamp queries when offered), device, or wall (submit + wait).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = choice::<GpuTimer>(), default_value = "auto")]
     pub gpu_timer: GpuTimer,
 }
 
@@ -236,7 +249,7 @@ pub struct SearchArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
     /// Algorithm: lts (evolutionary) or random (baseline with the same budget).
-    #[arg(long, value_enum, default_value = "lts")]
+    #[arg(long, value_parser = choice::<crate::search::Algo>(), default_value = "lts")]
     pub algo: crate::search::Algo,
     /// Seed of the candidate sequence (same seed + same measurements = same candidates).
     #[arg(long, default_value_t = 0)]
@@ -265,7 +278,7 @@ pub struct SearchArgs {
     /// Latency objective: prefill (a prompt of --seq-len, the time before the first token),
     /// decode (one token after a cache of --seq-len) or generate (a prompt of --prompt-len, then
     /// --new-tokens decode steps, end to end: what a user waits for a reply).
-    #[arg(long, value_enum, default_value = "prefill")]
+    #[arg(long, value_parser = choice::<Mode>(), default_value = "prefill")]
     pub objective: Mode,
     #[command(flatten)]
     pub lengths: LengthArgs,
@@ -374,7 +387,7 @@ pub struct ExportArgs {
     /// Prefill logits: last (`[batch, 1, vocab]`, the last position only: what producing the
     /// first token needs, and what `lts measure` times by default) or all (`[batch, seq,
     /// vocab]`: every position, for scoring text / perplexity).
-    #[arg(long, value_enum, default_value = "last")]
+    #[arg(long, value_parser = choice::<Logits>(), default_value = "last")]
     pub logits: Logits,
     /// Output directory (created). Files: <arch-id>.prefill.onnx, <arch-id>.decode.onnx,
     /// <arch-id>.arch.json and, for homogeneous archs, <arch-id>.config.json (Hugging Face).
@@ -429,7 +442,7 @@ pub struct MeasureArgs {
     /// prefill: one prompt of --seq-len tokens; decode: one token after a KV cache of --seq-len;
     /// generate: a prompt of --prompt-len tokens then --new-tokens greedy decode steps with the
     /// growing KV cache, timed end to end and reported also as time to first token and tokens/s.
-    #[arg(long, value_enum, default_value = "prefill")]
+    #[arg(long, value_parser = choice::<Mode>(), default_value = "prefill")]
     pub mode: Mode,
     #[command(flatten)]
     pub lengths: LengthArgs,
@@ -454,7 +467,7 @@ pub struct MeasureArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// ONNX Runtime graph optimisation level.
-    #[arg(long, value_enum, default_value = "all")]
+    #[arg(long, value_parser = choice::<OptLevel>(), default_value = "all")]
     pub opt_level: OptLevel,
     /// Disable spinning of idle intra-op threads.
     #[arg(long)]
@@ -557,7 +570,7 @@ as onnxruntime-1.31.1-<arch>/libonnxruntime.so.1.31.1, where lts looks for it.")
 pub struct SetupArgs {
     /// CPU architecture to fetch the library for (default: this machine's), e.g. aarch64 to
     /// provision a board without internet.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Target>())]
     pub target: Option<Target>,
     /// Directory to install into (default: the cache lts searches, see `lts setup --help`).
     #[arg(long, value_name = "DIR")]

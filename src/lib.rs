@@ -6,6 +6,7 @@
 //! latency and peak memory measured on the target device.
 //!
 //! Modules, one per concern:
+//! - [`choice`]: named value sets (modes, precisions...) described without clap.
 //! - [`arch`]: the model description and its exact parameter counts (the proxy).
 //! - [`weights`]: parameters in Hugging Face naming (seeded random or safetensors import).
 //! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers.
@@ -23,6 +24,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod choice;
 pub mod cli;
 pub mod commands;
 pub mod device;

@@ -53,7 +53,7 @@ pub const ACTIVATION_FACTOR: u64 = 8;
 pub const SCORE_COPIES: u64 = 4;
 
 /// Which computation is timed.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Process a prompt of `seq_len` tokens at once (LTS's latency: batch 1, seq 192).
@@ -65,19 +65,50 @@ pub enum Mode {
     Generate,
 }
 
+impl crate::choice::Choice for Mode {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Mode::Prefill,
+            "prefill",
+            "a prompt of --seq-len tokens at once: the time before the first token",
+        ),
+        (
+            Mode::Decode,
+            "decode",
+            "one token after a KV cache of --seq-len positions",
+        ),
+        (
+            Mode::Generate,
+            "generate",
+            "a prompt of --prompt-len tokens, then --new-tokens greedy decode steps, end to end",
+        ),
+    ];
+}
+
+impl crate::choice::Choice for Logits {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Logits::Last,
+            "last",
+            "the last position only, [batch, 1, vocab]: what a first token needs",
+        ),
+        (
+            Logits::All,
+            "all",
+            "every position, [batch, seq, vocab]: what scoring text (perplexity) needs",
+        ),
+    ];
+}
+
 impl Mode {
     /// Lower-case name, as in results.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Prefill => "prefill",
-            Mode::Decode => "decode",
-            Mode::Generate => "generate",
-        }
+        crate::choice::Choice::name(self)
     }
 }
 
 /// Which positions of a prefill get logits (the LM head).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Logits {
     /// The last position only, `[batch, 1, vocab]`: what producing the first token needs (a
@@ -90,10 +121,7 @@ pub enum Logits {
 impl Logits {
     /// Lower-case name, as in results.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Logits::Last => "last",
-            Logits::All => "all",
-        }
+        crate::choice::Choice::name(self)
     }
 
     /// What results written before this field existed timed: every position.

@@ -22,7 +22,7 @@ use crate::model_io::{KvCache, Output};
 use crate::workload::{Mode, Workload};
 
 /// ONNX Runtime graph optimisation level (`GraphOptimizationLevel`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OptLevel {
     /// `ORT_DISABLE_ALL`.
@@ -33,6 +33,27 @@ pub enum OptLevel {
     Extended,
     /// `ORT_ENABLE_ALL` (LTS's setting): adds layout optimisations.
     All,
+}
+
+impl crate::choice::Choice for OptLevel {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (OptLevel::Disable, "disable", "ORT_DISABLE_ALL"),
+        (
+            OptLevel::Basic,
+            "basic",
+            "ORT_ENABLE_BASIC: constant folding, redundant node elimination",
+        ),
+        (
+            OptLevel::Extended,
+            "extended",
+            "ORT_ENABLE_EXTENDED: adds fusions (GELU, LayerNorm, attention)",
+        ),
+        (
+            OptLevel::All,
+            "all",
+            "ORT_ENABLE_ALL (LTS's setting): adds layout optimisations",
+        ),
+    ];
 }
 
 /// Session settings, recorded with every measurement.

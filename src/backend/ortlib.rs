@@ -29,14 +29,27 @@ pub const ORT_VERSION: &str = "1.31.1";
 const MIN_MINOR: u32 = 31;
 
 /// CPU architectures `lts setup` can fetch a library for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     /// 64-bit x86 (PyPI platform `manylinux_2_28_x86_64`).
-    #[value(name = "x86_64")]
     X86_64,
     /// 64-bit ARM: Raspberry Pi 4/5 with a 64-bit OS, Jetson (`manylinux_2_28_aarch64`).
-    #[value(name = "aarch64")]
     Aarch64,
+}
+
+impl crate::choice::Choice for Target {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Target::X86_64,
+            "x86_64",
+            "64-bit x86 (PyPI platform manylinux_2_28_x86_64)",
+        ),
+        (
+            Target::Aarch64,
+            "aarch64",
+            "64-bit ARM: Raspberry Pi 4/5 with a 64-bit OS, Jetson (manylinux_2_28_aarch64)",
+        ),
+    ];
 }
 
 impl Target {

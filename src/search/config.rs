@@ -13,13 +13,28 @@ use crate::thermal::ThermalSettings;
 use crate::workload::{Mode, Workload, DEFAULT_SEQ_LEN};
 
 /// Search algorithm.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Algo {
     /// LTS evolutionary search (parents from the Pareto front, mutation, crossover).
     Lts,
     /// Uniform random sampling with the same budget (baseline).
     Random,
+}
+
+impl crate::choice::Choice for Algo {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Algo::Lts,
+            "lts",
+            "LTS evolutionary search (parents from the Pareto front, mutation, crossover)",
+        ),
+        (
+            Algo::Random,
+            "random",
+            "uniform random sampling with the same budget (baseline)",
+        ),
+    ];
 }
 
 /// How candidates are evaluated.

@@ -34,7 +34,7 @@ pub mod params;
 
 /// Storage precision of weights, activations and KV cache on the GPU. Arithmetic is always f32
 /// (accumulators, norms, softmax); f16 halves memory traffic.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f16 when the adapter offers `SHADER_F16`, else f32.
@@ -57,7 +57,7 @@ impl fmt::Display for Precision {
 }
 
 /// How a wgpu run is timed.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuTimer {
     /// GPU timestamps where the adapter supports `TIMESTAMP_QUERY`, else the wall clock.
@@ -68,6 +68,46 @@ pub enum GpuTimer {
     Device,
     /// Wall clock around submit + `poll(Wait)` (includes driver submission overhead).
     Wall,
+}
+
+impl crate::choice::Choice for Precision {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Precision::Auto,
+            "auto",
+            "f16 when the adapter offers SHADER_F16, else f32",
+        ),
+        (
+            Precision::F32,
+            "f32",
+            "f32 storage (matches ONNX Runtime's fp32 graphs to ~1e-4)",
+        ),
+        (
+            Precision::F16,
+            "f16",
+            "f16 storage; an error when the adapter lacks SHADER_F16",
+        ),
+    ];
+}
+
+impl crate::choice::Choice for GpuTimer {
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            GpuTimer::Auto,
+            "auto",
+            "GPU timestamps where the adapter supports TIMESTAMP_QUERY, else the wall clock",
+        ),
+        (
+            GpuTimer::Device,
+            "device",
+            "GPU timestamps around the forward's compute pass; an error without TIMESTAMP_QUERY",
+        ),
+        (
+            GpuTimer::Wall,
+            "wall",
+            "wall clock around submit + poll(Wait), driver submission included",
+        ),
+    ];
 }
 
 /// wgpu backend settings, recorded with every measurement.
