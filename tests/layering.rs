@@ -291,3 +291,84 @@ fn the_checker_finds_a_cycle() {
     assert!(ps.contains(&m("search::x::y")), "{ps:?}");
     assert!(ps.contains(&m("arch::Arch::id")), "{ps:?}");
 }
+
+/// Lines of a file's code before its trailing `#[cfg(test)]` module, and the length of every
+/// `fn` in it (from its signature line to the closing brace at the same indentation).
+fn function_lengths(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = (0..lines.len())
+        .find(|&i| {
+            lines[i].trim_start().starts_with("#[cfg(test)]")
+                && lines
+                    .get(i + 1)
+                    .is_some_and(|n| n.trim_start().starts_with("mod "))
+        })
+        .unwrap_or(lines.len());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < end {
+        let l = lines[i];
+        let t = l.trim_start();
+        let sig = t
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("const ")
+            .trim_start_matches("unsafe ");
+        if let Some(rest) = sig.strip_prefix("fn ") {
+            let indent = l.len() - t.len();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // A declaration without a body (trait item) ends with `;` before any `{`.
+            let mut j = i;
+            while j < end && !lines[j].contains('{') && !lines[j].trim_end().ends_with(';') {
+                j += 1;
+            }
+            if j < end && lines[j].contains('{') && !lines[j].trim_end().ends_with('}') {
+                let close = format!("{}}}", " ".repeat(indent));
+                let k = (j + 1..end)
+                    .find(|&k| lines[k].starts_with(&close) && lines[k].trim() == "}")
+                    .unwrap_or(end);
+                out.push((name, k - i + 1));
+                i = k;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn files_and_functions_stay_readable() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut problems = Vec::new();
+    for file in modules(&src).values() {
+        let text = std::fs::read_to_string(file).unwrap();
+        if text.contains("@generated") {
+            continue;
+        }
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        let n = text.lines().count();
+        if n > 1000 {
+            problems.push(format!("src/{rel}: {n} lines (at most 1,000)"));
+        }
+        for (name, len) in function_lengths(&text) {
+            if len > 150 {
+                problems.push(format!("src/{rel}: fn {name} is {len} lines (at most 150)"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn function_lengths_are_measured() {
+    let text = "fn a() {\n    x();\n}\n\npub fn b(\n    y: u8,\n) -> u8 {\n    y\n}\n\
+                trait T {\n    fn c(&self);\n}\n#[cfg(test)]\nmod tests {\n    fn d() {}\n}\n";
+    assert_eq!(
+        function_lengths(text),
+        vec![("a".to_string(), 3), ("b".to_string(), 5)]
+    );
+}
