@@ -108,6 +108,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether the command may open a wgpu adapter (and so needs its display probe quieted
+    /// before any thread starts, see `backend::wgpu::quiet_display_probe`).
+    pub fn uses_gpu(&self) -> bool {
+        match &self.command {
+            Command::Device(_) => true,
+            Command::Measure(a) => a.backend.contains(&MeasureBackend::Wgpu),
+            Command::Search(a) => a.backend == SearchBackend::Wgpu || a.resume.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {

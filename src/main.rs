@@ -1,7 +1,7 @@
 //! The `lts` binary: parses the command line and hands off to [`lts::commands`].
 
 use clap::Parser;
-use lts::cli::{Cli, Command, MeasureBackend, SearchBackend};
+use lts::cli::{Cli, Command};
 use lts::commands;
 
 fn main() {
@@ -14,13 +14,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let uses_gpu = match &cli.command {
-        Command::Device(_) => true,
-        Command::Measure(a) => a.backend.contains(&MeasureBackend::Wgpu),
-        Command::Search(a) => a.backend == SearchBackend::Wgpu || a.resume.is_some(),
-        _ => false,
-    };
-    if uses_gpu {
+    if cli.uses_gpu() {
         // SAFETY: still single-threaded (clap starts no thread), so no other thread reads the
         // environment while it changes.
         unsafe { lts::backend::wgpu::quiet_display_probe() };
