@@ -15,7 +15,13 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use ndarray::{Array2, Array4};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
 use crate::arch::Arch;
+use crate::model_io::KvCache;
 
 /// Default prompt / context length of prefill and decode workloads (LTS: sequence length 192).
 pub const DEFAULT_SEQ_LEN: usize = 192;
@@ -522,6 +528,36 @@ pub fn resolve_lengths(
     };
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     (s, n, note)
+}
+
+/// Seeded inputs of a workload, the same for every backend: `input_ids` `[batch, new tokens]`
+/// (the prompt for prefill and generate, one token for decode) uniform over the vocabulary and, in decode mode, a past cache of `seq_len` positions drawn
+/// from N(0, 1) (per layer: key, then value). Same seed, same inputs.
+pub fn inputs(arch: &Arch, workload: &Workload) -> (Array2<i64>, Option<KvCache>) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(workload.seed);
+    let new_tokens = workload.first_tokens();
+    let ids = Array2::from_shape_simple_fn((workload.batch, new_tokens), || {
+        rng.random_range(0..arch.vocab_size as i64)
+    });
+    let past = (workload.mode == Mode::Decode).then(|| {
+        let layers = (0..arch.n_layer)
+            .map(|i| {
+                let shape = (
+                    workload.batch,
+                    arch.n_kv_head[i],
+                    workload.seq_len,
+                    arch.head_dim(i),
+                );
+                let mut part =
+                    || Array4::from_shape_simple_fn(shape, || StandardNormal.sample(&mut rng));
+                let k = part();
+                let v = part();
+                (k, v)
+            })
+            .collect();
+        KvCache { layers }
+    });
+    (ids, past)
 }
 
 #[cfg(test)]

@@ -210,8 +210,9 @@ fn external_weights_give_the_same_outputs() {
 #[test]
 fn generation_matches_a_reference_greedy_loop() {
     use lts::backend::ort::{Ort, OrtGenerator, OrtOptions};
-    use lts::backend::{workload_inputs, FirstTokenLog, Runner};
+    use lts::backend::{FirstTokenLog, Runner};
     use lts::graph;
+    use lts::workload::inputs as workload_inputs;
     use lts::workload::{Mode, Workload};
     for name in ["gpt2-tiny", "llama-tiny"] {
         let arch = Arch::preset(name).unwrap();

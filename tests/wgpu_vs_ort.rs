@@ -23,9 +23,10 @@ use lts::arch::Arch;
 use lts::backend::ort::{infer, OptLevel};
 use lts::backend::wgpu::model::{argmax_rows, Capacity, GpuModel, WgpuRunner};
 use lts::backend::wgpu::{Gpu, Precision, WgpuOptions};
-use lts::backend::{workload_inputs, FirstTokenLog, Runner};
+use lts::backend::{FirstTokenLog, Runner};
 use lts::graph::GraphKind;
 use lts::weights::Weights;
+use lts::workload::inputs as workload_inputs;
 use lts::workload::{Logits, Mode, Workload};
 use ndarray::{s, Array2};
 

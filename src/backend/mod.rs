@@ -4,53 +4,15 @@
 //! - [`ort`]: ONNX Runtime through the `ort` crate, library loaded at run time ([`ortlib`]).
 //! - [`wgpu`]: our own WGSL compute shaders through wgpu (Vulkan, Metal, DX12, GL).
 //!
-//! Both time the same seeded inputs ([`workload_inputs`]) under the same protocol.
+//! Both time the same seeded inputs ([`crate::workload::inputs`]) under the same protocol.
 
 use std::time::Duration;
 
-use ndarray::{Array2, Array4};
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
-
-use crate::arch::Arch;
-use crate::model_io::KvCache;
-use crate::workload::{Mode, Workload};
 
 pub mod ort;
 pub mod ortlib;
 pub mod wgpu;
-
-/// Seeded inputs of a workload, the same for every backend: `input_ids` `[batch, new tokens]`
-/// (the prompt for prefill and generate, one token for decode) uniform over the vocabulary and, in decode mode, a past cache of `seq_len` positions drawn
-/// from N(0, 1) (per layer: key, then value). Same seed, same inputs.
-pub fn workload_inputs(arch: &Arch, workload: &Workload) -> (Array2<i64>, Option<KvCache>) {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(workload.seed);
-    let new_tokens = workload.first_tokens();
-    let ids = Array2::from_shape_simple_fn((workload.batch, new_tokens), || {
-        rng.random_range(0..arch.vocab_size as i64)
-    });
-    let past = (workload.mode == Mode::Decode).then(|| {
-        let layers = (0..arch.n_layer)
-            .map(|i| {
-                let shape = (
-                    workload.batch,
-                    arch.n_kv_head[i],
-                    workload.seq_len,
-                    arch.head_dim(i),
-                );
-                let mut part =
-                    || Array4::from_shape_simple_fn(shape, || StandardNormal.sample(&mut rng));
-                let k = part();
-                let v = part();
-                (k, v)
-            })
-            .collect();
-        KvCache { layers }
-    });
-    (ids, past)
-}
 
 /// Greedy sampling: the index of the largest logit of `row` (the first one on ties), the token
 /// a generate run feeds to its next step on every backend.

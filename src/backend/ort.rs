@@ -247,9 +247,9 @@ fn available_providers() -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The seeded inputs of a workload ([`super::workload_inputs`]) as named ONNX Runtime values.
+/// The seeded inputs of a workload ([`crate::workload::inputs`]) as named ONNX Runtime values.
 pub fn make_inputs(arch: &Arch, workload: &Workload) -> Result<Vec<(String, DynValue)>> {
-    let (ids, past) = super::workload_inputs(arch, workload);
+    let (ids, past) = crate::workload::inputs(arch, workload);
     let mut inputs = vec![("input_ids".to_string(), Tensor::from_array(ids)?.into_dyn())];
     if let Some(cache) = past {
         for (i, (k, v)) in cache.layers.into_iter().enumerate() {
@@ -326,7 +326,7 @@ impl OrtGenerator {
         if workload.mode != Mode::Generate {
             bail!("OrtGenerator needs a generate workload");
         }
-        let (ids, _) = super::workload_inputs(arch, workload);
+        let (ids, _) = crate::workload::inputs(arch, workload);
         Ok(OrtGenerator {
             prefill,
             decode,

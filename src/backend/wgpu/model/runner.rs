@@ -98,7 +98,7 @@ pub struct WgpuRunner {
 
 impl WgpuRunner {
     /// Opens the adapter, uploads the weights and the workload's inputs (the same seeded ids
-    /// and cache as the ONNX Runtime backend: [`crate::backend::workload_inputs`]) and records
+    /// and cache as the ONNX Runtime backend: [`crate::workload::inputs`]) and records
     /// the plans the runs submit. Generate runs push their time to first token to
     /// `first_token`; other modes leave it empty.
     pub fn new(
@@ -110,7 +110,7 @@ impl WgpuRunner {
         first_token: FirstTokenLog,
     ) -> Result<WgpuRunner> {
         let timer = gpu.resolve_timer(opts.timer)?;
-        let (ids, past) = crate::backend::workload_inputs(arch, workload);
+        let (ids, past) = crate::workload::inputs(arch, workload);
         let batch = workload.batch;
         let Some(positions) = workload.positions() else {
             bail!("the workload's length overflows: lower --seq-len / --new-tokens");
