@@ -18,7 +18,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_close, errors, session, session_with, sharpened, tokens};
+use common::{assert_close, errors, gpu_for_tests, session, session_with, sharpened, tokens};
 use lts::arch::Arch;
 use lts::backend::ort::{infer, OptLevel};
 use lts::backend::wgpu::model::{argmax_rows, Capacity, GpuModel, WgpuRunner};
@@ -53,22 +53,6 @@ fn cache_close(what: &str, a: &lts::model_io::KvCache, b: &lts::model_io::KvCach
             va.clone().into_dyn(),
             vb.clone().into_dyn(),
         );
-    }
-}
-
-/// Opens an adapter for a test: `None` (test skipped, with a note on stderr) when the machine has
-/// none, except under CI (`CI=true`), where a missing adapter is a failure: CI installs Mesa's
-/// llvmpipe so the wgpu tests always run there.
-fn gpu_for_tests() -> Option<Gpu> {
-    match Gpu::open(None) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("CI=true but no usable wgpu adapter: {e:#}");
-            }
-            eprintln!("skipping wgpu test: {e:#}");
-            None
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests that compare backends: tolerance checks, token
-//! patterns, sharpened weights and ONNX Runtime sessions.
+//! patterns, sharpened weights, ONNX Runtime sessions and a wgpu adapter.
 #![allow(dead_code)]
 
 use lts::arch::Arch;
@@ -120,4 +120,20 @@ pub fn sharpened(arch: &Arch, seed: u64) -> Weights {
         }
     }
     w
+}
+
+/// Opens an adapter for a test: `None` (test skipped, with a note on stderr) when the machine has
+/// none, except under CI (`CI=true`), where a missing adapter is a failure: CI installs Mesa's
+/// llvmpipe so the wgpu tests always run there.
+pub fn gpu_for_tests() -> Option<lts::backend::wgpu::Gpu> {
+    match lts::backend::wgpu::Gpu::open(None) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("CI=true but no usable wgpu adapter: {e:#}");
+            }
+            eprintln!("skipping wgpu test: {e:#}");
+            None
+        }
+    }
 }

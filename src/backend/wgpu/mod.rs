@@ -420,7 +420,8 @@ impl Gpu {
 
 /// Opens an adapter for a unit test: `None` (test skipped, with a note on stderr) when the machine
 /// has none, except under CI (`CI=true`), where a missing adapter is a failure: CI installs Mesa's
-/// llvmpipe so the wgpu tests always run there. (The integration tests carry their own copy.)
+/// llvmpipe so the wgpu tests always run there. (`tests/common` has the integration tests'
+/// copy: they cannot see a `cfg(test)` item of the library.)
 #[cfg(test)]
 pub(crate) fn gpu_for_tests() -> Option<Gpu> {
     match Gpu::open(None) {
