@@ -5,22 +5,28 @@
 //! ranked by decoder (non-embedding) parameter count, a training-free perplexity proxy, against
 //! latency and peak memory measured on the target device.
 //!
-//! Modules, one per concern:
+//! Modules, one per concern, in the order data flows through them (no file imports one that
+//! imports it back: `tests/layering.rs`):
 //! - [`choice`]: named value sets (modes, precisions...) described without clap.
-//! - [`arch`]: the model description and its exact parameter counts (the proxy).
+//! - [`arch`]: the model description, its bounds and exact parameter counts (the proxy).
 //! - [`weights`]: parameters in Hugging Face naming (seeded random or safetensors import).
-//! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers.
+//! - [`workload`]: what one timed run computes, its seeded inputs and memory estimate.
 //! - [`model_io`]: the KV cache and forward output every runtime and the reference share.
-//! - [`reference`]: a plain-Rust forward pass that graphs are checked against.
-//! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime today).
+//! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers, and reading
+//!   exported files back.
+//! - [`reference`](mod@reference): a plain-Rust forward pass that graphs are checked against.
+//! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime, wgpu).
 //! - [`measure`]: the measurement protocol and its statistics.
-//! - [`device`]: what machine the numbers come from.
 //! - [`sysfs`]: the sysfs/procfs and hwmon readers `device` and `thermal` share.
+//! - [`device`]: what machine the numbers come from.
 //! - [`thermal`]: temperatures, clocks and throttle state sampled around each measurement.
 //! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
+//! - [`search`]: the LTS search, its settings, spaces and results folder.
 //! - [`report`]: presentation: terminal tables, `summary.md`, the frontier plot.
 //! - [`signals`]: Ctrl-C / SIGTERM as a request to stop cleanly.
+//! - [`util`]: atomic writes, timestamps, sizes, a thread pool.
+//! - [`cli`], [`commands`]: the command line.
 
 pub mod arch;
 pub mod backend;

@@ -57,7 +57,7 @@ pub struct Protocol {
     pub confidence: f64,
     /// Precision stopping rule: once `min_runs` and `min_duration_s` are met, keep timing until
     /// the median's distribution-free interval at `confidence` lies within +-`target_ci_rel` x
-    /// median ([`stats::ci_rel_half_width`]; the interval must also reach `confidence`, which
+    /// median ([`super::stats::ci_rel_half_width`]; the interval must also reach `confidence`, which
     /// needs n >= 6 at 95%), or until `max_runs` / `max_duration_s` is hit. `0` disables it. In
     /// `[0, 1)`. Missing in a file: 0 (files written before the field had no such rule).
     #[serde(default)]
