@@ -1,32 +1,42 @@
 //! End-to-end tests of the `lts` binary: what a user types and reads.
+//!
+//! In the style of hyperfine's `tests/integration_tests.rs`: each run is an `assert_cmd`
+//! [`Command`] and what it printed is checked with `predicates`, so a failing check shows the
+//! command line, the exit status, stdout and stderr.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn lts(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lts"))
-        .args(args)
-        .output()
-        .expect("lts runs")
+use assert_cmd::cargo::cargo_bin_cmd;
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// `lts args`, ready to run.
+fn lts(args: &[&str]) -> Command {
+    let mut cmd = cargo_bin_cmd!("lts");
+    cmd.args(args);
+    cmd
 }
 
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+/// stdout of a run that must succeed, parsed as JSON.
+fn json_of(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// No panic message: a refusal is an error, not a crash.
+fn no_panic() -> impl Predicate<str> {
+    contains("panicked").not()
 }
 
 #[test]
 fn params_prints_gpt2_small_counts() {
-    let o = lts(&["params", "--preset", "gpt2-small"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(out.contains("85,056,000"), "{out}");
-    assert!(out.contains("124,439,808"), "{out}");
+    lts(&["params", "--preset", "gpt2-small"])
+        .assert()
+        .success()
+        .stdout(contains("85,056,000").and(contains("124,439,808")));
 
-    let o = lts(&["params", "--preset", "smollm2-135m", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_of(&mut lts(&["params", "--preset", "smollm2-135m", "--json"]));
     assert_eq!(v["params"]["decoder"], 106_203_456);
     assert_eq!(v["params"]["total"], 134_515_008);
 }
@@ -41,87 +51,81 @@ fn invalid_arch_file_is_rejected_with_the_rule() {
             "vocab_size":100,"n_positions":32}"#,
     )
     .unwrap();
-    let o = lts(&["params", "--arch", f.to_str().unwrap()]);
-    let (_, err) = text(&o);
-    assert!(!o.status.success());
-    assert!(err.contains("bad.json"), "{err}");
-    assert!(
-        err.contains("divisible by n_head") && err.contains("layer 1"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+    lts(&["params", "--arch", f.to_str().unwrap()])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(
+            contains("bad.json")
+                .and(contains("divisible by n_head"))
+                .and(contains("layer 1"))
+                .and(no_panic()),
+        );
 
-    let o = lts(&["params"]);
-    let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("--preset"), "{err}");
+    lts(&["params"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("--preset"));
 
-    let o = lts(&["params", "--preset", "gpt5"]);
-    let (_, err) = text(&o);
-    assert!(
-        err.contains("unknown preset `gpt5`") && err.contains("gpt2-small"),
-        "{err}"
-    );
+    lts(&["params", "--preset", "gpt5"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("unknown preset `gpt5`").and(contains("gpt2-small")));
 }
 
 #[test]
 fn missing_onnx_runtime_says_what_to_run() {
     let empty = tempfile::tempdir().unwrap();
     // A named library that does not exist.
-    let o = Command::new(env!("CARGO_BIN_EXE_lts"))
-        .args(["measure", "--preset", "gpt2-tiny", "--seq-len", "8"])
+    lts(&["measure", "--preset", "gpt2-tiny", "--seq-len", "8"])
         .env("ORT_DYLIB_PATH", empty.path().join("libonnxruntime.so"))
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    assert!(!o.status.success());
-    assert!(
-        err.contains("ORT_DYLIB_PATH") && err.contains("lts setup"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(
+            contains("ORT_DYLIB_PATH")
+                .and(contains("lts setup"))
+                .and(no_panic()),
+        );
 
     // Nothing anywhere: empty cache, no auto-setup, no python on PATH.
-    let o = Command::new(env!("CARGO_BIN_EXE_lts"))
-        .args(["measure", "--preset", "gpt2-tiny", "--seq-len", "8"])
+    lts(&["measure", "--preset", "gpt2-tiny", "--seq-len", "8"])
         .env_remove("ORT_DYLIB_PATH")
         .env("LTS_CACHE_DIR", empty.path())
         .env("LTS_NO_AUTO_SETUP", "1")
         .env("PATH", empty.path())
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    assert!(!o.status.success());
-    assert!(err.contains("ONNX Runtime library not found"), "{err}");
-    assert!(
-        err.contains("lts setup") && err.contains("ORT_DYLIB_PATH"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(
+            contains("ONNX Runtime library not found")
+                .and(contains("lts setup"))
+                .and(contains("ORT_DYLIB_PATH"))
+                .and(no_panic()),
+        );
 }
 
 #[test]
 fn library_bundled_next_to_the_binary_is_found_first() {
     // The board layout scripts/cross.sh packages: lts + lib/libonnxruntime.so.<version>.
-    let o = lts(&["device", "--json"]);
-    assert!(o.status.success(), "{}", text(&o).1);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_of(&mut lts(&["device", "--json"]));
     let lib = std::path::PathBuf::from(v["runtime"]["library"].as_str().unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("lib")).unwrap();
     std::os::unix::fs::symlink(&lib, dir.path().join("lib").join(lib.file_name().unwrap()))
         .unwrap();
     let exe = dir.path().join("lts");
-    std::fs::copy(env!("CARGO_BIN_EXE_lts"), &exe).unwrap();
+    std::fs::copy(assert_cmd::cargo::cargo_bin!("lts"), &exe).unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let o = Command::new(&exe)
-        .args(["device", "--json"])
-        .env_remove("ORT_DYLIB_PATH")
-        .env("LTS_CACHE_DIR", empty.path())
-        .env("LTS_NO_AUTO_SETUP", "1")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_of(
+        Command::new(&exe)
+            .args(["device", "--json"])
+            .env_remove("ORT_DYLIB_PATH")
+            .env("LTS_CACHE_DIR", empty.path())
+            .env("LTS_NO_AUTO_SETUP", "1"),
+    );
     assert_eq!(
         v["runtime"]["library"].as_str().unwrap(),
         dir.path()
@@ -136,7 +140,7 @@ fn library_bundled_next_to_the_binary_is_found_first() {
 fn measure_json_has_statistics_and_raw_samples() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let o = lts(&[
+    let v = json_of(&mut lts(&[
         "measure",
         "--preset",
         "llama-tiny",
@@ -151,10 +155,7 @@ fn measure_json_has_statistics_and_raw_samples() {
         "--json",
         "--out",
         out.to_str().unwrap(),
-    ]);
-    let (stdout, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    ]));
     let m = &v["measurement"];
     let samples = m["samples_ms"].as_array().unwrap();
     assert!(samples.len() >= 12);
@@ -188,16 +189,17 @@ fn measure_json_has_statistics_and_raw_samples() {
 #[test]
 fn export_then_measure_the_file_and_decode_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let o = lts(&[
+    lts(&[
         "export",
         "--preset",
         "gpt2-tiny",
         "--out",
         dir.path().to_str().unwrap(),
         "--save-weights",
-    ]);
-    let (stdout, err) = text(&o);
-    assert!(o.status.success(), "{err}");
+    ])
+    .assert()
+    .success()
+    .stdout(contains("wrote"));
     let files: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -213,7 +215,6 @@ fn export_then_measure_the_file_and_decode_mode() {
     let decode = find(".decode.onnx");
     let arch = find(".arch.json");
     let weights = find(".safetensors");
-    assert!(stdout.contains("wrote"), "{stdout}");
 
     let quick = [
         "--seq-len",
@@ -229,61 +230,52 @@ fn export_then_measure_the_file_and_decode_mode() {
         let mut args = vec!["measure"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&quick);
-        lts(&args)
+        lts(&args).assert()
     };
-    let o = run(&["--onnx", prefill.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o).1);
-    let o = run(&["--onnx", decode.to_str().unwrap(), "--mode", "decode"]);
-    assert!(o.status.success(), "{}", text(&o).1);
+    run(&["--onnx", prefill.to_str().unwrap()]).success();
+    run(&["--onnx", decode.to_str().unwrap(), "--mode", "decode"]).success();
     // Wrong mode for the file: a clear message.
-    let o = run(&["--onnx", decode.to_str().unwrap()]);
-    let (_, err) = text(&o);
-    assert!(
-        !o.status.success() && err.contains("--mode decode"),
-        "{err}"
-    );
+    run(&["--onnx", decode.to_str().unwrap()])
+        .failure()
+        .code(1)
+        .stderr(contains("--mode decode"));
     // Arch file + saved weights round trip through the CLI.
-    let o = run(&[
+    run(&[
         "--arch",
         arch.to_str().unwrap(),
         "--weights",
         weights.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o).1);
+    ])
+    .success();
     // The same weights against a different arch: names the tensor and the shapes.
-    let o = run(&[
+    run(&[
         "--preset",
         "llama-tiny",
         "--weights",
         weights.to_str().unwrap(),
-    ]);
-    let (_, err) = text(&o);
-    assert!(
-        !o.status.success() && err.contains("missing tensor"),
-        "{err}"
-    );
+    ])
+    .failure()
+    .code(1)
+    .stderr(contains("missing tensor"));
     // Not an ONNX file.
-    let o = run(&["--onnx", arch.to_str().unwrap()]);
-    let (_, err) = text(&o);
-    assert!(
-        !o.status.success() && err.contains("not an ONNX file"),
-        "{err}"
-    );
+    run(&["--onnx", arch.to_str().unwrap()])
+        .failure()
+        .code(1)
+        .stderr(contains("not an ONNX file"));
 }
 
 #[test]
 fn sequence_longer_than_positions_is_an_error() {
-    let o = lts(&["measure", "--preset", "gpt2-tiny", "--seq-len", "65"]);
-    let (_, err) = text(&o);
-    assert!(!o.status.success());
-    assert!(err.contains("n_positions = 64"), "{err}");
+    lts(&["measure", "--preset", "gpt2-tiny", "--seq-len", "65"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("n_positions = 64"));
 }
 
 #[test]
 fn device_json_describes_the_machine() {
-    let o = lts(&["device", "--json"]);
-    assert!(o.status.success(), "{}", text(&o).1);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_of(&mut lts(&["device", "--json"]));
     assert!(v["logical_cores"].as_u64().unwrap() >= 1);
     assert_eq!(v["runtime"]["name"], "onnxruntime");
     assert!(v["runtime"]["providers"]
@@ -299,20 +291,22 @@ fn setup_can_fetch_for_another_target() {
     // Skipped (with a notice) when pip cannot reach PyPI during offline development; never in
     // CI (CI=true), where PyPI is reachable.
     let dir = tempfile::tempdir().unwrap();
-    let o = lts(&[
+    let assert = lts(&[
         "setup",
         "--target",
         "aarch64",
         "--dest",
         dir.path().to_str().unwrap(),
-    ]);
-    let (out, err) = text(&o);
+    ])
+    .assert();
+    let o = assert.get_output();
+    let err = String::from_utf8_lossy(&o.stderr);
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if !o.status.success() && !in_ci && err.contains("pip") {
         eprintln!("skipping: pip could not fetch the wheel: {err}");
         return;
     }
-    assert!(o.status.success(), "{err}");
+    let out = String::from_utf8_lossy(&assert.success().get_output().stdout).into_owned();
     let lib = dir
         .path()
         .join("onnxruntime-1.31.1-aarch64")
@@ -363,7 +357,7 @@ fn measure_ort_and_wgpu_side_by_side_from_an_exported_file() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let o = lts(&[
+    lts(&[
         "export",
         "--preset",
         "llama-tiny",
@@ -371,8 +365,9 @@ fn measure_ort_and_wgpu_side_by_side_from_an_exported_file() {
         "decode",
         "--out",
         dir.path().to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o).1);
+    ])
+    .assert()
+    .success();
     let onnx = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -400,10 +395,10 @@ fn measure_ort_and_wgpu_side_by_side_from_an_exported_file() {
         "--out",
         out.to_str().unwrap(),
     ];
-    let o = lts(&args);
-    let (stdout, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(stdout.contains("median ratio wgpu/ort"), "{stdout}");
+    lts(&args)
+        .assert()
+        .success()
+        .stdout(contains("median ratio wgpu/ort"));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let results = v.as_array().expect("one result per backend");
     assert_eq!(results.len(), 2);
@@ -429,8 +424,7 @@ fn device_lists_wgpu_adapters_and_bad_adapter_is_a_clear_error() {
     if !have_adapter() {
         return;
     }
-    let o = lts(&["device", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_of(&mut lts(&["device", "--json"]));
     let adapters = v["gpu_adapters"].as_array().unwrap();
     assert!(!adapters.is_empty());
     for key in [
@@ -443,7 +437,7 @@ fn device_lists_wgpu_adapters_and_bad_adapter_is_a_clear_error() {
     ] {
         assert!(!adapters[0][key].is_null(), "adapter field {key} missing");
     }
-    let o = lts(&[
+    lts(&[
         "measure",
         "--preset",
         "gpt2-tiny",
@@ -453,13 +447,11 @@ fn device_lists_wgpu_adapters_and_bad_adapter_is_a_clear_error() {
         "wgpu",
         "--adapter",
         "99",
-    ]);
-    let (_, err) = text(&o);
-    assert!(!o.status.success());
-    assert!(
-        err.contains("--adapter 99 does not exist") && err.contains("lts device"),
-        "{err}"
-    );
+    ])
+    .assert()
+    .failure()
+    .code(1)
+    .stderr(contains("--adapter 99 does not exist").and(contains("lts device")));
 }
 
 /// Issue 10: defaults that fit every preset, last-position logits by default, generation, and
@@ -478,45 +470,41 @@ fn measure_defaults_fit_logits_and_generate() {
         let mut args = vec!["measure", "--preset", "gpt2-tiny"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&quick);
-        lts(&args)
+        lts(&args).assert()
+    };
+    let json = |a: assert_cmd::assert::Assert| -> serde_json::Value {
+        serde_json::from_slice(&a.get_output().stdout).unwrap()
     };
     // gpt2-tiny has 64 positions: the default --seq-len shrinks to fit, and says so.
-    let o = run(&["--json"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(err.contains("--seq-len defaults to 64"), "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = json(
+        run(&["--json"])
+            .success()
+            .stderr(contains("--seq-len defaults to 64")),
+    );
     assert_eq!(v["workload"]["seq_len"], 64);
     assert_eq!(v["workload"]["logits"], "last");
     let last_flops = v["flops_per_run"].as_u64().unwrap();
     // --logits all is recorded and costs the LM head of every position.
-    let o = run(&["--json", "--logits", "all"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = json(run(&["--json", "--logits", "all"]).success());
     assert_eq!(v["workload"]["logits"], "all");
     assert!(v["flops_per_run"].as_u64().unwrap() > last_flops);
 
     // Generation: end to end, time to first token and tokens/s.
-    let o = run(&[
+    run(&[
         "--mode",
         "generate",
         "--prompt-len",
         "16",
         "--new-tokens",
         "8",
-    ]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(
-        out.contains("generate 16 + 8") && out.contains("time to first token"),
-        "{out}"
+    ])
+    .success()
+    .stdout(contains("generate 16 + 8").and(contains("time to first token")));
+    let v = json(
+        run(&["--mode", "generate", "--json"])
+            .success()
+            .stderr(contains("--prompt-len defaults to 32")),
     );
-    let o = run(&["--mode", "generate", "--json"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(err.contains("--prompt-len defaults to 32"), "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let g = &v["generation"];
     assert_eq!(g["prompt_tokens"], 32);
     assert_eq!(g["new_tokens"], 32);
@@ -552,11 +540,10 @@ fn measure_defaults_fit_logits_and_generate() {
             "--new-tokens must be >= 1",
         ),
     ] {
-        let o = run(args);
-        let (_, err) = text(&o);
-        assert!(!o.status.success(), "{args:?} should fail");
-        assert!(err.contains(want), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
+        run(args)
+            .failure()
+            .code(1)
+            .stderr(contains(want).and(no_panic()));
     }
 }
 
@@ -568,7 +555,7 @@ fn exported_logits_are_what_measure_times() {
     let d = dir.path().to_str().unwrap();
     for logits in ["all", "last"] {
         let sub = format!("{d}/{logits}");
-        let o = lts(&[
+        lts(&[
             "export",
             "--preset",
             "gpt2-tiny",
@@ -578,8 +565,9 @@ fn exported_logits_are_what_measure_times() {
             logits,
             "--out",
             &sub,
-        ]);
-        assert!(o.status.success(), "{}", text(&o).1);
+        ])
+        .assert()
+        .success();
         let file = std::fs::read_dir(&sub)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -596,19 +584,15 @@ fn exported_logits_are_what_measure_times() {
         ];
         let mut args = vec!["measure", "--onnx", f, "--seq-len", "8", "--json"];
         args.extend_from_slice(&quick);
-        let o = lts(&args);
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "{err}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let v = json_of(&mut lts(&args));
         assert_eq!(v["workload"]["logits"], logits);
         let other = if logits == "all" { "last" } else { "all" };
         let mut args = vec!["measure", "--onnx", f, "--seq-len", "8", "--logits", other];
         args.extend_from_slice(&quick);
-        let o = lts(&args);
-        let (_, err) = text(&o);
-        assert!(
-            !o.status.success() && err.contains(&format!("exported with --logits {logits}")),
-            "{err}"
-        );
+        lts(&args)
+            .assert()
+            .failure()
+            .code(1)
+            .stderr(contains(format!("exported with --logits {logits}")));
     }
 }

