@@ -96,6 +96,9 @@ struct Search {
     progress: ProgressBar,
     quiet: bool,
     front: Vec<usize>,
+    /// Candidates the folder's `candidates.csv` held when a resume opened it: reports are not
+    /// rewritten with fewer while the replay catches up.
+    rows_on_disk: usize,
 }
 
 /// Summary returned to the CLI.
@@ -257,6 +260,8 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     let cfg = info.config.clone();
     cfg.validate()?;
     let mut s = Search::new(cfg, run_dir, info, records, opts);
+    s.rows_on_disk = std::fs::read_to_string(dir.join(store::CANDIDATES_CSV))
+        .map_or(0, |t| t.lines().count().saturating_sub(1));
     s.run()
 }
 
@@ -310,6 +315,7 @@ impl Search {
             progress,
             quiet: opts.quiet,
             front: Vec::new(),
+            rows_on_disk: 0,
             cfg,
         }
     }
@@ -347,6 +353,14 @@ impl Search {
         self.progress.finish_and_clear();
         self.info.status = "complete".into();
         self.info.finished_at = Some(crate::util::now_rfc3339());
+        if !self.recorded.is_empty() {
+            eprintln!(
+                "note: {} journal record(s) were not part of this replay (written by another lts version?); they stay in {} but not in the reports",
+                self.recorded.len(),
+                store::JOURNAL
+            );
+        }
+        self.rows_on_disk = 0;
         self.write_reports()?;
         let (hv, _) = self.hypervolumes();
         let (_, front) = self.rows();
@@ -364,9 +378,12 @@ impl Search {
         })
     }
 
-    /// A resume replaying measurements its journal already holds (nothing new measured yet).
+    /// A resume replaying measurements its journal already holds, with fewer candidates in
+    /// memory than the folder's reports show: rewriting them now would make them hold less.
+    /// (Journal records the replay never proposes, say from another lts version, do not hold
+    /// the reports back once memory has caught up with them.)
     fn catching_up(&self) -> bool {
-        !self.recorded.is_empty()
+        !self.recorded.is_empty() && self.cands.len() < self.rows_on_disk
     }
 
     fn run_iterations(&mut self) -> Result<()> {

@@ -454,3 +454,26 @@ fn the_cost_model_is_not_reported_as_timed_inference() {
     assert!(!summary.contains("runtime ,"), "{summary}");
     assert!(summary.contains("NO measurement"), "{summary}");
 }
+
+#[test]
+fn journal_records_the_replay_never_proposes_do_not_freeze_the_reports() {
+    // A journal record no replay proposes (as from another lts version) must not stop a resume
+    // from writing its reports.
+    let root = tempfile::tempdir().unwrap();
+    let dir = killed_run(root.path(), "orphan", 60);
+    let journal = dir.join("measurements.jsonl");
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    let mut rec: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    rec["arch_id"] = "gpt2-000000000000".into();
+    std::fs::write(&journal, format!("{lines}{rec}\n")).unwrap();
+    let o = run(&["search", "--resume", dir.to_str().unwrap(), "-q"]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("1 journal record(s) were not part of this replay"),
+        "{err}"
+    );
+    assert_eq!(run_json(&dir)["status"], "complete");
+    let rows = csv_rows(&dir.join("candidates.csv"));
+    assert!(rows > 60, "reports written for the whole run: {rows} rows");
+}
