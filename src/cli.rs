@@ -156,16 +156,23 @@ pub struct ArchArgs {
     /// Arch file (.json or .toml), e.g. one written by `lts export`.
     #[arg(long, value_name = "FILE")]
     pub arch: Option<PathBuf>,
+    /// A llama.cpp GGUF model (Llama family): the arch from its metadata and, for `export` and
+    /// `measure`, its weights dequantised to f32.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch"])]
+    pub gguf: Option<PathBuf>,
 }
 
 impl ArchArgs {
     /// The arch named on the command line (validated).
     pub fn resolve(&self) -> anyhow::Result<Arch> {
+        if let Some(g) = &self.gguf {
+            return crate::gguf::llama::arch(&crate::gguf::Gguf::open(g)?);
+        }
         match (&self.preset, &self.arch) {
             (Some(p), _) => Arch::preset(p),
             (None, Some(f)) => Arch::load(f),
             (None, None) => anyhow::bail!(
-                "no architecture given: use --preset NAME ({}) or --arch FILE",
+                "no architecture given: use --preset NAME ({}), --arch FILE or --gguf FILE",
                 PRESETS.join(", ")
             ),
         }
@@ -173,7 +180,7 @@ impl ArchArgs {
 
     /// True when neither flag was given.
     pub fn is_empty(&self) -> bool {
-        self.preset.is_none() && self.arch.is_none()
+        self.preset.is_none() && self.arch.is_none() && self.gguf.is_none()
     }
 }
 
@@ -181,7 +188,7 @@ impl ArchArgs {
 #[derive(Args, Debug, Clone)]
 pub struct WeightArgs {
     /// Import weights from a Hugging Face safetensors checkpoint (HF names; F32/F16/BF16).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "gguf")]
     pub weights: Option<PathBuf>,
     /// Seed of the random weights (GPT-2 init: N(0, 0.02)) when --weights is not given.
     #[arg(long, default_value_t = 0)]
@@ -387,7 +394,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
     /// Take the arch from a search results folder (with --arch-id).
-    #[arg(long, value_name = "DIR", requires = "arch_id", conflicts_with_all = ["preset", "arch"])]
+    #[arg(long, value_name = "DIR", requires = "arch_id", conflicts_with_all = ["preset", "arch", "gguf"])]
     pub from: Option<PathBuf>,
     /// Arch id of a candidate in --from (see its frontier.csv).
     #[arg(long, requires = "from")]
@@ -450,7 +457,7 @@ pub struct MeasureArgs {
     pub weights: WeightArgs,
     /// Time an ONNX file written by `lts export` instead of generating one (its arch is read
     /// from the file).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch", "weights"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch", "gguf", "weights"])]
     pub onnx: Option<PathBuf>,
     /// prefill: one prompt of --seq-len tokens; decode: one token after a KV cache of --seq-len;
     /// generate: a prompt of --prompt-len tokens then --new-tokens greedy decode steps with the

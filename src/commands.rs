@@ -92,9 +92,10 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             if existing.len() == 1 { "s" } else { "" }
         );
     }
-    let weights = match &args.weights.weights {
-        Some(path) => Weights::from_safetensors(&arch, path)?,
-        None => Weights::random(&arch, args.weights.seed),
+    let weights = match (&args.arch.gguf, &args.weights.weights) {
+        (Some(path), _) => WeightsSpec::Gguf { path: path.clone() }.load(&arch)?,
+        (None, Some(path)) => Weights::from_safetensors(&arch, path)?,
+        (None, None) => Weights::random(&arch, args.weights.seed),
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
@@ -222,9 +223,10 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         }
         None => {
             let arch: Arch = args.arch.resolve()?;
-            let w = match &args.weights.weights {
-                Some(path) => WeightsSpec::Safetensors { path: path.clone() },
-                None => WeightsSpec::Random {
+            let w = match (&args.arch.gguf, &args.weights.weights) {
+                (Some(path), _) => WeightsSpec::Gguf { path: path.clone() },
+                (None, Some(path)) => WeightsSpec::Safetensors { path: path.clone() },
+                (None, None) => WeightsSpec::Random {
                     seed: args.weights.seed,
                 },
             };

@@ -41,6 +41,12 @@ pub enum WeightsSpec {
         /// Path of the `.onnx` file.
         path: PathBuf,
     },
+    /// A llama.cpp GGUF file of the Llama family, dequantised to f32 (its metadata must
+    /// describe the job's arch).
+    Gguf {
+        /// Path of the `.gguf` file.
+        path: PathBuf,
+    },
 }
 
 /// Which backend runs the job, with its settings.
@@ -230,13 +236,26 @@ fn exported(path: &std::path::Path, arch: &Arch) -> Result<Arc<OnnxFile>> {
 
 impl WeightsSpec {
     /// The weights this spec names, for `arch`, in HF layout: the one way every backend gets
-    /// them (seeded generation, a safetensors checkpoint, or an exported ONNX file's
-    /// initializers).
+    /// them (seeded generation, a safetensors checkpoint, an exported ONNX file's initializers,
+    /// or a GGUF file's tensors dequantised).
     pub fn load(&self, arch: &Arch) -> Result<Weights> {
         Ok(match self {
             WeightsSpec::Random { seed } => Weights::random(arch, *seed),
             WeightsSpec::Safetensors { path } => Weights::from_safetensors(arch, path)?,
             WeightsSpec::Onnx { path } => exported(path, arch)?.weights()?,
+            WeightsSpec::Gguf { path } => {
+                let g = crate::gguf::Gguf::open(path)?;
+                let own = crate::gguf::llama::arch(&g)?;
+                if &own != arch {
+                    bail!(
+                        "{} describes arch {}, not the job's arch {}",
+                        path.display(),
+                        own.id(),
+                        arch.id()
+                    );
+                }
+                crate::gguf::llama::weights(&g, arch)?
+            }
         })
     }
 }

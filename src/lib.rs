@@ -10,6 +10,8 @@
 //! - [`choice`]: named value sets (modes, precisions...) described without clap.
 //! - [`arch`]: the model description, its bounds and exact parameter counts (the proxy).
 //! - [`weights`]: parameters in Hugging Face naming (seeded random or safetensors import).
+//! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantised to f32, Llama arch and
+//!   weights in Hugging Face layout.
 //! - [`workload`]: what one timed run computes, its seeded inputs and memory estimate.
 //! - [`model_io`]: the KV cache and forward output every runtime and the reference share.
 //! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers, and reading
@@ -34,6 +36,7 @@ pub mod choice;
 pub mod cli;
 pub mod commands;
 pub mod device;
+pub mod gguf;
 pub mod graph;
 pub mod job;
 pub mod measure;

@@ -1,0 +1,585 @@
+//! GGUF files (llama.cpp's model format): header, metadata, tensor table, and tensor data
+//! dequantised to f32; [`llama`] maps a Llama-family file to an [`crate::arch::Arch`] and
+//! [`crate::weights::Weights`] in Hugging Face layout.
+//!
+//! Source of truth: llama.cpp (`ggml-org/llama.cpp`) `ggml/include/gguf.h` (the layout comment
+//! at its top, `enum gguf_type`, `GGUF_DEFAULT_ALIGNMENT 32`, `general.alignment`) and
+//! `ggml/src/gguf.cpp` (`gguf_init_from_reader`: what a reader checks). A file is, little-endian:
+//! 1. magic `GGUF`; version `u32` (1 is refused, as llama.cpp does; 2 and 3 are read: v3 only
+//!    added big-endian files, which are refused here like any version whose low 16 bits are 0);
+//! 2. tensor count `i64`, metadata count `i64`;
+//! 3. each metadata pair: key (string), value type `i32`, value; an array is element type
+//!    `i32`, count `u64`, elements (llama.cpp refuses arrays of arrays, and so does this reader);
+//!    a string is a `u64` length and that many bytes (no terminator);
+//! 4. each tensor: name (string), `n_dims` `u32` (at most `GGML_MAX_DIMS` = 4), `n_dims` sizes
+//!    `i64` innermost first (`ne[0]` is the row length), ggml type `i32`, offset `u64` from the
+//!    start of the data section (a multiple of the alignment);
+//! 5. padding to the alignment (`general.alignment`, a `u32` power of two, default 32), then
+//!    the tensor data.
+//!
+//! Every count and length is checked against the bytes left in the file before anything is
+//! allocated from it, and every size with checked arithmetic, so a hostile file gets an error
+//! naming the file, the problem and the offset, never a huge allocation.
+
+pub mod llama;
+pub mod quant;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::weights::Tensor;
+use quant::GgmlType;
+
+/// `GGUF_DEFAULT_ALIGNMENT` (gguf.h).
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// `GGML_MAX_DIMS` (ggml.h): the most dimensions a tensor may have.
+pub const MAX_DIMS: u32 = 4;
+
+/// One metadata value: every `enum gguf_type` of gguf.h.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetaValue {
+    /// `GGUF_TYPE_UINT8` (0).
+    U8(u8),
+    /// `GGUF_TYPE_INT8` (1).
+    I8(i8),
+    /// `GGUF_TYPE_UINT16` (2).
+    U16(u16),
+    /// `GGUF_TYPE_INT16` (3).
+    I16(i16),
+    /// `GGUF_TYPE_UINT32` (4).
+    U32(u32),
+    /// `GGUF_TYPE_INT32` (5).
+    I32(i32),
+    /// `GGUF_TYPE_FLOAT32` (6).
+    F32(f32),
+    /// `GGUF_TYPE_BOOL` (7), stored as one byte.
+    Bool(bool),
+    /// `GGUF_TYPE_STRING` (8), UTF-8.
+    String(String),
+    /// `GGUF_TYPE_ARRAY` (9) of one element type (never itself an array).
+    Array(Vec<MetaValue>),
+    /// `GGUF_TYPE_UINT64` (10).
+    U64(u64),
+    /// `GGUF_TYPE_INT64` (11).
+    I64(i64),
+    /// `GGUF_TYPE_FLOAT64` (12).
+    F64(f64),
+}
+
+impl MetaValue {
+    /// The value as an integer, for any integer type (not bool).
+    pub fn as_i128(&self) -> Option<i128> {
+        Some(match *self {
+            MetaValue::U8(v) => v.into(),
+            MetaValue::I8(v) => v.into(),
+            MetaValue::U16(v) => v.into(),
+            MetaValue::I16(v) => v.into(),
+            MetaValue::U32(v) => v.into(),
+            MetaValue::I32(v) => v.into(),
+            MetaValue::U64(v) => v.into(),
+            MetaValue::I64(v) => v.into(),
+            _ => return None,
+        })
+    }
+
+    /// The value as a float, for either float type.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetaValue::F32(v) => Some(v.into()),
+            MetaValue::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// gguf.cpp's name of the value's type (`u8`, `i32`, `str`, `arr`...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            MetaValue::U8(_) => "u8",
+            MetaValue::I8(_) => "i8",
+            MetaValue::U16(_) => "u16",
+            MetaValue::I16(_) => "i16",
+            MetaValue::U32(_) => "u32",
+            MetaValue::I32(_) => "i32",
+            MetaValue::F32(_) => "f32",
+            MetaValue::Bool(_) => "bool",
+            MetaValue::String(_) => "str",
+            MetaValue::Array(_) => "arr",
+            MetaValue::U64(_) => "u64",
+            MetaValue::I64(_) => "i64",
+            MetaValue::F64(_) => "f64",
+        }
+    }
+}
+
+/// One entry of the tensor table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    /// GGUF name (`blk.0.attn_q.weight`).
+    pub name: String,
+    /// Sizes innermost first, as in the file (`ne[0]` is the row length).
+    pub dims: Vec<u64>,
+    /// ggml type id (`enum ggml_type`).
+    pub type_id: u32,
+    /// The type, when `lts` can dequantise it.
+    pub ggml_type: Option<GgmlType>,
+    /// Offset of the data from the start of the file.
+    pub offset: u64,
+    /// Bytes of data (known for supported types; 0 otherwise).
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    /// Number of values.
+    pub fn len(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// True when the tensor has no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shape outermost first (row-major, as `crate::weights::Tensor` and Hugging Face have it).
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().map(|&d| d as usize).collect()
+    }
+
+    /// The type's name as ggml.h spells it.
+    pub fn type_name(&self) -> String {
+        match quant::type_name(self.type_id) {
+            Some(n) => n.to_string(),
+            None => format!("type {}", self.type_id),
+        }
+    }
+}
+
+/// An open GGUF file: its metadata and tensor table, with the data read on demand.
+#[derive(Debug)]
+pub struct Gguf {
+    /// The file's path, for messages.
+    pub path: PathBuf,
+    /// Format version (2 or 3).
+    pub version: u32,
+    /// Every metadata pair.
+    pub metadata: BTreeMap<String, MetaValue>,
+    /// The tensor table, in file order.
+    pub tensors: Vec<TensorInfo>,
+    /// Data alignment.
+    pub alignment: u64,
+    /// Offset of the data section from the start of the file.
+    pub data_offset: u64,
+    /// File size in bytes.
+    pub file_len: u64,
+    file: File,
+}
+
+/// Reads the header with a running offset and the file size, so every read is bounded.
+struct Reader<'a> {
+    inner: BufReader<&'a File>,
+    pos: u64,
+    len: u64,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    fn left(&self) -> u64 {
+        self.len - self.pos
+    }
+
+    fn err(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: {what} (at byte offset {}; the file has {} bytes)",
+            self.path.display(),
+            self.pos,
+            self.len
+        )
+    }
+
+    fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        if self.left() < N as u64 {
+            return Err(self.err(&format!(
+                "truncated file: {N} bytes of {what} run past its end"
+            )));
+        }
+        let mut b = [0u8; N];
+        self.inner
+            .read_exact(&mut b)
+            .map_err(|e| self.err(&format!("cannot read {what}: {e}")))?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.bytes(what)?))
+    }
+
+    fn i32(&mut self, what: &str) -> Result<i32> {
+        Ok(i32::from_le_bytes(self.bytes(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.bytes(what)?))
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.bytes(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let start = self.pos;
+        let n = self.u64(&format!("the length of {what}"))?;
+        if n > self.left() {
+            return Err(self.err(&format!(
+                "truncated file or bad length: {what} claims {n} bytes but only {} are left",
+                self.left()
+            )));
+        }
+        let mut b = vec![0u8; n as usize];
+        self.inner
+            .read_exact(&mut b)
+            .map_err(|e| self.err(&format!("cannot read {what}: {e}")))?;
+        self.pos += n;
+        String::from_utf8(b).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: {what} at byte offset {start} is not valid UTF-8",
+                self.path.display()
+            )
+        })
+    }
+
+    /// One value of type `ty`; arrays are read when `allow_array`.
+    fn value(&mut self, ty: i32, key: &str, allow_array: bool) -> Result<MetaValue> {
+        Ok(match ty {
+            0 => MetaValue::U8(self.bytes::<1>(key)?[0]),
+            1 => MetaValue::I8(self.bytes::<1>(key)?[0] as i8),
+            2 => MetaValue::U16(u16::from_le_bytes(self.bytes(key)?)),
+            3 => MetaValue::I16(i16::from_le_bytes(self.bytes(key)?)),
+            4 => MetaValue::U32(self.u32(key)?),
+            5 => MetaValue::I32(self.i32(key)?),
+            6 => MetaValue::F32(f32::from_le_bytes(self.bytes(key)?)),
+            7 => MetaValue::Bool(self.bytes::<1>(key)?[0] != 0),
+            8 => MetaValue::String(self.string(&format!("the value of `{key}`"))?),
+            9 if allow_array => {
+                let elem = self.i32(&format!("the element type of `{key}`"))?;
+                let n = self.u64(&format!("the length of `{key}`"))?;
+                let min = match elem {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    8 | 10..=12 => 8,
+                    9 => return Err(self.err(&format!(
+                        "metadata `{key}` is an array of arrays, which GGUF readers (llama.cpp's gguf.cpp) refuse"
+                    ))),
+                    t => return Err(self.err(&format!(
+                        "metadata `{key}` is an array of unknown value type {t} (known: 0 to 12, gguf.h `enum gguf_type`)"
+                    ))),
+                };
+                if n.checked_mul(min).is_none_or(|b| b > self.left()) {
+                    return Err(self.err(&format!(
+                        "truncated file or bad length: array `{key}` claims {n} elements of at least {min} bytes but only {} bytes are left",
+                        self.left()
+                    )));
+                }
+                // Capacity bounded by the bytes left (checked above), grown as elements arrive.
+                let mut v = Vec::with_capacity((n as usize).min(1 << 16));
+                for _ in 0..n {
+                    v.push(self.value(elem, key, false)?);
+                }
+                MetaValue::Array(v)
+            }
+            t => {
+                return Err(self.err(&format!(
+                    "metadata `{key}` has unknown value type {t} (known: 0 to 12, gguf.h `enum gguf_type`)"
+                )))
+            }
+        })
+    }
+}
+
+impl Gguf {
+    /// Opens and parses a GGUF file: header, metadata and tensor table, checking every size
+    /// against the file (the tensor data is read later, tensor by tensor).
+    pub fn open(path: &Path) -> Result<Gguf> {
+        let file = File::open(path)
+            .with_context(|| format!("cannot open GGUF file {}", path.display()))?;
+        let file_len = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        let mut r = Reader {
+            inner: BufReader::with_capacity(1 << 16, &file),
+            pos: 0,
+            len: file_len,
+            path,
+        };
+        let magic = r.bytes::<4>("the magic")?;
+        if &magic != b"GGUF" {
+            bail!(
+                "{}: not a GGUF file: the magic is {:?}, expected \"GGUF\"",
+                path.display(),
+                String::from_utf8_lossy(&magic)
+            );
+        }
+        let version = r.u32("the version")?;
+        match version {
+            2 | 3 => {}
+            1 => bail!(
+                "{}: GGUF version 1 is not supported (llama.cpp dropped it too); re-convert the model",
+                path.display()
+            ),
+            v if v & 0xFFFF == 0 => bail!(
+                "{}: GGUF version {v} (0x{v:08x}): a big-endian file? lts reads little-endian GGUF v2 and v3",
+                path.display()
+            ),
+            v => bail!(
+                "{}: unknown GGUF version {v}: lts reads versions 2 and 3",
+                path.display()
+            ),
+        }
+        let n_tensors = r.i64("the tensor count")?;
+        let n_kv = r.i64("the metadata count")?;
+        // A metadata pair takes at least 8 (key length) + 4 (type) + 1 bytes, a tensor entry at
+        // least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset).
+        for (n, min, what) in [(n_kv, 13u64, "metadata pairs"), (n_tensors, 24, "tensors")] {
+            if n < 0 || (n as u64).checked_mul(min).is_none_or(|b| b > r.left()) {
+                return Err(r.err(&format!(
+                    "bad header: {n} {what} cannot fit in the {} bytes left",
+                    r.left()
+                )));
+            }
+        }
+        let mut metadata = BTreeMap::new();
+        for i in 0..n_kv {
+            let key = r.string(&format!("metadata key {i}"))?;
+            if key.is_empty() {
+                return Err(r.err(&format!("metadata key {i} is empty")));
+            }
+            let ty = r.i32(&format!("the value type of `{key}`"))?;
+            let v = r.value(ty, &key, true)?;
+            if metadata.insert(key.clone(), v).is_some() {
+                return Err(r.err(&format!("duplicate metadata key `{key}`")));
+            }
+        }
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(MetaValue::U32(a)) if a.is_power_of_two() => *a as u64,
+            Some(v) => bail!(
+                "{}: `general.alignment` must be a u32 power of two, got {v:?}",
+                path.display()
+            ),
+        };
+        let mut infos = Vec::with_capacity(n_tensors as usize);
+        for i in 0..n_tensors {
+            infos.push(read_tensor_info(&mut r, i)?);
+        }
+        let header_end = r.pos;
+        let data_offset = header_end.div_ceil(alignment) * alignment;
+        let mut names = std::collections::BTreeSet::new();
+        let mut tensors = Vec::with_capacity(infos.len());
+        for (name, dims, type_id, rel) in infos {
+            if !names.insert(name.clone()) {
+                bail!("{}: duplicate tensor name `{name}`", path.display());
+            }
+            tensors.push(place_tensor(
+                path,
+                file_len,
+                data_offset,
+                alignment,
+                name,
+                dims,
+                type_id,
+                rel,
+            )?);
+        }
+        Ok(Gguf {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            alignment,
+            data_offset,
+            file_len,
+            file,
+        })
+    }
+
+    /// A metadata value.
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.get(key)
+    }
+
+    /// A string value.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        match self.metadata.get(key)? {
+            MetaValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer value of any integer type, when it is non-negative and fits a `u64`.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        u64::try_from(self.metadata.get(key)?.as_i128()?).ok()
+    }
+
+    /// A float value (f32 or f64).
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.metadata.get(key)?.as_f64()
+    }
+
+    /// An array of strings (`tokenizer.ggml.tokens`, `tokenizer.ggml.merges`).
+    pub fn get_str_array(&self, key: &str) -> Option<Vec<String>> {
+        match self.metadata.get(key)? {
+            MetaValue::Array(v) => v
+                .iter()
+                .map(|x| match x {
+                    MetaValue::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+
+    /// An array of integers of any integer type that fit an `i64` (`tokenizer.ggml.token_type`).
+    pub fn get_i64_array(&self, key: &str) -> Option<Vec<i64>> {
+        match self.metadata.get(key)? {
+            MetaValue::Array(v) => v.iter().map(|x| i64::try_from(x.as_i128()?).ok()).collect(),
+            _ => None,
+        }
+    }
+
+    /// The tensor table entry named `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The raw bytes of a tensor (bounds were checked at open).
+    pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<Vec<u8>> {
+        let mut f = &self.file;
+        let mut b = vec![0u8; t.n_bytes as usize];
+        f.seek(SeekFrom::Start(t.offset))
+            .and_then(|_| f.read_exact(&mut b))
+            .with_context(|| {
+                format!(
+                    "{}: cannot read the data of tensor `{}` ({} bytes at offset {})",
+                    self.path.display(),
+                    t.name,
+                    t.n_bytes,
+                    t.offset
+                )
+            })?;
+        Ok(b)
+    }
+
+    /// A tensor dequantised to f32, shape outermost first.
+    pub fn dequantize(&self, t: &TensorInfo) -> Result<Tensor> {
+        let Some(ty) = t.ggml_type else {
+            bail!(
+                "{}: tensor `{}` is {}, which lts cannot dequantise (supported: {})",
+                self.path.display(),
+                t.name,
+                t.type_name(),
+                quant::SUPPORTED
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let bytes = self.tensor_bytes(t)?;
+        let data = quant::dequantize(ty, &bytes, t.len() as usize)
+            .with_context(|| format!("{}: tensor `{}`", self.path.display(), t.name))?;
+        Ok(Tensor {
+            shape: t.shape(),
+            data,
+        })
+    }
+}
+
+/// One tensor entry as read: name, sizes (innermost first), type id, offset in the data.
+type RawInfo = (String, Vec<u64>, u32, u64);
+
+fn read_tensor_info(r: &mut Reader, i: i64) -> Result<RawInfo> {
+    let name = r.string(&format!("the name of tensor {i}"))?;
+    let n_dims = r.u32(&format!("the dimension count of `{name}`"))?;
+    if n_dims > MAX_DIMS {
+        return Err(r.err(&format!(
+            "tensor `{name}` has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}"
+        )));
+    }
+    let mut dims = Vec::with_capacity(n_dims as usize);
+    for _ in 0..n_dims {
+        let d = r.i64(&format!("a size of `{name}`"))?;
+        if d < 0 {
+            return Err(r.err(&format!("tensor `{name}` has a negative size {d}")));
+        }
+        dims.push(d as u64);
+    }
+    let ty = r.i32(&format!("the type of `{name}`"))?;
+    let type_id = match u32::try_from(ty).ok().filter(|&t| quant::type_name(t).is_some()) {
+        Some(t) => t,
+        None => {
+            return Err(r.err(&format!(
+                "tensor `{name}` has unknown ggml type {ty} (not in llama.cpp's ggml.h `enum ggml_type`)"
+            )))
+        }
+    };
+    let rel = r.u64(&format!("the data offset of `{name}`"))?;
+    Ok((name, dims, type_id, rel))
+}
+
+/// Checks a tensor's size, alignment and bounds and gives its absolute offset.
+#[allow(clippy::too_many_arguments)]
+fn place_tensor(
+    path: &Path,
+    file_len: u64,
+    data_offset: u64,
+    alignment: u64,
+    name: String,
+    dims: Vec<u64>,
+    type_id: u32,
+    rel: u64,
+) -> Result<TensorInfo> {
+    let p = path.display();
+    let n = dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .with_context(|| {
+            format!("{p}: tensor `{name}` has sizes {dims:?} whose product overflows")
+        })?;
+    let ggml_type = GgmlType::from_id(type_id);
+    let n_bytes = match ggml_type {
+        Some(ty) => ty.bytes_for(n).with_context(|| {
+            format!(
+                "{p}: tensor `{name}` ({}, sizes {dims:?}) is not a whole number of {}-value blocks",
+                ty.name(),
+                ty.block_len()
+            )
+        })?,
+        None => 0,
+    };
+    if rel % alignment != 0 {
+        bail!("{p}: tensor `{name}` has data offset {rel}, not a multiple of the alignment {alignment}");
+    }
+    let offset = data_offset.checked_add(rel);
+    match offset.and_then(|o| o.checked_add(n_bytes)) {
+        Some(end) if end <= file_len => {}
+        _ => bail!(
+            "{p}: tensor `{name}` data out of bounds: {n_bytes} bytes at offset {} (data section at {data_offset} + {rel}) run past the end of the file ({file_len} bytes)",
+            offset.map_or("overflow".to_string(), |o| o.to_string())
+        ),
+    }
+    Ok(TensorInfo {
+        name,
+        dims,
+        type_id,
+        ggml_type,
+        offset: data_offset + rel,
+        n_bytes,
+    })
+}
