@@ -563,7 +563,7 @@ fn place_tensor(
         })?,
         None => 0,
     };
-    if rel % alignment != 0 {
+    if !rel.is_multiple_of(alignment) {
         bail!("{p}: tensor `{name}` has data offset {rel}, not a multiple of the alignment {alignment}");
     }
     let offset = data_offset.checked_add(rel);
