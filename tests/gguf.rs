@@ -508,22 +508,33 @@ fn smollm2_gguf_when_available() {
     assert_eq!(w.count(), arch.params().total);
     let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
     let id = |s: &str| tokens.iter().position(|t| t == s).unwrap() as i64;
-    let prompt: Vec<i64> = ["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"]
-        .iter()
-        .map(|s| id(s))
-        .collect();
-    let ids = Array2::from_shape_vec((1, prompt.len()), prompt).unwrap();
-    let mut s = session(&arch, &w, GraphKind::Prefill, OptLevel::All);
-    let out = infer(&mut s, &arch, &ids, None).unwrap();
-    let last = out.logits.slice(ndarray::s![0, -1, ..]).to_vec();
+    // Whole-word tokens of a short text (each one token of the vocabulary).
+    let text = "The Ġcapital Ġof ĠFrance Ġis ĠParis . ĠThe Ġcapital Ġof ĠGermany Ġis ĠBerlin . \
+                ĠThe Ġcapital Ġof ĠItaly Ġis ĠRome .";
+    let ids: Vec<i64> = text.split_whitespace().map(id).collect();
+    let ids = Array2::from_shape_vec((1, ids.len()), ids).unwrap();
+    let (logits, nll) = score(&arch, &w, &ids);
+    let last = logits.slice(ndarray::s![0, 4, ..]).to_vec();
     let best = (0..last.len())
         .max_by(|&a, &b| last[a].total_cmp(&last[b]))
         .unwrap();
+    // The same weights with the Q/K rows left in llama.cpp's order: attention scores of
+    // whole heads are unchanged, but RoPE pairs the wrong rows, so positions are scrambled.
+    let mut wrong = w.clone();
+    for (name, t) in wrong.tensors.iter_mut() {
+        if name.ends_with("q_proj.weight") {
+            t.data = permute_rows(&t.data, arch.d_model, arch.n_head[0]);
+        } else if name.ends_with("k_proj.weight") {
+            t.data = permute_rows(&t.data, arch.d_model, arch.n_kv_head[0]);
+        }
+    }
+    let (_, nll_wrong) = score(&arch, &wrong, &ids);
     eprintln!(
-        "next token after \"The capital of France is\": {:?}",
+        "next token after \"The capital of France is\": {:?}; mean NLL of the text {nll:.3} (Q/K rows not unpermuted: {nll_wrong:.3})",
         tokens[best]
     );
     assert_eq!(tokens[best], "ĠParis");
+    assert!(nll < 0.8 * nll_wrong, "{nll} vs {nll_wrong}");
     let out = Command::cargo_bin("lts")
         .unwrap()
         .args(["params", "--gguf"])
@@ -532,4 +543,24 @@ fn smollm2_gguf_when_available() {
         .unwrap();
     assert!(out.status.success());
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// ORT prefill logits of `ids` and the mean negative log-likelihood of each next token.
+fn score(arch: &Arch, w: &Weights, ids: &Array2<i64>) -> (ndarray::Array3<f32>, f64) {
+    let mut s = session(arch, w, GraphKind::Prefill, OptLevel::All);
+    let logits = infer(&mut s, arch, ids, None).unwrap().logits;
+    let n = ids.ncols();
+    let mut nll = 0.0f64;
+    for t in 0..n - 1 {
+        let row = logits.slice(ndarray::s![0, t, ..]);
+        let max = row.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+        let lse = max
+            + row
+                .iter()
+                .map(|&x| (x as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        nll += lse - row[ids[[0, t + 1]] as usize] as f64;
+    }
+    (logits, nll / (n - 1) as f64)
 }

@@ -455,7 +455,11 @@ mod tests {
         let qs: Vec<u8> = (0..16u8).map(|j| j | (j << 4)).collect();
         let q = |i: usize| -> f32 {
             let j = i % 16;
-            let high = if (i < 16) == j.is_multiple_of(2) { 16 } else { 0 };
+            let high = if (i < 16) == j.is_multiple_of(2) {
+                16
+            } else {
+                0
+            };
             (j + high) as f32
         };
         let mut b = h(1.0).to_vec();
