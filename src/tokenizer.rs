@@ -107,6 +107,7 @@ pub struct Tokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     split: PreSplit,
+    missing_bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -123,8 +124,9 @@ impl std::fmt::Debug for Tokenizer {
 impl Tokenizer {
     /// Builds the tokenizer. Refuses, with the reason: another model than `gpt2`, an unknown
     /// pre-tokenizer name, a token type list of the wrong length, duplicate tokens, a merge that
-    /// is not two tokens of the vocabulary whose concatenation is one too, a vocabulary missing
-    /// one of the 256 byte tokens, and BOS/EOS ids outside the vocabulary.
+    /// is not two tokens of the vocabulary whose concatenation is one too, and BOS/EOS ids outside
+    /// the vocabulary. A vocabulary may lack some of the 256 byte tokens (SmolLM2's lacks 21:
+    /// bytes UTF-8 never uses and six control characters); see [`Tokenizer::missing_bytes`].
     pub fn new(spec: TokenizerSpec) -> Result<Tokenizer> {
         if spec.model != "gpt2" {
             bail!(
@@ -158,12 +160,9 @@ impl Tokenizer {
                 bail!("token {t:?} appears twice in the vocabulary (ids {first} and {id})");
             }
         }
-        if let Some(b) = (0..=255u8).find(|&b| !vocab.contains_key(&byte_char(b).to_string())) {
-            bail!(
-                "the vocabulary lacks the byte token {:?} (byte 0x{b:02x}): not a byte-level BPE vocabulary",
-                byte_char(b)
-            );
-        }
+        let missing_bytes: Vec<u8> = (0..=255u8)
+            .filter(|&b| !vocab.contains_key(&byte_char(b).to_string()))
+            .collect();
         let merges = spec
             .merges
             .iter()
@@ -215,13 +214,16 @@ impl Tokenizer {
             bos: spec.bos,
             eos: spec.eos,
             split,
+            missing_bytes,
         })
     }
 
     /// The token ids of `text`: no BOS/EOS added, control tokens written in the text matched.
+    /// A byte without a token ([`Tokenizer::missing_bytes`]) is dropped, as Hugging Face's BPE
+    /// without an unknown token does.
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        // Cannot fail: every byte has a token (checked in `new`), so BPE never needs an
-        // unknown token, and the pre-tokenizers' regexes are fixed.
+        // Cannot fail: without an unknown token BPE drops what it cannot map, and the
+        // pre-tokenizers' regexes are fixed.
         self.inner
             .encode_fast(text, false)
             .map(|e| e.get_ids().to_vec())
@@ -260,6 +262,12 @@ impl Tokenizer {
     /// The pre-tokenizer split in use.
     pub fn split(&self) -> PreSplit {
         self.split
+    }
+
+    /// The bytes that have no token in the vocabulary, ascending: [`Tokenizer::encode`] drops
+    /// them, so text holding them does not round-trip.
+    pub fn missing_bytes(&self) -> &[u8] {
+        &self.missing_bytes
     }
 
     /// The vocabulary string of token `id` (byte-level form, e.g. `Ġthe`).
@@ -383,9 +391,11 @@ mod tests {
         assert!(err(toy(&[], &["ab"], "gpt2")).contains("not two tokens"));
         assert!(err(toy(&[], &["a b"], "gpt2")).contains("BPE model"));
         let mut s = toy(&[], &[], "gpt2");
-        s.tokens.pop();
+        s.tokens.swap_remove(4); // byte 0x04's token replaced by 0xff's
         s.token_types.pop();
-        assert!(err(s).contains("lacks the byte token"));
+        let t = Tokenizer::new(s).unwrap();
+        assert_eq!(t.missing_bytes(), [0x04]);
+        assert_eq!(t.encode("a\u{4}b"), vec![97, 98]);
         let mut s = toy(&[], &[], "gpt2");
         s.token_types.pop();
         assert!(err(s).contains("255 entries for 256 tokens"));
@@ -446,6 +456,25 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(t.encode(text), *want, "{text:?}");
             assert_eq!(t.decode(want), *text);
+        }
+        // Bytes 0xc0, 0xc1, 0xf5..=0xff never occur in UTF-8; the rest are rare.
+        assert_eq!(
+            t.missing_bytes(),
+            [
+                0x04, 0x06, 0x13, 0x14, 0x16, 0x1d, 0xc0, 0xc1, 0xf1, 0xf2, 0xf5, 0xf6, 0xf7, 0xf8,
+                0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff
+            ]
+        );
+        // Dropped, not merged across (Python `tokenizers` gives the same ids).
+        assert_eq!(t.encode("a\u{4}b"), [81, 82]);
+        for s in [
+            "emoji 🚀👩‍👩‍👧 flags 🇫🇷 CJK 東京都 한국어 日本語",
+            "combining e\u{301} a\u{308}\u{323}, zero-width\u{200d}joiner, bidi \u{202e}abc",
+            "controls \u{1}\u{7}\u{1b}[0m\u{7f}\u{8}\u{c}",
+            "runs of      \t\t\t   whitespace\n\n\n\n   \r\n end        ",
+            "\u{feff}BOM, \u{10ffff}, \u{fffd}, 12345678901234567890",
+        ] {
+            assert_eq!(t.decode(&t.encode(s)), s, "{s:?}");
         }
         // The whole Brown evaluation text, when `lts fetch brown` has run.
         if let Some(dir) = crate::backend::ortlib::cache_dir() {
