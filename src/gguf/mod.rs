@@ -23,6 +23,7 @@
 
 pub mod llama;
 pub mod quant;
+pub mod vocab;
 
 use std::collections::BTreeMap;
 use std::fs::File;
