@@ -18,8 +18,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let result = (|| -> std::io::Result<()> {
+        // Readable by others, as a file created the ordinary way under the usual umask 022
+        // (a temporary file is 0600 by default, which would hide results from colleagues).
         let mut f = tempfile::Builder::new()
             .prefix(".lts-tmp-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)?;
         f.write_all(bytes)?;
         f.as_file().sync_all()?;
@@ -171,6 +174,19 @@ mod tests {
         // 2100 is not a leap year.
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(rfc3339(1_735_689_599), "2024-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn write_atomic_files_are_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        write_atomic(&p, b"x").unwrap();
+        // The same read permissions as a file created the ordinary way (same umask).
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o444;
+        assert_eq!(mode(&p), mode(&plain), "{:o}", mode(&p));
     }
 
     #[test]
