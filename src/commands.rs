@@ -8,8 +8,8 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    DeviceArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend, ParamsArgs,
-    ProfileArgs, SearchArgs, SearchBackend, SetupArgs,
+    ArchArgs, DeviceArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend,
+    ParamsArgs, ProfileArgs, SearchArgs, SearchBackend, SetupArgs, WeightArgs,
 };
 use crate::device::DeviceInfo;
 use crate::graph;
@@ -22,7 +22,6 @@ use crate::search::space::SearchSpace;
 use crate::search::{EvaluatorSpec, RunOptions, SearchConfig};
 use crate::thermal;
 use crate::util::write_atomic;
-use crate::weights::Weights;
 use crate::workload::{estimate_memory, Logits, MemoryLimit, Mode, Workload};
 
 /// `lts params`.
@@ -45,6 +44,15 @@ pub fn params(args: &ParamsArgs) -> Result<()> {
         print!("{}", report::terminal::params_table(&arch, context));
     }
     Ok(())
+}
+
+/// Where the weights of `--gguf`, `--weights` or `--seed` come from (export and measure).
+fn weights_spec(arch: &ArchArgs, weights: &WeightArgs) -> WeightsSpec {
+    match (&arch.gguf, &weights.weights) {
+        (Some(path), _) => WeightsSpec::Gguf { path: path.clone() },
+        (None, Some(path)) => WeightsSpec::Safetensors { path: path.clone() },
+        (None, None) => WeightsSpec::Random { seed: weights.seed },
+    }
 }
 
 /// `lts export`.
@@ -92,11 +100,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             if existing.len() == 1 { "s" } else { "" }
         );
     }
-    let weights = match (&args.arch.gguf, &args.weights.weights) {
-        (Some(path), _) => WeightsSpec::Gguf { path: path.clone() }.load(&arch)?,
-        (None, Some(path)) => Weights::from_safetensors(&arch, path)?,
-        (None, None) => Weights::random(&arch, args.weights.seed),
-    };
+    let weights = weights_spec(&args.arch, &args.weights).load(&arch)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     // Each file is written atomically (temporary file + rename): an interrupted export leaves
@@ -223,13 +227,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         }
         None => {
             let arch: Arch = args.arch.resolve()?;
-            let w = match (&args.arch.gguf, &args.weights.weights) {
-                (Some(path), _) => WeightsSpec::Gguf { path: path.clone() },
-                (None, Some(path)) => WeightsSpec::Safetensors { path: path.clone() },
-                (None, None) => WeightsSpec::Random {
-                    seed: args.weights.seed,
-                },
-            };
+            let w = weights_spec(&args.arch, &args.weights);
             (arch, w, None)
         }
     };
