@@ -115,6 +115,7 @@ impl Cli {
     pub fn uses_gpu(&self) -> bool {
         match &self.command {
             Command::Device(_) => true,
+            Command::Eval(a) => a.backend == MeasureBackend::Wgpu,
             Command::Measure(a) => a.backend.contains(&MeasureBackend::Wgpu),
             Command::Search(a) => a.backend == SearchBackend::Wgpu || a.resume.is_some(),
             _ => false,
@@ -148,6 +149,10 @@ pub enum Command {
     Setup(SetupArgs),
     /// Fetch the pinned SmolLM2-135M GGUF model or the Brown corpus text into the cache.
     Fetch(FetchArgs),
+    /// Perplexity of a trained model (GGUF, or an exported all-logits ONNX graph) on a text,
+    /// with ONNX Runtime or wgpu; `--kld-against` compares two models' next-token distributions.
+    #[command(after_help = EVAL_HELP)]
+    Eval(EvalArgs),
 }
 
 /// Which architecture to use: a preset or a file.
@@ -635,6 +640,72 @@ pub struct FetchArgs {
     /// Accept a file whose size or SHA-256 differs from the pinned one.
     #[arg(long)]
     pub unpinned: bool,
+}
+
+const EVAL_HELP: &str = "\
+Defaults: the SmolLM2-135M GGUF of `lts fetch smollm2-135m` on the Brown evaluation slice of
+`lts fetch brown`. The text is tokenized with the GGUF file's tokenizer and cut into windows of
+--ctx tokens (from --stride apart; the tail shorter than a window is not scored), each run from
+an empty cache. Row j of a window predicts its token j + 1; every token is scored once.
+Reported: perplexity over all scored positions and over the second half of each window (what
+llama.cpp's `perplexity` prints), with a standard error that takes windows as the units, and
+tokens/s of the forwards. --kld-against REF (llama.cpp's --kl-divergence): KL(REF || model) and
+top-1 agreement over every scored position, and REF's own perplexity on the same windows.
+Cross-check against llama.cpp: scripts/crosscheck_ppl.py (see benches/README.md).";
+
+/// `lts eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model, a llama.cpp GGUF file of the Llama family (weights dequantised to f32); its
+    /// tokenizer cuts the text. Default: the cached SmolLM2-135M (`lts fetch smollm2-135m`).
+    #[arg(long, value_name = "FILE")]
+    pub gguf: Option<PathBuf>,
+    /// Score this ONNX prefill graph instead (written by `lts export --logits all`, e.g. a
+    /// quantized variant); the tokenizer still comes from --gguf.
+    #[arg(long, value_name = "FILE")]
+    pub onnx: Option<PathBuf>,
+    /// UTF-8 text file. Default: the Brown evaluation slice (`lts fetch brown`).
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+    /// Tokens per window (at most the model's context).
+    #[arg(long, default_value_t = crate::eval::DEFAULT_CTX)]
+    pub ctx: usize,
+    /// Tokens between window starts (default: --ctx, no overlap); smaller values give every
+    /// scored token more context and cost ctx/stride times more forwards.
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Use only the first N tokens of the text.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// Runtime: ort (ONNX Runtime, CPU) or wgpu (our WGSL kernels).
+    #[arg(long, value_enum, default_value = "ort")]
+    pub backend: MeasureBackend,
+    /// ONNX Runtime intra-op threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, value_parser = choice::<OptLevel>(), default_value = "all")]
+    pub opt_level: OptLevel,
+    /// wgpu adapter number as listed by `lts device` (default: the best one).
+    #[arg(long, value_name = "N")]
+    pub adapter: Option<usize>,
+    /// wgpu storage precision (f32 by default here: perplexity is about accuracy).
+    #[arg(long, value_parser = choice::<Precision>(), default_value = "f32")]
+    pub precision: Precision,
+    /// Reference model (.gguf, or .onnx written by `lts export --logits all`) for KL divergence
+    /// and top-1 agreement on the same windows; same tokenizer.
+    #[arg(long, value_name = "FILE")]
+    pub kld_against: Option<PathBuf>,
+    /// Refuse an evaluation whose estimated memory is above SIZE (512MiB, 8GiB...; default:
+    /// 80% of this machine's memory).
+    #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
+    pub max_memory: Option<u64>,
+    /// Print the result as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON result to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[cfg(test)]

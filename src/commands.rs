@@ -8,10 +8,11 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    ArchArgs, DeviceArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend,
+    ArchArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend,
     ParamsArgs, ProfileArgs, SearchArgs, SearchBackend, SetupArgs, WeightArgs,
 };
 use crate::device::DeviceInfo;
+use crate::eval::{EvalConfig, ModelSource};
 use crate::graph;
 use crate::graph::GraphKind;
 use crate::job::{self, BackendSpec, Job, WeightsSpec};
@@ -630,5 +631,123 @@ pub fn fetch(args: &FetchArgs) -> Result<()> {
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         println!("{} ({bytes} bytes)", path.display());
     }
+    Ok(())
+}
+
+/// A file of the cache `lts fetch` fills, or an error naming the fetch command and the flag
+/// that takes a file instead.
+fn cached(
+    path: impl FnOnce(&std::path::Path) -> PathBuf,
+    fetch: &str,
+    flag: &str,
+) -> Result<PathBuf> {
+    let dir = ortlib::cache_dir()
+        .with_context(|| format!("no cache directory (set LTS_CACHE_DIR) and no {flag} given"))?;
+    let p = path(&dir);
+    if !p.is_file() {
+        bail!(
+            "{} does not exist: run `lts fetch {fetch}` or pass {flag} FILE",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The evaluation `lts eval` describes.
+pub fn eval_config(args: &EvalArgs) -> Result<EvalConfig> {
+    let gguf = match &args.gguf {
+        Some(p) => p.clone(),
+        None => cached(crate::fetch::model_path, "smollm2-135m", "--gguf")?,
+    };
+    let text = match &args.text {
+        Some(p) => p.clone(),
+        None => cached(
+            |d| crate::fetch::brown_dir(d).join("eval.txt"),
+            "brown",
+            "--text",
+        )?,
+    };
+    let model = match &args.onnx {
+        Some(p) => ModelSource::Onnx(p.clone()),
+        None => ModelSource::Gguf(gguf.clone()),
+    };
+    let backend = match args.backend {
+        MeasureBackend::Ort => {
+            let opts = OrtOptions {
+                intra_threads: args.threads.unwrap_or_else(crate::util::default_threads),
+                opt_level: args.opt_level,
+                ..OrtOptions::default()
+            };
+            opts.validate()?;
+            BackendSpec::Ort(opts)
+        }
+        MeasureBackend::Wgpu => {
+            if args.threads.is_some() {
+                bail!("--threads sets ONNX Runtime's threads: drop it with --backend wgpu");
+            }
+            BackendSpec::Wgpu(crate::backend::wgpu::WgpuOptions {
+                adapter: args.adapter,
+                precision: args.precision,
+                timer: crate::backend::wgpu::GpuTimer::Wall,
+            })
+        }
+    };
+    if args.max_tokens == Some(0) {
+        bail!(
+            "--max-tokens 0 leaves nothing to score: give at least --ctx ({}) tokens",
+            args.ctx
+        );
+    }
+    Ok(EvalConfig {
+        model,
+        tokenizer: gguf,
+        text,
+        ctx: args.ctx,
+        stride: args.stride.unwrap_or(args.ctx),
+        max_tokens: args.max_tokens,
+        backend,
+        kld_against: args
+            .kld_against
+            .as_deref()
+            .map(ModelSource::from_path)
+            .transpose()?,
+        max_memory: args.max_memory,
+    })
+}
+
+/// `lts eval`.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let cfg = eval_config(args)?;
+    crate::signals::install()?;
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} windows, ETA {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    let result = crate::eval::run(
+        &cfg,
+        &mut |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("PPL {:.3}", p.ppl_all));
+        },
+        &|| crate::signals::pending().is_some(),
+    );
+    bar.finish_and_clear();
+    let result = result?;
+    let json = serde_json::to_string_pretty(&result)?;
+    if let Some(path) = &args.out {
+        write_atomic(path, json.as_bytes())?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report::terminal::eval_table(&result));
+    }
+    // Interrupted: what was scored is printed (and written) above, then the exit code says so.
+    crate::signals::check()?;
     Ok(())
 }

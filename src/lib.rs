@@ -28,6 +28,7 @@
 //! - [`tokenizer`]: byte-level BPE from a GGUF file's vocabulary and merges.
 //! - [`corpus`]: the Brown corpus turned from tagged tokens into plain train/eval text.
 //! - [`fetch`]: `lts fetch`: the pinned SmolLM2-135M GGUF and the Brown text into the cache.
+//! - [`eval`]: `lts eval`: perplexity of a trained model on a text, KL divergence between two.
 //! - [`report`]: presentation: terminal tables, `summary.md`, the frontier plot.
 //! - [`signals`]: Ctrl-C / SIGTERM as a request to stop cleanly.
 //! - [`util`]: atomic writes, timestamps, sizes, a thread pool.
@@ -40,6 +41,7 @@ pub mod cli;
 pub mod commands;
 pub mod corpus;
 pub mod device;
+pub mod eval;
 pub mod fetch;
 pub mod gguf;
 pub mod graph;

@@ -27,6 +27,7 @@ fn main() {
         Command::Device(a) => commands::device(a),
         Command::Setup(a) => commands::setup(a),
         Command::Fetch(a) => commands::fetch(a),
+        Command::Eval(a) => commands::eval(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -64,6 +64,10 @@ pub struct TokenizerSpec {
     /// `tokenizer.ggml.pre`: the pre-tokenizer name (`"smollm"`, `"gpt2"`...).
     #[serde(default)]
     pub pre: Option<String>,
+    /// `tokenizer.ggml.add_bos_token`: whether the model expects the BOS token at the start of
+    /// a sequence (llama.cpp's `perplexity` then puts it at the start of every window).
+    #[serde(default)]
+    pub add_bos: bool,
 }
 
 /// How text is split before BPE, by `tokenizer.ggml.pre` (see the module documentation).
@@ -106,6 +110,7 @@ pub struct Tokenizer {
     vocab_size: usize,
     bos: Option<u32>,
     eos: Option<u32>,
+    add_bos: bool,
     split: PreSplit,
     missing_bytes: Vec<u8>,
 }
@@ -213,6 +218,7 @@ impl Tokenizer {
             vocab_size: n,
             bos: spec.bos,
             eos: spec.eos,
+            add_bos: spec.add_bos,
             split,
             missing_bytes,
         })
@@ -254,6 +260,12 @@ impl Tokenizer {
         self.bos
     }
 
+    /// The BOS token to put at the start of a sequence: [`Tokenizer::bos`] when the model asks
+    /// for it (`tokenizer.ggml.add_bos_token`), else `None`.
+    pub fn leading_bos(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
+    }
+
     /// The end-of-sequence token id, if the model has one.
     pub fn eos(&self) -> Option<u32> {
         self.eos
@@ -293,6 +305,7 @@ mod tests {
             bos: None,
             eos: None,
             pre: Some(pre.into()),
+            add_bos: false,
         }
     }
 

@@ -4,12 +4,12 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::Gguf;
+use super::{Gguf, MetaValue};
 use crate::tokenizer::TokenizerSpec;
 
 impl Gguf {
     /// The tokenizer metadata: `tokenizer.ggml.model`, `tokens`, `merges`, `token_type`,
-    /// `bos_token_id`, `eos_token_id` and `pre`. Errors name the missing key.
+    /// `bos_token_id`, `eos_token_id`, `pre` and `add_bos_token`. Errors name the missing key.
     pub fn tokenizer_spec(&self) -> Result<TokenizerSpec> {
         let key = |k: &str| format!("tokenizer.ggml.{k}");
         let model = self
@@ -50,6 +50,7 @@ impl Gguf {
             bos: id("bos_token_id")?,
             eos: id("eos_token_id")?,
             pre: self.get_str(&key("pre")).map(str::to_string),
+            add_bos: matches!(self.get(&key("add_bos_token")), Some(MetaValue::Bool(true))),
         })
     }
 }

@@ -8,6 +8,7 @@ use crate::arch::Arch;
 use crate::backend::wgpu::AdapterReport;
 use crate::backend::RuntimeInfo;
 use crate::device::DeviceInfo;
+use crate::eval::EvalResult;
 use crate::job::JobResult;
 use crate::profile::DeviceProfile;
 use crate::search::Outcome;
@@ -586,6 +587,113 @@ pub fn search_outcome(outcome: &Outcome) -> String {
         "report: {}",
         outcome.dir.join(crate::search::store::SUMMARY_MD).display()
     );
+    s
+}
+
+/// The `lts eval` report: model, runtime, text, windows, both perplexities with their standard
+/// errors, speed, and the `--kld-against` comparison.
+pub fn eval_table(r: &EvalResult) -> String {
+    let mut s = String::new();
+    let name = |p: &str| {
+        std::path::Path::new(p)
+            .file_name()
+            .map_or(p.to_string(), |f| f.to_string_lossy().into_owned())
+    };
+    let _ = writeln!(
+        s,
+        "model       {} ({}, {} params)",
+        name(&r.model),
+        r.arch_id,
+        thousands(r.params)
+    );
+    let _ = writeln!(
+        s,
+        "runtime     {} {} ({})",
+        r.runtime.name,
+        r.runtime.version,
+        r.runtime.providers.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "text        {}: {} bytes, {} tokens{}",
+        name(&r.text),
+        thousands(r.text_bytes),
+        thousands(r.text_tokens_total as u64),
+        if r.text_tokens < r.text_tokens_total {
+            format!(" (first {} used)", thousands(r.text_tokens as u64))
+        } else {
+            String::new()
+        }
+    );
+    let unscored = r
+        .text_tokens
+        .saturating_sub(r.windows_planned.saturating_sub(1) * r.stride + r.ctx.min(r.text_tokens));
+    let _ = writeln!(
+        s,
+        "windows     {} x {} tokens, stride {}{}{}",
+        r.windows,
+        r.ctx,
+        r.stride,
+        if unscored > 0 {
+            format!(", last {unscored} tokens shorter than a window not scored")
+        } else {
+            String::new()
+        },
+        if r.windows < r.windows_planned {
+            format!(
+                " (INTERRUPTED: {} of {} windows)",
+                r.windows, r.windows_planned
+            )
+        } else {
+            String::new()
+        }
+    );
+    let ppl = |p: &crate::eval::Perplexity| match (p.ppl_se, p.interval95()) {
+        (Some(se), Some((lo, hi))) => format!(
+            "{:.4} +- {:.4} (95%: {:.3}..{:.3}) over {} tokens",
+            p.ppl,
+            se,
+            lo,
+            hi,
+            thousands(p.tokens as u64)
+        ),
+        _ => format!("{:.4} over {} tokens", p.ppl, thousands(p.tokens as u64)),
+    };
+    let _ = writeln!(s, "PPL all     {}", ppl(&r.all));
+    let _ = writeln!(
+        s,
+        "PPL half    {}  (second half of each window, as llama.cpp)",
+        ppl(&r.half)
+    );
+    let _ = writeln!(
+        s,
+        "speed       {:.1} tokens/s ({} window tokens in {:.1} s of forwards; {:.1} s in all, load {:.1} s)",
+        r.tokens_per_s,
+        thousands((r.windows * r.ctx) as u64),
+        r.forward_seconds,
+        r.seconds,
+        r.load_seconds
+    );
+    if let Some(k) = &r.kld {
+        let _ = writeln!(
+            s,
+            "vs {}: reference PPL all {:.4}, half {:.4}",
+            name(&k.against),
+            k.ref_ppl_all,
+            k.ref_ppl_half
+        );
+        let d = &k.divergence;
+        let _ = writeln!(
+            s,
+            "KLD         mean {:.6}, median {:.6}, p99 {:.6}, max {:.6} nats over {} positions; top-1 agreement {:.2}%",
+            d.kld_mean,
+            d.kld_median,
+            d.kld_p99,
+            d.kld_max,
+            thousands(d.positions as u64),
+            100.0 * d.top1_agreement
+        );
+    }
     s
 }
 

@@ -2,6 +2,8 @@
 //! patterns, sharpened weights, ONNX Runtime sessions and a wgpu adapter.
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use lts::arch::Arch;
 use lts::backend::ort::{OptLevel, Ort, OrtOptions};
 use lts::graph::{self, GraphKind};
