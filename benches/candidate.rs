@@ -174,6 +174,7 @@ fn child(name: &str) -> anyhow::Result<()> {
     let (weights_bytes, activation_bytes, kv_bytes) = estimate(&arch);
     let p = arch.params();
     let job = Job {
+        quant: None,
         weights: WeightsSpec::Random { seed: 0 },
         workload: Workload {
             mode: Mode::Prefill,

@@ -36,7 +36,9 @@ fn env_path(key: &str, default: Option<PathBuf>) -> Option<PathBuf> {
 
 fn env_usize(key: &str, default: usize) -> Result<usize> {
     match std::env::var(key) {
-        Ok(v) => v.parse().with_context(|| format!("{key}={v} is not a number")),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{key}={v} is not a number")),
         Err(_) => Ok(default),
     }
 }
@@ -109,7 +111,9 @@ fn main() -> Result<()> {
         bail!("no cache directory: set LTS_BENCH_GGUF and LTS_BENCH_TEXT");
     };
     if !gguf.is_file() || !text.is_file() {
-        if std::env::var_os("LTS_BENCH_GGUF").is_some() || std::env::var_os("LTS_BENCH_TEXT").is_some() {
+        if std::env::var_os("LTS_BENCH_GGUF").is_some()
+            || std::env::var_os("LTS_BENCH_TEXT").is_some()
+        {
             bail!("{} or {} does not exist", gguf.display(), text.display());
         }
         println!(

@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     for (name, arch) in configs {
         let seq_len = 192.min(arch.n_positions);
         let job = Job {
+            quant: None,
             weights: WeightsSpec::Random { seed: 0 },
             workload: Workload {
                 mode: Mode::Prefill,

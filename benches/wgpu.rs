@@ -229,6 +229,7 @@ fn backends(quick: bool) -> anyhow::Result<()> {
     );
     for (name, arch, mode, seq) in configs {
         let base = Job {
+            quant: None,
             arch,
             weights: WeightsSpec::Random { seed: 0 },
             workload: Workload {

@@ -153,6 +153,10 @@ pub enum Command {
     /// with ONNX Runtime or wgpu; `--kld-against` compares two models' next-token distributions.
     #[command(after_help = EVAL_HELP)]
     Eval(EvalArgs),
+    /// Quantize a model with post-training schemes (fp16, int8 dynamic / static with
+    /// calibration, int4 blocks), write the graphs and print their size and fidelity vs fp32.
+    #[command(after_help = QUANTIZE_HELP)]
+    Quantize(QuantizeArgs),
 }
 
 /// Which architecture to use: a preset or a file.
@@ -484,6 +488,12 @@ pub struct MeasureArgs {
     /// print them side by side.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ort")]
     pub backend: Vec<MeasureBackend>,
+    /// Time quantized variants with ONNX Runtime: one scheme or a list (fp32,int8-dynamic,
+    /// int4:b32), each timed on the same inputs one after the other, with the speedup vs the
+    /// first; schemes as in `lts quantize --help`. int8-static calibrates on 16 seeded
+    /// sequences first.
+    #[arg(long, value_name = "SCHEMES", conflicts_with = "onnx")]
+    pub quant: Option<String>,
     #[command(flatten)]
     pub gpu: GpuArgs,
     /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).
@@ -652,6 +662,83 @@ llama.cpp's `perplexity` prints), with a standard error that takes windows as th
 tokens/s of the forwards. --kld-against REF (llama.cpp's --kl-divergence): KL(REF || model) and
 top-1 agreement over every scored position, and REF's own perplexity on the same windows.
 Cross-check against llama.cpp: scripts/crosscheck_ppl.py (see benches/README.md).";
+
+const QUANTIZE_HELP: &str = "\
+Schemes (comma-separated, each name[:option...]):
+  fp32                     the baseline (nothing written)
+  fp16                     fp16 weights, cast to fp32 before use
+  int8-dynamic             int8 weights per output channel (:per-tensor), activations quantized
+                           at run time (DynamicQuantizeLinear + MatMulInteger, as ORT's
+                           quantize_dynamic); :head also quantizes the LM head
+  int8-static[:METHOD]     QDQ int8 weights and activations; activation ranges from --calib
+                           sequences by minmax (default), percentile (:p=99.9 or --percentile),
+                           mse or entropy; :sym for int8 symmetric activations (default uint8),
+                           :per-tensor, :head
+  int4[:bN]                4-bit weight blocks of N = 16..256 along K (default b32) for
+                           com.microsoft.MatMulNBits; :zp for a zero point per block; :head
+Fidelity: SQNR of the logits, mean and p99 KL divergence (fp32 || quantized), top-1 agreement
+and the largest logit error, on --eval sequences other than the calibration ones. Files:
+<out>/<arch-id>.<scheme>.{prefill,decode}.onnx; `lts measure --onnx FILE` times one, and
+`lts eval --onnx FILE --kld-against MODEL.gguf` scores a --logits all prefill on text.";
+
+/// `lts quantize`.
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    /// Take the arch from a search results folder (with --arch-id).
+    #[arg(long, value_name = "DIR", requires = "arch_id", conflicts_with_all = ["preset", "arch", "gguf"])]
+    pub from: Option<PathBuf>,
+    /// Arch id of a candidate in --from.
+    #[arg(long, requires = "from")]
+    pub arch_id: Option<String>,
+    /// Quantize the fp32 graph of an ONNX file written by `lts export` (its arch and weights).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch", "gguf", "from", "weights"])]
+    pub onnx: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// Schemes, comma-separated (see below).
+    #[arg(long, default_value = "fp16,int8-dynamic,int8-static:minmax,int4:b32")]
+    pub scheme: String,
+    /// Percentile of `int8-static:percentile`, in (0, 100].
+    #[arg(long, default_value_t = crate::quant::scheme::DEFAULT_PERCENTILE)]
+    pub percentile: f64,
+    /// Calibration sequences (int8-static).
+    #[arg(long, default_value_t = 16)]
+    pub calib: usize,
+    /// Evaluation sequences for fidelity (other than the calibration ones).
+    #[arg(long, default_value_t = 8)]
+    pub eval: usize,
+    /// Tokens per calibration / evaluation sequence (default min(128, n_positions)).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Seed of the calibration and evaluation tokens (without --text).
+    #[arg(long, default_value_t = 0)]
+    pub input_seed: u64,
+    /// Calibrate and evaluate on consecutive windows of this UTF-8 text instead of seeded
+    /// tokens (needs --gguf: its tokenizer cuts the text).
+    #[arg(long, value_name = "FILE", requires = "gguf")]
+    pub text: Option<PathBuf>,
+    /// Logits of the written prefill graph: last (default, what `lts measure` times) or all
+    /// (for `lts eval`).
+    #[arg(long, value_parser = choice::<Logits>(), default_value = "last")]
+    pub logits: Logits,
+    /// ONNX Runtime intra-op threads for calibration and fidelity (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output directory.
+    #[arg(long, short, default_value = "results/quantize")]
+    pub out: PathBuf,
+    /// Replace files already in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Refuse archs above this many total parameters.
+    #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
+    pub max_params: u64,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// `lts eval`.
 #[derive(Args, Debug)]

@@ -9,7 +9,7 @@ use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
     ArchArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend,
-    ParamsArgs, ProfileArgs, SearchArgs, SearchBackend, SetupArgs, WeightArgs,
+    ParamsArgs, ProfileArgs, QuantizeArgs, SearchArgs, SearchBackend, SetupArgs, WeightArgs,
 };
 use crate::device::DeviceInfo;
 use crate::eval::{EvalConfig, ModelSource};
@@ -56,21 +56,27 @@ fn weights_spec(arch: &ArchArgs, weights: &WeightArgs) -> WeightsSpec {
     }
 }
 
-/// `lts export`.
-pub fn export(args: &ExportArgs) -> Result<()> {
-    let arch = match (&args.from, &args.arch_id) {
+/// The arch of `--from DIR --arch-id ID` (a searched candidate), else of `--preset`, `--arch`
+/// or `--gguf`.
+fn arch_from(arch: &ArchArgs, from: Option<&PathBuf>, arch_id: Option<&String>) -> Result<Arch> {
+    match (from, arch_id) {
         (Some(dir), Some(id)) => {
             let records = crate::search::store::RunDir::read_records(dir)?;
             match records.into_iter().find(|r| &r.arch_id == id) {
-                Some(r) => r.arch,
+                Some(r) => Ok(r.arch),
                 None => bail!(
                     "no candidate `{id}` in {} (see its candidates.csv or frontier.csv for arch ids)",
                     dir.display()
                 ),
             }
         }
-        _ => args.arch.resolve()?,
-    };
+        _ => arch.resolve(),
+    }
+}
+
+/// `lts export`.
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let arch = arch_from(&args.arch, args.from.as_ref(), args.arch_id.as_ref())?;
     arch.check_size(args.max_params)?;
     let id = arch.id();
     let graph_path = |kind: GraphKind| args.out.join(format!("{id}.{}.onnx", kind.as_str()));
@@ -201,21 +207,37 @@ pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
     if backends.is_empty() {
         bail!("--backend needs at least one of ort, wgpu");
     }
-    Ok(backends
-        .into_iter()
-        .map(|b| Job {
-            backend: match b {
-                MeasureBackend::Ort => base.backend.clone(),
-                MeasureBackend::Wgpu => BackendSpec::Wgpu(args.gpu.options()),
-            },
-            ..base.clone()
-        })
-        .collect())
+    let schemes = match &args.quant {
+        Some(list) => {
+            crate::quant::Scheme::parse_list(list, crate::quant::scheme::DEFAULT_PERCENTILE)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => vec![base.quant.clone()],
+    };
+    if backends.contains(&MeasureBackend::Wgpu) && schemes.iter().flatten().any(|q| !q.is_fp32()) {
+        bail!("--quant: quantized graphs run on ONNX Runtime only; drop wgpu from --backend");
+    }
+    let mut jobs = Vec::new();
+    for b in backends {
+        for q in &schemes {
+            jobs.push(Job {
+                backend: match b {
+                    MeasureBackend::Ort => base.backend.clone(),
+                    MeasureBackend::Wgpu => BackendSpec::Wgpu(args.gpu.options()),
+                },
+                quant: q.clone(),
+                ..base.clone()
+            });
+        }
+    }
+    Ok(jobs)
 }
 
 /// Builds the ONNX Runtime job `lts measure` describes (see [`measure_jobs`]).
 pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
-    let (arch, weights, file) = match &args.onnx {
+    let (arch, weights, file, quant) = match &args.onnx {
         Some(path) => {
             // Decoded once: execution reuses it (graph::OnnxFile::open).
             let info = graph::OnnxFile::open(path)?.info.clone();
@@ -224,12 +246,13 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
                 info.arch,
                 WeightsSpec::Onnx { path: path.clone() },
                 Some(file),
+                info.quant,
             )
         }
         None => {
             let arch: Arch = args.arch.resolve()?;
             let w = weights_spec(&args.arch, &args.weights);
-            (arch, w, None)
+            (arch, w, None, None)
         }
     };
     let profile = load_profile(&args.profile)?;
@@ -276,6 +299,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         eprintln!("note: {note}");
     }
     Ok(Job {
+        quant,
         arch,
         weights,
         workload,
@@ -749,5 +773,112 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     // Interrupted: what was scored is printed (and written) above, then the exit code says so.
     crate::signals::check()?;
+    Ok(())
+}
+
+/// `lts quantize`.
+pub fn quantize(args: &QuantizeArgs) -> Result<()> {
+    use crate::quantize::{self as q, Fp32Graphs, Sequences};
+    let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.percentile)?;
+    let (arch, weights) = match &args.onnx {
+        Some(path) => {
+            let file = graph::OnnxFile::open(path)?;
+            if let Some(q) = &file.info.quant {
+                bail!(
+                    "{} is already quantized ({q}): quantize the fp32 file or model it came from",
+                    path.display()
+                );
+            }
+            (
+                file.info.arch.clone(),
+                WeightsSpec::Onnx { path: path.clone() },
+            )
+        }
+        None => (
+            arch_from(&args.arch, args.from.as_ref(), args.arch_id.as_ref())?,
+            weights_spec(&args.arch, &args.weights),
+        ),
+    };
+    arch.check_size(args.max_params)?;
+    let seq_len = args.seq_len.unwrap_or(128.min(arch.n_positions));
+    if seq_len == 0 || seq_len > arch.n_positions {
+        bail!(
+            "--seq-len {seq_len} must be between 1 and the arch's {} positions",
+            arch.n_positions
+        );
+    }
+    if args.eval == 0 {
+        bail!("--eval 0 leaves nothing to judge fidelity on: use at least 1");
+    }
+    if args.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
+        bail!("--calib 0: int8-static needs at least one calibration sequence");
+    }
+    let ort = OrtOptions {
+        intra_threads: args.threads.unwrap_or_else(crate::util::default_threads),
+        ..OrtOptions::default()
+    };
+    ort.validate()?;
+    let seqs = match (&args.text, &args.arch.gguf) {
+        (Some(text), Some(gguf)) => {
+            let g = crate::gguf::Gguf::open(gguf)?;
+            let tok = crate::tokenizer::Tokenizer::new(g.tokenizer_spec()?)?;
+            let t = crate::eval::read_text(text, &tok, None)?;
+            Sequences::from_tokens(
+                &t.ids,
+                args.calib,
+                args.eval,
+                seq_len,
+                &text.display().to_string(),
+            )?
+        }
+        _ => Sequences::seeded(&arch, args.calib, args.eval, seq_len, args.input_seed),
+    };
+    let stem = format!("{}.", arch.id());
+    let mut existing = Vec::new();
+    for s in schemes.iter().filter(|s| !s.is_fp32()) {
+        for kind in ["prefill", "decode"] {
+            let p = args.out.join(format!("{stem}{}.{kind}.onnx", q::slug(s)));
+            if p.symlink_metadata().is_ok() {
+                existing.push(p.display().to_string());
+            }
+        }
+    }
+    if !existing.is_empty() && !args.force {
+        bail!(
+            "{} already exist: pass --force to replace, or choose another --out",
+            existing.join(", ")
+        );
+    }
+    let weights = weights.load(&arch)?;
+    let fp32 = Fp32Graphs::build(&arch, &weights, args.logits)?;
+    drop(weights);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    let mut results = Vec::new();
+    for s in &schemes {
+        let out = (!s.is_fp32()).then_some(args.out.as_path());
+        let r = q::quantize_one(&arch, &fp32, s, &seqs, &ort, out)?;
+        if !args.json {
+            eprintln!("{}: {}", r.name, report::terminal::quant_line(&r));
+        }
+        results.push(r);
+    }
+    let json = serde_json::to_string_pretty(&results)?;
+    write_atomic(
+        &args.out.join(format!("{stem}quantize.json")),
+        json.as_bytes(),
+    )?;
+    if args.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{} on {} ({} calibration, {} evaluation sequences of {seq_len} tokens)",
+            arch.id(),
+            seqs.source,
+            args.calib,
+            args.eval
+        );
+        print!("{}", report::terminal::quant_table(&results));
+    }
     Ok(())
 }

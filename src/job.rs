@@ -16,6 +16,7 @@ use crate::backend::wgpu::{Gpu, WgpuOptions};
 use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
 use crate::graph::{self, GraphKind, OnnxFile};
 use crate::measure::{self, Measurement, Protocol, Stats};
+use crate::quant::scheme::Scheme;
 use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
 use crate::workload::{estimate_memory, Logits, MemoryLimit};
@@ -97,6 +98,10 @@ pub struct Job {
     /// Name of the device profile that set this job's defaults, if any.
     #[serde(default)]
     pub device_profile: Option<String>,
+    /// Post-training quantization applied to the graphs (ONNX Runtime only); `None` and
+    /// [`Scheme::Fp32`] time the fp32 graphs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<Scheme>,
 }
 
 fn default_max_params() -> u64 {
@@ -142,6 +147,9 @@ pub struct JobResult {
     /// Device profile the job ran under.
     #[serde(default)]
     pub device_profile: Option<String>,
+    /// The quantization scheme of the timed graphs (absent: fp32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<Scheme>,
     /// When the job started (UTC, RFC 3339).
     pub started_at: String,
 }
@@ -186,9 +194,18 @@ impl OrtModel {
 /// both graphs emitted from them.
 pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
     let wanted = graphs_for(&job.workload);
+    let quant = job.quant.as_ref().filter(|q| !q.is_fp32());
     if let (WeightsSpec::Onnx { path }, [(kind, logits)]) = (&job.weights, &wanted[..]) {
         let file = exported(path, &job.arch)?;
         let info = &file.info;
+        if info.quant.as_ref() != quant {
+            bail!(
+                "{} holds {} graphs but the job asks for {}: give the fp32 file to quantize it, or drop --quant",
+                path.display(),
+                info.quant.as_ref().map_or("fp32".into(), |q| q.to_string()),
+                quant.map_or("fp32".into(), |q| q.to_string()),
+            );
+        }
         if info.kind != *kind {
             bail!(
                 "{} is a {} graph but --mode {} needs a {kind} graph",
@@ -212,12 +229,74 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
         };
         return Ok((model, format!("onnx file {}", path.display()), 0.0));
     }
+    if let Some(scheme) = quant {
+        return build_quantized(job, scheme, &wanted);
+    }
     let (w, source, load_ms) = build_weights(job)?;
     let t0 = Instant::now();
     let (models, files) = graph::build_models_external(&job.arch, w, &wanted)?;
     let graphs = models.iter().map(graph::to_bytes).collect();
     let ms = load_ms + t0.elapsed().as_secs_f64() * 1e3;
     Ok((OrtModel { graphs, files }, source, ms))
+}
+
+/// Calibration sequences of a quantized job's int8-static ranges (seeded tokens; `lts
+/// quantize --calib` chooses its own).
+pub const JOB_CALIB_SEQUENCES: usize = 16;
+
+/// The graphs of a job quantized with `scheme` ([`crate::quant::emit`]), weights embedded;
+/// int8-static calibrates on [`JOB_CALIB_SEQUENCES`] seeded sequences first (its time counts
+/// as graph emission).
+fn build_quantized(
+    job: &Job,
+    scheme: &Scheme,
+    wanted: &[(GraphKind, Logits)],
+) -> Result<(OrtModel, String, f64)> {
+    let (w, source, load_ms) = build_weights(job)?;
+    let t0 = Instant::now();
+    let ranges = if scheme.needs_calibration() {
+        let prefill = graph::build_model(&job.arch, &w, GraphKind::Prefill, Logits::Last)?;
+        let seq_len = 128.min(job.arch.n_positions);
+        let seqs = crate::quantize::Sequences::seeded(
+            &job.arch,
+            JOB_CALIB_SEQUENCES,
+            1,
+            seq_len,
+            job.workload.seed.wrapping_add(1),
+        );
+        let opts = OrtOptions {
+            intra_threads: crate::util::default_threads(),
+            ..OrtOptions::default()
+        };
+        Some(crate::quantize::calibrate(
+            &prefill,
+            scheme,
+            &seqs.calib,
+            &opts,
+        )?)
+    } else {
+        None
+    };
+    let graphs = wanted
+        .iter()
+        .map(|&(kind, logits)| {
+            let m = graph::build_model(&job.arch, &w, kind, logits)?;
+            Ok(graph::to_bytes(&crate::quant::emit::quantize(
+                m,
+                scheme,
+                ranges.as_ref(),
+            )?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ms = load_ms + t0.elapsed().as_secs_f64() * 1e3;
+    Ok((
+        OrtModel {
+            graphs,
+            files: Vec::new(),
+        },
+        format!("{source}, quantized {scheme}"),
+        ms,
+    ))
 }
 
 /// An exported ONNX file ([`OnnxFile::open`], decoded once per process), checked to hold `arch`.
@@ -394,6 +473,9 @@ pub fn execute(job: &Job) -> Result<JobResult> {
                 (ort.info().clone(), source, emission_ms, bytes, m)
             }
             BackendSpec::Wgpu(opts) => {
+                if let Some(q) = job.quant.as_ref().filter(|q| !q.is_fp32()) {
+                    bail!("--quant {q}: quantized graphs run on ONNX Runtime only (--backend ort)");
+                }
                 let gpu = Gpu::shared(opts.adapter)?;
                 let precision = gpu.resolve_precision(opts.precision)?;
                 // A generation is timed by the wall clock: device timestamps cannot cover the
@@ -446,6 +528,7 @@ pub fn execute(job: &Job) -> Result<JobResult> {
         generation,
         thermal: Some(thermal),
         device_profile: job.device_profile.clone(),
+        quant: job.quant.clone().filter(|q| !q.is_fp32()),
         started_at,
     })
 }
@@ -457,6 +540,7 @@ mod tests {
     #[test]
     fn job_round_trips_as_json() {
         let job = Job {
+            quant: None,
             arch: Arch::preset("llama-tiny").unwrap(),
             weights: WeightsSpec::Random { seed: 3 },
             workload: Workload::default(),

@@ -16,6 +16,7 @@
 //! - [`model_io`]: the KV cache and forward output every runtime and the reference share.
 //! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers, and reading
 //!   exported files back.
+//! - [`quant`]: quantization schemes, int8/int4/fp16 arithmetic, calibration, quantized graphs.
 //! - [`reference`](mod@reference): a plain-Rust forward pass that graphs are checked against.
 //! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime, wgpu).
 //! - [`measure`]: the measurement protocol and its statistics.
@@ -29,6 +30,7 @@
 //! - [`corpus`]: the Brown corpus turned from tagged tokens into plain train/eval text.
 //! - [`fetch`]: `lts fetch`: the pinned SmolLM2-135M GGUF and the Brown text into the cache.
 //! - [`eval`]: `lts eval`: perplexity of a trained model on a text, KL divergence between two.
+//! - [`quantize`]: `lts quantize`: calibration passes and fidelity of quantized graphs vs fp32.
 //! - [`report`]: presentation: terminal tables, `summary.md`, the frontier plot.
 //! - [`signals`]: Ctrl-C / SIGTERM as a request to stop cleanly.
 //! - [`util`]: atomic writes, timestamps, sizes, a thread pool.
@@ -49,6 +51,8 @@ pub mod job;
 pub mod measure;
 pub mod model_io;
 pub mod profile;
+pub mod quant;
+pub mod quantize;
 pub mod reference;
 pub mod report;
 pub mod search;

@@ -28,6 +28,7 @@ fn main() {
         Command::Setup(a) => commands::setup(a),
         Command::Fetch(a) => commands::fetch(a),
         Command::Eval(a) => commands::eval(a),
+        Command::Quantize(a) => commands::quantize(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -15,6 +15,7 @@ use super::onnx::tensor_proto::DataType;
 use super::onnx::ModelProto;
 use super::tensors::{parameter_count, stored_transposed};
 use crate::arch::Arch;
+use crate::quant::scheme::Scheme;
 use crate::weights::{Tensor, Weights};
 use crate::workload::Logits;
 
@@ -70,6 +71,12 @@ impl OnnxFile {
 
     /// The file's weights in HF layout, with their source named after the file.
     pub fn weights(&self) -> Result<Weights> {
+        if let Some(q) = &self.info.quant {
+            bail!(
+                "{} is quantized ({q}): its fp32 weights are not in it; use the fp32 file or model it was made from",
+                self.path.display()
+            );
+        }
         let mut w = weights_from_model(&self.info.arch, &self.model)
             .with_context(|| format!("cannot read the weights of {}", self.path.display()))?;
         w.source = format!("onnx file {}", self.path.display());
@@ -94,6 +101,9 @@ pub struct OnnxInfo {
     /// Which positions get logits (metadata `logits`; files written before it existed, and
     /// every prefill graph of theirs, computed all).
     pub logits: Logits,
+    /// The quantization scheme of a file written by `lts quantize` (metadata `quant_scheme`),
+    /// `None` for fp32 files.
+    pub quant: Option<Scheme>,
 }
 
 impl OnnxInfo {
@@ -106,8 +116,23 @@ impl OnnxInfo {
             .iter()
             .find_map(|p| p.value.as_deref().and_then(|v| Arch::from_json(v).ok()))
             .context("the model carries no lts arch in its metadata")?;
-        // The parameter counts reported are the arch's: they must be the file's.
-        check_parameters(&arch, model)?;
+        let quant = match model
+            .metadata_props
+            .iter()
+            .find(|p| p.key.as_deref() == Some("quant_scheme"))
+            .and_then(|p| p.value.as_deref())
+        {
+            Some(json) => Some(
+                serde_json::from_str::<Scheme>(json)
+                    .context("the model's quant_scheme metadata is not a known scheme")?,
+            ),
+            None => None,
+        };
+        // The parameter counts reported are the arch's: they must be the file's (a quantized
+        // file stores them in other forms, checked when it was written).
+        if quant.is_none() {
+            check_parameters(&arch, model)?;
+        }
         let graph = model.graph.as_ref().context("the model has no graph")?;
         let decode = graph.input.iter().any(|i| {
             i.name
@@ -130,7 +155,12 @@ impl OnnxInfo {
             Some("all") | None => Logits::Last,
             Some(other) => bail!("unknown logits `{other}` in the model's metadata"),
         };
-        Ok(OnnxInfo { arch, kind, logits })
+        Ok(OnnxInfo {
+            arch,
+            kind,
+            logits,
+            quant,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use crate::device::DeviceInfo;
 use crate::eval::EvalResult;
 use crate::job::JobResult;
 use crate::profile::DeviceProfile;
+use crate::quantize::QuantResult;
 use crate::search::Outcome;
 use crate::thermal::{ThermalRecord, ThermalSample};
 
@@ -51,19 +52,37 @@ pub fn params_table(arch: &Arch, seq_len: usize) -> String {
 
 /// Side-by-side latency and memory of the same job on several backends (`--backend ort,wgpu`).
 pub fn backend_comparison(results: &[JobResult]) -> String {
+    let label = |r: &JobResult| match &r.quant {
+        Some(q) => format!("{} {q}", r.backend.name()),
+        None => r.backend.name().to_string(),
+    };
+    let width = results
+        .iter()
+        .map(|r| label(r).len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<8} {:>11} {:>11} {:>11} {:>7} {:>6} {:>12} {:>12}  runtime",
-        "backend", "median ms", "p90 ms", "min ms", "CV %", "valid", "peak RSS", "GPU buffers"
+        "{:<width$} {:>11} {:>11} {:>11} {:>7} {:>6} {:>12} {:>12} {:>9}  runtime",
+        "backend",
+        "median ms",
+        "p90 ms",
+        "min ms",
+        "CV %",
+        "valid",
+        "peak RSS",
+        "GPU buffers",
+        "speedup"
     );
     let base = results.first().map(|r| r.measurement.stats.median_ms);
     for r in results {
         let m = &r.measurement;
         let _ = writeln!(
             s,
-            "{:<8} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>6} {:>12} {:>12}  {} {} {}",
-            r.backend.name(),
+            "{:<width$} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>6} {:>12} {:>12} {:>8.2}x  {} {} {}",
+            label(r),
             m.stats.median_ms,
             m.stats.p90_ms,
             m.stats.min_ms,
@@ -77,6 +96,7 @@ pub fn backend_comparison(results: &[JobResult]) -> String {
                 .gpu_buffer_bytes
                 .map(mib)
                 .unwrap_or_else(|| "-".into()),
+            base.map_or(f64::NAN, |b| b / m.stats.median_ms),
             r.runtime.name,
             r.runtime.version,
             r.runtime.providers.join("; ")
@@ -87,8 +107,8 @@ pub fn backend_comparison(results: &[JobResult]) -> String {
             let _ = writeln!(
                 s,
                 "median ratio {}/{}: {:.3} (timers: {} / {})",
-                last.backend.name(),
-                results[0].backend.name(),
+                label(last),
+                label(&results[0]),
                 last.measurement.stats.median_ms / b,
                 last.measurement.timer,
                 results[0].measurement.timer
@@ -587,6 +607,63 @@ pub fn search_outcome(outcome: &Outcome) -> String {
         "report: {}",
         outcome.dir.join(crate::search::store::SUMMARY_MD).display()
     );
+    s
+}
+
+/// One line of a quantization result (printed as each scheme finishes).
+pub fn quant_line(r: &QuantResult) -> String {
+    let f = &r.fidelity;
+    format!(
+        "{:.2} MB ({:.2}x smaller), SQNR {:.1} dB, KLD mean {:.2e} p99 {:.2e}, top-1 {:.1}%, quantized in {:.2} s",
+        r.model_bytes as f64 / 1e6,
+        r.fp32_bytes as f64 / r.model_bytes.max(1) as f64,
+        f.sqnr_db,
+        f.kld_mean,
+        f.kld_p99,
+        100.0 * f.top1_agreement,
+        r.quantize_seconds
+    )
+}
+
+/// The `lts quantize` table: size and fidelity of every scheme.
+pub fn quant_table(results: &[QuantResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<28} {:>9} {:>8} {:>9} {:>10} {:>10} {:>7} {:>9} {:>8} {:>8}",
+        "scheme",
+        "MB",
+        "smaller",
+        "SQNR dB",
+        "KLD mean",
+        "KLD p99",
+        "top-1%",
+        "max err",
+        "quant s",
+        "calib s"
+    );
+    for r in results {
+        let f = &r.fidelity;
+        let _ = writeln!(
+            s,
+            "{:<28} {:>9.2} {:>7.2}x {:>9.1} {:>10.2e} {:>10.2e} {:>7.2} {:>9.4} {:>8.2} {:>8.2}",
+            r.name,
+            r.model_bytes as f64 / 1e6,
+            r.fp32_bytes as f64 / r.model_bytes.max(1) as f64,
+            f.sqnr_db,
+            f.kld_mean,
+            f.kld_p99,
+            100.0 * f.top1_agreement,
+            f.max_abs_error,
+            r.quantize_seconds,
+            r.calibrate_seconds
+        );
+    }
+    for r in results {
+        for f in &r.files {
+            let _ = writeln!(s, "wrote {}", f.display());
+        }
+    }
     s
 }
 

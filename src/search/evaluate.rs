@@ -81,6 +81,7 @@ pub struct Measured {
 impl Evaluator for Measured {
     fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation> {
         let job = Job {
+            quant: None,
             arch: arch.clone(),
             weights: WeightsSpec::Random {
                 seed: self.weights_seed,

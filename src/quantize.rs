@@ -1,0 +1,356 @@
+//! `lts quantize`: post-training quantization of one model with several schemes, each judged
+//! against fp32 on the same weights and inputs.
+//!
+//! For every scheme: a calibration pass where the scheme needs one (the fp32 prefill graph with
+//! each quantized activation added as an output, run on `calib` sequences, histograms per
+//! activation, ranges by the scheme's method: [`crate::quant::calibrate`]), the quantized
+//! prefill and decode graphs ([`crate::quant::emit`]), and fidelity on `eval` other sequences:
+//! SQNR of the logits (dB), mean and p99 KL divergence of the next-token distributions (fp32 the
+//! reference, as llama.cpp's `--kl-divergence`), top-1 agreement, largest absolute logit error.
+//! Sequences are seeded random tokens, or consecutive windows of a text (calibration first,
+//! evaluation after, never overlapping).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::backend::ort::{Ort, OrtOptions};
+use crate::eval::score::Divergence;
+use crate::graph::onnx::{type_proto, ModelProto, TypeProto, ValueInfoProto};
+use crate::graph::{self, GraphKind};
+use crate::quant::calibrate::{self, Histogram};
+use crate::quant::emit::{self, Ranges};
+use crate::quant::scheme::{Calibration, Scheme};
+use crate::weights::Weights;
+use crate::workload::{Logits, Mode, Workload};
+
+/// How a quantized model's outputs differ from fp32 on the same inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fidelity {
+    /// Signal-to-quantization-noise ratio of the logits, `10 log10(sum ref^2 / sum err^2)` (dB).
+    pub sqnr_db: f64,
+    /// Mean KL divergence (fp32 || quantized) of next-token distributions, nats.
+    pub kld_mean: f64,
+    /// Its 99th percentile.
+    pub kld_p99: f64,
+    /// Share of positions (0..1) where both pick the same most likely token.
+    pub top1_agreement: f64,
+    /// Largest absolute difference of one logit.
+    pub max_abs_error: f64,
+    /// Positions compared.
+    pub positions: usize,
+}
+
+/// Accumulates [`Fidelity`] over logits rows.
+#[derive(Default)]
+pub struct FidelityAcc {
+    signal: f64,
+    noise: f64,
+    max_abs: f64,
+    div: Divergence,
+}
+
+impl FidelityAcc {
+    /// Adds `[rows, vocab]` logits of fp32 (`reference`) and of the quantized model.
+    pub fn add(&mut self, reference: &[f32], quantized: &[f32], vocab: usize) {
+        for (r, q) in reference.iter().zip(quantized) {
+            let (r, q) = (*r as f64, *q as f64);
+            self.signal += r * r;
+            self.noise += (r - q) * (r - q);
+            self.max_abs = self.max_abs.max((r - q).abs());
+        }
+        for (r, q) in reference.chunks(vocab).zip(quantized.chunks(vocab)) {
+            self.div.add(r, q);
+        }
+    }
+
+    /// The figures; `None` before any row.
+    pub fn finish(&self) -> Option<Fidelity> {
+        let d = self.div.summary()?;
+        Some(Fidelity {
+            sqnr_db: if self.noise == 0.0 {
+                f64::INFINITY
+            } else {
+                10.0 * (self.signal / self.noise).log10()
+            },
+            kld_mean: d.kld_mean,
+            kld_p99: d.kld_p99,
+            top1_agreement: d.top1_agreement,
+            max_abs_error: self.max_abs,
+            positions: d.positions,
+        })
+    }
+}
+
+/// Calibration and evaluation sequences.
+#[derive(Clone, Debug)]
+pub struct Sequences {
+    /// Calibration inputs `[calib, seq_len]`.
+    pub calib: Array2<i64>,
+    /// Evaluation inputs `[eval, seq_len]`, disjoint from `calib`.
+    pub eval: Array2<i64>,
+    /// `seeded tokens (seed N)` or `text FILE`.
+    pub source: String,
+}
+
+impl Sequences {
+    /// Seeded random tokens: calibration from `seed`, evaluation from another stream.
+    pub fn seeded(arch: &Arch, calib: usize, eval: usize, seq_len: usize, seed: u64) -> Sequences {
+        let w = |batch, seed| Workload {
+            mode: Mode::Prefill,
+            batch,
+            seq_len,
+            new_tokens: 0,
+            logits: Logits::All,
+            seed,
+        };
+        Sequences {
+            calib: crate::workload::inputs(arch, &w(calib, seed)).0,
+            eval: crate::workload::inputs(arch, &w(eval, seed ^ 0x9e37_79b9_7f4a_7c15)).0,
+            source: format!("seeded tokens (seed {seed})"),
+        }
+    }
+
+    /// Consecutive windows of `ids` (a tokenized text): the first `calib` for calibration, the
+    /// next `eval` for evaluation.
+    pub fn from_tokens(
+        ids: &[u32],
+        calib: usize,
+        eval: usize,
+        seq_len: usize,
+        what: &str,
+    ) -> Result<Sequences> {
+        let need = (calib + eval) * seq_len;
+        if ids.len() < need {
+            bail!(
+                "{what} has {} tokens; --calib {calib} + --eval {eval} windows of --seq-len {seq_len} need {need}: lower them or give a longer text",
+                ids.len()
+            );
+        }
+        let rows = |from: usize, n: usize| {
+            Array2::from_shape_fn((n, seq_len), |(r, c)| {
+                i64::from(ids[(from + r) * seq_len + c])
+            })
+        };
+        Ok(Sequences {
+            calib: rows(0, calib),
+            eval: rows(calib, eval),
+            source: format!("text {what}"),
+        })
+    }
+}
+
+/// The fp32 prefill graph with every activation a scheme quantizes added as a graph output.
+fn augmented(model: &ModelProto, head: bool) -> Result<(ModelProto, Vec<String>)> {
+    let mut m = model.clone();
+    let g = m.graph.as_mut().context("no graph")?;
+    let mut names: Vec<String> = emit::targets(g, head)
+        .into_iter()
+        .map(|t| t.input)
+        .collect();
+    names.sort();
+    names.dedup();
+    for n in &names {
+        g.output.push(ValueInfoProto {
+            name: Some(n.clone()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: None,
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    Ok((m, names))
+}
+
+/// Calibrated ranges of the activations `scheme` quantizes: the fp32 `prefill` graph run on
+/// every calibration sequence, one histogram per activation.
+pub fn calibrate(
+    prefill: &ModelProto,
+    scheme: &Scheme,
+    calib: &Array2<i64>,
+    ort: &OrtOptions,
+) -> Result<Ranges> {
+    let Scheme::Int8Static {
+        calibration,
+        percentile,
+        symmetric,
+        head,
+        ..
+    } = scheme
+    else {
+        return Ok(Ranges::new());
+    };
+    let (model, names) = augmented(prefill, *head)?;
+    let mut session = Ort::load()?.session(&graph::to_bytes(&model), ort)?;
+    let mut hists: BTreeMap<String, Histogram> = BTreeMap::new();
+    for row in calib.rows() {
+        let ids = row.to_owned().insert_axis(ndarray::Axis(0));
+        let out = session.run(ort::inputs!["input_ids" => ort::value::Tensor::from_array(ids)?])?;
+        for n in &names {
+            let (_, data) = out[n.as_str()].try_extract_tensor::<f32>()?;
+            hists
+                .entry(n.clone())
+                .or_default()
+                .add(data)
+                .with_context(|| format!("calibration histogram of {n}"))?;
+        }
+    }
+    let method = match calibration {
+        Calibration::Minmax => calibrate::CalibMethod::MinMax,
+        Calibration::Percentile => calibrate::CalibMethod::Percentile(*percentile),
+        Calibration::Mse => calibrate::CalibMethod::Mse,
+        Calibration::Entropy => calibrate::CalibMethod::Entropy,
+    };
+    hists
+        .into_iter()
+        .map(|(n, h)| {
+            let r = calibrate::range(&h, method, *symmetric)
+                .with_context(|| format!("calibrating {n}"))?;
+            Ok((n, r))
+        })
+        .collect()
+}
+
+/// Fidelity of `quantized` against `fp32` (both all-logits prefill graphs) on `eval`.
+pub fn fidelity(
+    fp32: &[u8],
+    quantized: &[u8],
+    eval: &Array2<i64>,
+    vocab: usize,
+    ort: &OrtOptions,
+) -> Result<Fidelity> {
+    let o = Ort::load()?;
+    let mut a = o.session(fp32, ort)?;
+    let mut b = o
+        .session(quantized, ort)
+        .context("ONNX Runtime refused the quantized graph")?;
+    let mut acc = FidelityAcc::default();
+    for row in eval.rows() {
+        let ids = row.to_owned().insert_axis(ndarray::Axis(0));
+        let ra =
+            a.run(ort::inputs!["input_ids" => ort::value::Tensor::from_array(ids.clone())?])?;
+        let rb = b.run(ort::inputs!["input_ids" => ort::value::Tensor::from_array(ids)?])?;
+        let (_, la) = ra["logits"].try_extract_tensor::<f32>()?;
+        let (_, lb) = rb["logits"].try_extract_tensor::<f32>()?;
+        acc.add(la, lb, vocab);
+    }
+    acc.finish().context("no evaluation sequence")
+}
+
+/// One scheme's outcome.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QuantResult {
+    /// The scheme as written (`int8-static:entropy`).
+    pub name: String,
+    /// The scheme and its options.
+    pub scheme: Scheme,
+    /// Bytes of the quantized prefill graph (weights included).
+    pub model_bytes: u64,
+    /// Bytes of the fp32 prefill graph.
+    pub fp32_bytes: u64,
+    /// Seconds of the calibration pass (0 without one).
+    pub calibrate_seconds: f64,
+    /// Seconds to quantize the weights and emit the graphs (calibration excluded).
+    pub quantize_seconds: f64,
+    /// Outputs against fp32.
+    pub fidelity: Fidelity,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+}
+
+/// The fp32 graphs a quantization starts from.
+pub struct Fp32Graphs {
+    /// Prefill with the logits `lts quantize --logits` asked for (written and timed).
+    pub prefill: ModelProto,
+    /// Prefill with every position's logits (fidelity).
+    pub prefill_all: ModelProto,
+    /// Decode.
+    pub decode: ModelProto,
+}
+
+impl Fp32Graphs {
+    /// Builds the fp32 graphs of `arch` with `weights` embedded.
+    pub fn build(arch: &Arch, weights: &Weights, logits: Logits) -> Result<Fp32Graphs> {
+        Ok(Fp32Graphs {
+            prefill: graph::build_model(arch, weights, GraphKind::Prefill, logits)?,
+            prefill_all: graph::build_model(arch, weights, GraphKind::Prefill, Logits::All)?,
+            decode: graph::build_model(arch, weights, GraphKind::Decode, Logits::Last)?,
+        })
+    }
+}
+
+/// A scheme's slug in file names: `int8-static:entropy` -> `int8-static-entropy`.
+pub fn slug(scheme: &Scheme) -> String {
+    scheme
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Quantizes with one scheme, writes `<out>/<arch-id>.<slug>.{prefill,decode}.onnx` when `out`
+/// is given, and measures fidelity.
+pub fn quantize_one(
+    arch: &Arch,
+    fp32: &Fp32Graphs,
+    scheme: &Scheme,
+    seqs: &Sequences,
+    ort: &OrtOptions,
+    out: Option<&std::path::Path>,
+) -> Result<QuantResult> {
+    let t0 = Instant::now();
+    let ranges = if scheme.needs_calibration() {
+        Some(calibrate(&fp32.prefill, scheme, &seqs.calib, ort)?)
+    } else {
+        None
+    };
+    let calibrate_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let prefill = emit::quantize(fp32.prefill.clone(), scheme, ranges.as_ref())?;
+    let decode = emit::quantize(fp32.decode.clone(), scheme, ranges.as_ref())?;
+    let quantize_seconds = t1.elapsed().as_secs_f64();
+    let all = emit::quantize(fp32.prefill_all.clone(), scheme, ranges.as_ref())?;
+    let fidelity = fidelity(
+        &graph::to_bytes(&fp32.prefill_all),
+        &graph::to_bytes(&all),
+        &seqs.eval,
+        arch.vocab_size,
+        ort,
+    )
+    .with_context(|| format!("scheme {scheme}"))?;
+    let prefill_bytes = graph::to_bytes(&prefill);
+    let mut files = Vec::new();
+    if let Some(dir) = out {
+        let stem = format!("{}.{}", arch.id(), slug(scheme));
+        for (kind, m) in [("prefill", &prefill), ("decode", &decode)] {
+            let p = dir.join(format!("{stem}.{kind}.onnx"));
+            graph::save(m, &p)?;
+            files.push(p);
+        }
+    }
+    Ok(QuantResult {
+        name: scheme.to_string(),
+        scheme: scheme.clone(),
+        model_bytes: prefill_bytes.len() as u64,
+        fp32_bytes: graph::to_bytes(&fp32.prefill).len() as u64,
+        calibrate_seconds,
+        quantize_seconds,
+        fidelity,
+        files,
+    })
+}
