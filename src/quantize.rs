@@ -263,6 +263,9 @@ pub struct QuantResult {
     pub quantize_seconds: f64,
     /// Outputs against fp32.
     pub fidelity: Fidelity,
+    /// The quantized and matrix-multiply ops ONNX Runtime runs for the prefill graph after its
+    /// optimizations (what the emitted graph fused into), with counts.
+    pub ort_ops: BTreeMap<String, usize>,
     /// Files written.
     pub files: Vec<PathBuf>,
 }
@@ -334,6 +337,11 @@ pub fn quantize_one(
     )
     .with_context(|| format!("scheme {scheme}"))?;
     let prefill_bytes = graph::to_bytes(&prefill);
+    let ort_ops = Ort::load()?
+        .optimized_ops(&prefill_bytes, ort)?
+        .into_iter()
+        .filter(|(op, _)| is_matmul_or_quant(op))
+        .collect();
     let mut files = Vec::new();
     if let Some(dir) = out {
         let stem = format!("{}.{}", arch.id(), slug(scheme));
@@ -351,6 +359,17 @@ pub fn quantize_one(
         calibrate_seconds,
         quantize_seconds,
         fidelity,
+        ort_ops,
         files,
     })
+}
+
+/// Whether an op type is a matrix multiply or a (de)quantization, the ops a scheme changes.
+fn is_matmul_or_quant(op: &str) -> bool {
+    let op = op.rsplit(':').next().unwrap_or(op);
+    op.contains("MatMul")
+        || op.contains("Quantize")
+        || op == "Gemm"
+        || op == "MatMulInteger"
+        || op == "Cast"
 }

@@ -144,6 +144,44 @@ impl Ort {
         files: &[(String, std::sync::Arc<[u8]>)],
         opts: &OrtOptions,
     ) -> Result<Session> {
+        self.build_session(model, files, opts, None)
+    }
+
+    /// The op types (`domain:op` for contrib ops, with counts) of the graph ONNX Runtime runs
+    /// for `model` under `opts` after its graph optimizations: the optimized model it writes
+    /// when asked (`optimized_model_filepath`), read back. Shows which fused kernels a
+    /// quantized graph becomes (`com.microsoft:DynamicQuantizeMatMul`...).
+    pub fn optimized_ops(
+        &self,
+        model: &[u8],
+        opts: &OrtOptions,
+    ) -> Result<std::collections::BTreeMap<String, usize>> {
+        use prost::Message;
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let path = dir.path().join("optimized.onnx");
+        drop(self.build_session(model, &[], opts, Some(&path))?);
+        let bytes = std::fs::read(&path).context("ONNX Runtime wrote no optimized model")?;
+        let m = crate::graph::onnx::ModelProto::decode(bytes.as_slice())
+            .context("cannot decode ONNX Runtime's optimized model")?;
+        let mut ops = std::collections::BTreeMap::new();
+        for n in m.graph.iter().flat_map(|g| &g.node) {
+            let op = n.op_type.clone().unwrap_or_default();
+            let key = match n.domain.as_deref() {
+                None | Some("") | Some("ai.onnx") => op,
+                Some(d) => format!("{d}:{op}"),
+            };
+            *ops.entry(key).or_insert(0) += 1;
+        }
+        Ok(ops)
+    }
+
+    fn build_session(
+        &self,
+        model: &[u8],
+        files: &[(String, std::sync::Arc<[u8]>)],
+        opts: &OrtOptions,
+        optimized_to: Option<&std::path::Path>,
+    ) -> Result<Session> {
         if opts.provider != "cpu" {
             bail!(
                 "execution provider `{}` is not supported yet; use `cpu` (available in this library: {})",
@@ -178,6 +216,9 @@ impl Ort {
             builder = builder
                 .with_external_initializer_file_in_memory(name, data.clone())
                 .map_err(fail)?;
+        }
+        if let Some(path) = optimized_to {
+            builder = builder.with_optimized_model_path(path).map_err(fail)?;
         }
         builder
             .commit_from_memory(model)

@@ -659,6 +659,14 @@ pub fn quant_table(results: &[QuantResult]) -> String {
             r.calibrate_seconds
         );
     }
+    let _ = writeln!(
+        s,
+        "ONNX Runtime runs (after its graph optimizations, prefill):"
+    );
+    for r in results {
+        let ops: Vec<String> = r.ort_ops.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        let _ = writeln!(s, "  {:<26} {}", r.name, ops.join(", "));
+    }
     for r in results {
         for f in &r.files {
             let _ = writeln!(s, "wrote {}", f.display());
