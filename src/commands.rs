@@ -330,7 +330,23 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
         }
     }
     let mut results = Vec::with_capacity(jobs.len());
-    for job in &jobs {
+    // Quantized variants on ONNX Runtime alone: one interleaved loop, so drift hits all alike.
+    let interleave = jobs.len() > 1
+        && jobs
+            .iter()
+            .all(|j| matches!(j.backend, BackendSpec::Ort(_)));
+    if interleave {
+        results = job::execute_interleaved(&jobs).context("measuring the --quant variants")?;
+        if !args.json {
+            for (i, r) in results.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", report::terminal::measurement_table(r));
+            }
+        }
+    }
+    for job in jobs.iter().filter(|_| !interleave) {
         let r = job::execute(job)
             .with_context(|| format!("measuring with --backend {}", job.backend.name()))?;
         if !args.json {

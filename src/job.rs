@@ -439,16 +439,7 @@ fn ort_runner(
 /// the GPU (wgpu) and applies the measurement protocol (creation and first run reported
 /// separately).
 pub fn execute(job: &Job) -> Result<JobResult> {
-    job.arch.validate()?;
-    job.arch.check_size(job.max_params)?;
-    job.workload.check(&job.arch)?;
-    MemoryLimit::resolve(job.max_memory)
-        .check(estimate_memory(&job.arch, &job.workload), "this workload")?;
-    job.protocol.validate()?;
-    job.thermal.validate()?;
-    if let BackendSpec::Ort(o) = &job.backend {
-        o.validate()?;
-    }
+    check_job(job, 1)?;
     let started_at = crate::util::now_rfc3339();
     let first_token = FirstTokenLog::default();
     let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =
@@ -509,6 +500,127 @@ pub fn execute(job: &Job) -> Result<JobResult> {
                 )
             }
         };
+    result_of(
+        job,
+        Built {
+            runtime,
+            weights_source,
+            emission_ms,
+            model_bytes,
+        },
+        measurement,
+        thermal,
+        &first_token,
+        started_at,
+    )
+}
+
+/// What building a job's model produced, beside the measurement.
+struct Built {
+    runtime: RuntimeInfo,
+    weights_source: String,
+    emission_ms: f64,
+    model_bytes: u64,
+}
+
+/// Checks a job can run here before anything is built: arch, size, positions, memory
+/// (`copies` models alive at once), protocol, thermal and backend settings.
+fn check_job(job: &Job, copies: u64) -> Result<()> {
+    job.arch.validate()?;
+    job.arch.check_size(job.max_params)?;
+    job.workload.check(&job.arch)?;
+    let estimate =
+        estimate_memory(&job.arch, &job.workload).map(|e| crate::workload::MemoryEstimate {
+            weights: e.weights.saturating_mul(copies),
+            activations: e.activations.saturating_mul(copies),
+            kv_cache: e.kv_cache.saturating_mul(copies),
+            ..e
+        });
+    MemoryLimit::resolve(job.max_memory).check(estimate, "this workload")?;
+    job.protocol.validate()?;
+    job.thermal.validate()?;
+    if let BackendSpec::Ort(o) = &job.backend {
+        o.validate()?;
+    }
+    Ok(())
+}
+
+/// Measures ONNX Runtime jobs that differ only in their graphs (`lts measure --quant
+/// fp32,int8-dynamic,...`: same arch, weights, workload and protocol) in one interleaved loop
+/// ([`measure::interleave`]), so that drift during the measurement falls on all alike; one
+/// result per job, in order.
+pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
+    let Some(first) = jobs.first() else {
+        bail!("nothing to measure");
+    };
+    for job in jobs {
+        check_job(job, jobs.len() as u64)?;
+        if !matches!(job.backend, BackendSpec::Ort(_)) {
+            bail!("interleaved measurement runs ONNX Runtime jobs only");
+        }
+        if job.protocol != first.protocol || job.workload != first.workload {
+            bail!("interleaved jobs must share the workload and the protocol");
+        }
+    }
+    let started_at = crate::util::now_rfc3339();
+    let ort = Ort::load()?;
+    let mut models = Vec::with_capacity(jobs.len());
+    let mut built = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let (model, weights_source, emission_ms) = build_ort_model(job)?;
+        built.push(Built {
+            runtime: ort.info().clone(),
+            weights_source,
+            emission_ms,
+            model_bytes: model.bytes(),
+        });
+        models.push(model);
+    }
+    let logs: Vec<FirstTokenLog> = jobs.iter().map(|_| FirstTokenLog::default()).collect();
+    let (measurements, thermal) = thermal::around(&first.thermal, || {
+        let creates: Vec<measure::interleave::Create<'_>> = models
+            .into_iter()
+            .zip(jobs)
+            .zip(&logs)
+            .map(|((model, job), log)| {
+                let BackendSpec::Ort(opts) = &job.backend else {
+                    unreachable!("checked above")
+                };
+                Box::new(move || {
+                    let OrtModel { graphs, files } = model;
+                    let mut sessions = Vec::with_capacity(graphs.len());
+                    for g in graphs {
+                        sessions.push(ort.session_with_files(&g, &files, opts)?);
+                    }
+                    ort_runner(sessions, job, log.clone())
+                }) as measure::interleave::Create<'_>
+            })
+            .collect();
+        measure::interleave::run_interleaved(&first.protocol, creates)
+    })?;
+    jobs.iter()
+        .zip(built)
+        .zip(measurements)
+        .zip(&logs)
+        .map(|(((job, b), m), log)| result_of(job, b, m, thermal.clone(), log, started_at.clone()))
+        .collect()
+}
+
+/// The result of a job from its build, measurement and thermal record.
+fn result_of(
+    job: &Job,
+    built: Built,
+    measurement: Measurement,
+    thermal: ThermalRecord,
+    first_token: &FirstTokenLog,
+    started_at: String,
+) -> Result<JobResult> {
+    let Built {
+        runtime,
+        weights_source,
+        emission_ms,
+        model_bytes,
+    } = built;
     let generation = (job.workload.mode == Mode::Generate)
         .then(|| Generation::new(&job.workload, &measurement, &first_token.lock().unwrap()))
         .transpose()?;

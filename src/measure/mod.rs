@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Runner;
 
+pub mod interleave;
 pub mod memory;
 pub mod outliers;
 pub mod protocol;
@@ -84,6 +85,13 @@ pub struct Measurement {
     pub samples_ms: Vec<f64>,
     /// The protocol that produced this measurement.
     pub protocol: Protocol,
+    /// Runners timed in the same loop, round-robin ([`interleave`]); 0 when measured alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interleaved_with: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Measurement {
@@ -258,6 +266,47 @@ pub fn run_protocol(
     memory.gpu_buffer_bytes = runner.gpu_buffer_bytes();
     drop(runner);
 
+    Ok(summarize(
+        protocol,
+        Phases {
+            session_creation,
+            first_run,
+            device,
+            warmup_runs,
+            warmup,
+            timed_loop,
+        },
+        samples,
+        memory,
+    ))
+}
+
+/// The timed phases of one measurement, apart from its samples.
+pub(crate) struct Phases {
+    pub(crate) session_creation: Duration,
+    pub(crate) first_run: Duration,
+    pub(crate) device: bool,
+    pub(crate) warmup_runs: usize,
+    pub(crate) warmup: Duration,
+    pub(crate) timed_loop: Duration,
+}
+
+/// The [`Measurement`] of timed `samples` (ms, run order): validity against the protocol's
+/// minimums, statistics, precision reached.
+pub(crate) fn summarize(
+    protocol: &Protocol,
+    phases: Phases,
+    samples: Vec<f64>,
+    memory: PeakMemory,
+) -> Measurement {
+    let Phases {
+        session_creation,
+        first_run,
+        device,
+        warmup_runs,
+        warmup,
+        timed_loop,
+    } = phases;
     let n = samples.len();
     let loop_s = timed_loop.as_secs_f64();
     let mut reasons = Vec::new();
@@ -292,7 +341,7 @@ pub fn run_protocol(
     );
     let target_ci_reached = (protocol.target_ci_rel > 0.0)
         .then(|| protocol.precision_met(stats.median_ci_rel, stats.median_ci_confidence));
-    Ok(Measurement {
+    Measurement {
         session_creation_ms: ms(session_creation),
         first_run_ms: ms(first_run),
         warmup_runs,
@@ -308,7 +357,8 @@ pub fn run_protocol(
         memory,
         samples_ms: samples,
         protocol: protocol.clone(),
-    })
+        interleaved_with: 0,
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,12 @@ pub fn backend_comparison(results: &[JobResult]) -> String {
             r.runtime.providers.join("; ")
         );
     }
+    if results.iter().any(|r| r.measurement.interleaved_with > 1) {
+        let _ = writeln!(
+            s,
+            "measured interleaved: one timed loop, each round runs every variant once (order rotated)"
+        );
+    }
     if let (Some(b), Some(last)) = (base, results.last()) {
         if results.len() == 2 {
             let _ = writeln!(
