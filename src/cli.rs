@@ -157,6 +157,11 @@ pub enum Command {
     /// calibration, int4 blocks), write the graphs and print their size and fidelity vs fp32.
     #[command(after_help = QUANTIZE_HELP)]
     Quantize(QuantizeArgs),
+    /// The TinyML quantization study's table for one model: a grid of post-training schemes
+    /// (methods x bit widths x granularity), each with size, fidelity vs fp32 and latency, all
+    /// timed interleaved; writes quant-bench.{csv,md,json}.
+    #[command(after_help = QUANTIZE_HELP)]
+    QuantBench(QuantBenchArgs),
 }
 
 /// Which architecture to use: a preset or a file.
@@ -738,6 +743,50 @@ pub struct QuantizeArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `lts quant-bench`.
+#[derive(Args, Debug)]
+pub struct QuantBenchArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// The grid of schemes (default: fp16; int8 dynamic and each static calibration method,
+    /// per channel and per tensor; int4 b32 and b128 with and without zero points).
+    #[arg(long, default_value = crate::quantize::bench::DEFAULT_GRID)]
+    pub scheme: String,
+    /// Percentile of `int8-static:percentile`, in (0, 100].
+    #[arg(long, default_value_t = crate::quant::scheme::DEFAULT_PERCENTILE)]
+    pub percentile: f64,
+    /// Calibration sequences.
+    #[arg(long, default_value_t = 16)]
+    pub calib: usize,
+    /// Evaluation sequences for fidelity.
+    #[arg(long, default_value_t = 8)]
+    pub eval: usize,
+    /// Tokens per calibration / evaluation sequence and of the timed prefill (default
+    /// min(128, n_positions)).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Calibrate and evaluate on windows of this text (needs --gguf).
+    #[arg(long, value_name = "FILE", requires = "gguf")]
+    pub text: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads of the timed runs (1 as in LTS).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Minimum timed runs per variant.
+    #[arg(long, default_value_t = 10)]
+    pub min_runs: usize,
+    /// Minimum seconds of timing per variant.
+    #[arg(long, default_value_t = 2.0)]
+    pub min_duration_s: f64,
+    /// Output directory (graphs and quant-bench.{csv,md,json}).
+    #[arg(long, short, default_value = "results/quant-bench")]
+    pub out: PathBuf,
+    /// Replace a quant-bench.csv already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `lts eval`.

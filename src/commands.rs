@@ -9,7 +9,8 @@ use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
     ArchArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend,
-    ParamsArgs, ProfileArgs, QuantizeArgs, SearchArgs, SearchBackend, SetupArgs, WeightArgs,
+    ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs, SearchBackend, SetupArgs,
+    WeightArgs,
 };
 use crate::device::DeviceInfo;
 use crate::eval::{EvalConfig, ModelSource};
@@ -794,7 +795,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 
 /// `lts quantize`.
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
-    use crate::quantize::{self as q, Fp32Graphs, Sequences};
+    use crate::quantize::{self as q, Fp32Graphs};
     let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.percentile)?;
     let (arch, weights) = match &args.onnx {
         Some(path) => {
@@ -817,15 +818,6 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     };
     arch.check_size(args.max_params)?;
     let seq_len = args.seq_len.unwrap_or(128.min(arch.n_positions));
-    if seq_len == 0 || seq_len > arch.n_positions {
-        bail!(
-            "--seq-len {seq_len} must be between 1 and the arch's {} positions",
-            arch.n_positions
-        );
-    }
-    if args.eval == 0 {
-        bail!("--eval 0 leaves nothing to judge fidelity on: use at least 1");
-    }
     if args.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
         bail!("--calib 0: int8-static needs at least one calibration sequence");
     }
@@ -834,21 +826,12 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         ..OrtOptions::default()
     };
     ort.validate()?;
-    let seqs = match (&args.text, &args.arch.gguf) {
-        (Some(text), Some(gguf)) => {
-            let g = crate::gguf::Gguf::open(gguf)?;
-            let tok = crate::tokenizer::Tokenizer::new(g.tokenizer_spec()?)?;
-            let t = crate::eval::read_text(text, &tok, None)?;
-            Sequences::from_tokens(
-                &t.ids,
-                args.calib,
-                args.eval,
-                seq_len,
-                &text.display().to_string(),
-            )?
-        }
-        _ => Sequences::seeded(&arch, args.calib, args.eval, seq_len, args.input_seed),
-    };
+    let seqs = quant_sequences(
+        &arch,
+        args.text.as_ref().zip(args.arch.gguf.as_ref()),
+        (args.calib, args.eval, seq_len),
+        args.input_seed,
+    )?;
     let stem = format!("{}.", arch.id());
     let mut existing = Vec::new();
     for s in schemes.iter().filter(|s| !s.is_fp32()) {
@@ -896,5 +879,94 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         );
         print!("{}", report::terminal::quant_table(&results));
     }
+    Ok(())
+}
+
+/// Calibration and evaluation sequences: windows of a text cut by a GGUF file's tokenizer, or
+/// seeded tokens. `counts` is (calibration, evaluation, tokens per sequence).
+fn quant_sequences(
+    arch: &Arch,
+    text: Option<(&PathBuf, &PathBuf)>,
+    counts: (usize, usize, usize),
+    seed: u64,
+) -> Result<crate::quantize::Sequences> {
+    use crate::quantize::Sequences;
+    let (calib, eval, seq_len) = counts;
+    if seq_len == 0 || seq_len > arch.n_positions {
+        bail!(
+            "--seq-len {seq_len} must be between 1 and the arch's {} positions",
+            arch.n_positions
+        );
+    }
+    if eval == 0 {
+        bail!("--eval 0 leaves nothing to judge fidelity on: use at least 1");
+    }
+    Ok(match text {
+        Some((text, gguf)) => {
+            let g = crate::gguf::Gguf::open(gguf)?;
+            let tok = crate::tokenizer::Tokenizer::new(g.tokenizer_spec()?)?;
+            let t = crate::eval::read_text(text, &tok, None)?;
+            Sequences::from_tokens(&t.ids, calib, eval, seq_len, &text.display().to_string())?
+        }
+        None => Sequences::seeded(arch, calib, eval, seq_len, seed),
+    })
+}
+
+/// `lts quant-bench`.
+pub fn quant_bench(args: &QuantBenchArgs) -> Result<()> {
+    use crate::quantize::bench::{self, BenchConfig};
+    let mut schemes = crate::quant::Scheme::parse_list(&args.scheme, args.percentile)?;
+    schemes.retain(|s| !s.is_fp32());
+    let arch = args.arch.resolve()?;
+    arch.check_size(crate::arch::DEFAULT_MAX_PARAMS)?;
+    let seq_len = args.seq_len.unwrap_or(128.min(arch.n_positions));
+    if args.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
+        bail!("--calib 0: int8-static needs at least one calibration sequence");
+    }
+    let seqs = quant_sequences(
+        &arch,
+        args.text.as_ref().zip(args.arch.gguf.as_ref()),
+        (args.calib, args.eval, seq_len),
+        0,
+    )?;
+    let csv = args.out.join("quant-bench.csv");
+    if csv.exists() && !args.force {
+        bail!(
+            "{} already exists: pass --force to replace it, or choose another --out",
+            csv.display()
+        );
+    }
+    let timed_ort = OrtOptions {
+        intra_threads: args.threads,
+        ..OrtOptions::default()
+    };
+    timed_ort.validate()?;
+    let protocol = Protocol {
+        min_runs: args.min_runs,
+        min_duration_s: args.min_duration_s,
+        ..Protocol::default()
+    };
+    protocol.validate()?;
+    crate::signals::install()?;
+    let cfg = BenchConfig {
+        weights: weights_spec(&args.arch, &args.weights),
+        arch,
+        schemes,
+        seqs,
+        seq_len,
+        work_ort: OrtOptions {
+            intra_threads: crate::util::default_threads(),
+            ..OrtOptions::default()
+        },
+        timed_ort,
+        protocol,
+        out: args.out.clone(),
+    };
+    let rows = bench::run(&cfg, &mut |msg| eprintln!("{msg}"))?;
+    print!("{}", bench::markdown(&cfg.arch, &rows));
+    println!(
+        "\nwrote {}/quant-bench.{{csv,md,json}} and the graphs",
+        args.out.display()
+    );
     Ok(())
 }

@@ -29,6 +29,7 @@ fn main() {
         Command::Fetch(a) => commands::fetch(a),
         Command::Eval(a) => commands::eval(a),
         Command::Quantize(a) => commands::quantize(a),
+        Command::QuantBench(a) => commands::quant_bench(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -299,3 +299,55 @@ fn bad_input_gets_clear_errors() {
     let next = ids.slice(s![.., 7..]).to_owned();
     assert!(infer(&mut dec, &arch, &next, Some(&a.present)).is_ok());
 }
+
+#[test]
+fn quant_bench_writes_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("qb");
+    let run = || {
+        Command::cargo_bin("lts")
+            .unwrap()
+            .args([
+                "quant-bench",
+                "--preset",
+                "gpt2-tiny",
+                "--calib",
+                "2",
+                "--eval",
+                "2",
+            ])
+            .args([
+                "--seq-len",
+                "16",
+                "--min-runs",
+                "3",
+                "--min-duration-s",
+                "0.05",
+            ])
+            .args([
+                "--scheme",
+                "int8-dynamic,int8-static:mse:per-tensor,int4:b32:zp",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("quant-bench.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 5, "{csv}"); // header, fp32 and three schemes
+    assert!(lines[0].starts_with("scheme,method,bits,granularity"));
+    assert!(lines[1].starts_with("fp32,fp32,32"));
+    assert!(lines[3].starts_with("int8-static:mse:per-tensor,mse,8,per-tensor"));
+    let md = std::fs::read_to_string(out.join("quant-bench.md")).unwrap();
+    assert!(
+        md.contains("| int4:b32:zp | blockwise | 4 | block-32 |"),
+        "{md}"
+    );
+    // A second run does not silently replace the first.
+    let o = run();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+}

@@ -10,6 +10,8 @@
 //! Sequences are seeded random tokens, or consecutive windows of a text (calibration first,
 //! evaluation after, never overlapping).
 
+pub mod bench;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
