@@ -686,6 +686,31 @@ and the largest logit error, on --eval sequences other than the calibration ones
 <out>/<arch-id>.<scheme>.{prefill,decode}.onnx; `lts measure --onnx FILE` times one, and
 `lts eval --onnx FILE --kld-against MODEL.gguf` scores a --logits all prefill on text.";
 
+/// Calibration and evaluation sequences of `lts quantize` and `lts quant-bench`.
+#[derive(Args, Debug, Clone)]
+pub struct CalibArgs {
+    /// Percentile of `int8-static:percentile`, in (0, 100].
+    #[arg(long, default_value_t = crate::quant::scheme::DEFAULT_PERCENTILE)]
+    pub percentile: f64,
+    /// Calibration sequences (int8-static).
+    #[arg(long, default_value_t = 16)]
+    pub calib: usize,
+    /// Evaluation sequences for fidelity (other than the calibration ones).
+    #[arg(long, default_value_t = 8)]
+    pub eval: usize,
+    /// Tokens per calibration / evaluation sequence (and of quant-bench's timed prefill;
+    /// default min(128, n_positions)).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Seed of the calibration and evaluation tokens (without --text).
+    #[arg(long, default_value_t = 0)]
+    pub input_seed: u64,
+    /// Calibrate and evaluate on consecutive windows of this UTF-8 text instead of seeded
+    /// tokens (needs --gguf: its tokenizer cuts the text).
+    #[arg(long, value_name = "FILE", requires = "gguf")]
+    pub text: Option<PathBuf>,
+}
+
 /// `lts quantize`.
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
@@ -705,25 +730,8 @@ pub struct QuantizeArgs {
     /// Schemes, comma-separated (see below).
     #[arg(long, default_value = "fp16,int8-dynamic,int8-static:minmax,int4:b32")]
     pub scheme: String,
-    /// Percentile of `int8-static:percentile`, in (0, 100].
-    #[arg(long, default_value_t = crate::quant::scheme::DEFAULT_PERCENTILE)]
-    pub percentile: f64,
-    /// Calibration sequences (int8-static).
-    #[arg(long, default_value_t = 16)]
-    pub calib: usize,
-    /// Evaluation sequences for fidelity (other than the calibration ones).
-    #[arg(long, default_value_t = 8)]
-    pub eval: usize,
-    /// Tokens per calibration / evaluation sequence (default min(128, n_positions)).
-    #[arg(long)]
-    pub seq_len: Option<usize>,
-    /// Seed of the calibration and evaluation tokens (without --text).
-    #[arg(long, default_value_t = 0)]
-    pub input_seed: u64,
-    /// Calibrate and evaluate on consecutive windows of this UTF-8 text instead of seeded
-    /// tokens (needs --gguf: its tokenizer cuts the text).
-    #[arg(long, value_name = "FILE", requires = "gguf")]
-    pub text: Option<PathBuf>,
+    #[command(flatten)]
+    pub calib: CalibArgs,
     /// Logits of the written prefill graph: last (default, what `lts measure` times) or all
     /// (for `lts eval`).
     #[arg(long, value_parser = choice::<Logits>(), default_value = "last")]
@@ -756,22 +764,8 @@ pub struct QuantBenchArgs {
     /// per channel and per tensor; int4 b32 and b128 with and without zero points).
     #[arg(long, default_value = crate::quantize::bench::DEFAULT_GRID)]
     pub scheme: String,
-    /// Percentile of `int8-static:percentile`, in (0, 100].
-    #[arg(long, default_value_t = crate::quant::scheme::DEFAULT_PERCENTILE)]
-    pub percentile: f64,
-    /// Calibration sequences.
-    #[arg(long, default_value_t = 16)]
-    pub calib: usize,
-    /// Evaluation sequences for fidelity.
-    #[arg(long, default_value_t = 8)]
-    pub eval: usize,
-    /// Tokens per calibration / evaluation sequence and of the timed prefill (default
-    /// min(128, n_positions)).
-    #[arg(long)]
-    pub seq_len: Option<usize>,
-    /// Calibrate and evaluate on windows of this text (needs --gguf).
-    #[arg(long, value_name = "FILE", requires = "gguf")]
-    pub text: Option<PathBuf>,
+    #[command(flatten)]
+    pub calib: CalibArgs,
     /// ONNX Runtime intra-op threads of the timed runs (1 as in LTS).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

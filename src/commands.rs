@@ -8,9 +8,9 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    ArchArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs, MeasureBackend,
-    ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs, SearchBackend, SetupArgs,
-    WeightArgs,
+    ArchArgs, CalibArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs,
+    MeasureBackend, ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs,
+    SearchBackend, SetupArgs, WeightArgs,
 };
 use crate::device::DeviceInfo;
 use crate::eval::{EvalConfig, ModelSource};
@@ -796,7 +796,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 /// `lts quantize`.
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     use crate::quantize::{self as q, Fp32Graphs};
-    let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.percentile)?;
+    let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.calib.percentile)?;
     let (arch, weights) = match &args.onnx {
         Some(path) => {
             let file = graph::OnnxFile::open(path)?;
@@ -817,8 +817,8 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         ),
     };
     arch.check_size(args.max_params)?;
-    let seq_len = args.seq_len.unwrap_or(128.min(arch.n_positions));
-    if args.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
+    let seq_len = args.calib.seq_len.unwrap_or(128.min(arch.n_positions));
+    if args.calib.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
         bail!("--calib 0: int8-static needs at least one calibration sequence");
     }
     let ort = OrtOptions {
@@ -826,12 +826,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         ..OrtOptions::default()
     };
     ort.validate()?;
-    let seqs = quant_sequences(
-        &arch,
-        args.text.as_ref().zip(args.arch.gguf.as_ref()),
-        (args.calib, args.eval, seq_len),
-        args.input_seed,
-    )?;
+    let seqs = quant_sequences(&arch, &args.calib, args.arch.gguf.as_ref(), seq_len)?;
     let stem = format!("{}.", arch.id());
     let mut existing = Vec::new();
     for s in schemes.iter().filter(|s| !s.is_fp32()) {
@@ -874,61 +869,61 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             "{} on {} ({} calibration, {} evaluation sequences of {seq_len} tokens)",
             arch.id(),
             seqs.source,
-            args.calib,
-            args.eval
+            args.calib.calib,
+            args.calib.eval
         );
         print!("{}", report::terminal::quant_table(&results));
     }
     Ok(())
 }
 
-/// Calibration and evaluation sequences: windows of a text cut by a GGUF file's tokenizer, or
-/// seeded tokens. `counts` is (calibration, evaluation, tokens per sequence).
+/// Calibration and evaluation sequences of `--seq-len` tokens: windows of `--text` cut by the
+/// GGUF file's tokenizer, or seeded tokens.
 fn quant_sequences(
     arch: &Arch,
-    text: Option<(&PathBuf, &PathBuf)>,
-    counts: (usize, usize, usize),
-    seed: u64,
+    c: &CalibArgs,
+    gguf: Option<&PathBuf>,
+    seq_len: usize,
 ) -> Result<crate::quantize::Sequences> {
     use crate::quantize::Sequences;
-    let (calib, eval, seq_len) = counts;
     if seq_len == 0 || seq_len > arch.n_positions {
         bail!(
             "--seq-len {seq_len} must be between 1 and the arch's {} positions",
             arch.n_positions
         );
     }
-    if eval == 0 {
+    if c.eval == 0 {
         bail!("--eval 0 leaves nothing to judge fidelity on: use at least 1");
     }
-    Ok(match text {
-        Some((text, gguf)) => {
+    Ok(match (&c.text, gguf) {
+        (Some(text), Some(gguf)) => {
             let g = crate::gguf::Gguf::open(gguf)?;
             let tok = crate::tokenizer::Tokenizer::new(g.tokenizer_spec()?)?;
             let t = crate::eval::read_text(text, &tok, None)?;
-            Sequences::from_tokens(&t.ids, calib, eval, seq_len, &text.display().to_string())?
+            Sequences::from_tokens(
+                &t.ids,
+                c.calib,
+                c.eval,
+                seq_len,
+                &text.display().to_string(),
+            )?
         }
-        None => Sequences::seeded(arch, calib, eval, seq_len, seed),
+        _ => Sequences::seeded(arch, c.calib, c.eval, seq_len, c.input_seed),
     })
 }
 
 /// `lts quant-bench`.
 pub fn quant_bench(args: &QuantBenchArgs) -> Result<()> {
     use crate::quantize::bench::{self, BenchConfig};
-    let mut schemes = crate::quant::Scheme::parse_list(&args.scheme, args.percentile)?;
+    let mut schemes = crate::quant::Scheme::parse_list(&args.scheme, args.calib.percentile)?;
     schemes.retain(|s| !s.is_fp32());
     let arch = args.arch.resolve()?;
     arch.check_size(crate::arch::DEFAULT_MAX_PARAMS)?;
-    let seq_len = args.seq_len.unwrap_or(128.min(arch.n_positions));
-    if args.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
+    let seq_len = args.calib.seq_len.unwrap_or(128.min(arch.n_positions));
+    if args.calib.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
         bail!("--calib 0: int8-static needs at least one calibration sequence");
     }
-    let seqs = quant_sequences(
-        &arch,
-        args.text.as_ref().zip(args.arch.gguf.as_ref()),
-        (args.calib, args.eval, seq_len),
-        0,
-    )?;
+    let seqs = quant_sequences(&arch, &args.calib, args.arch.gguf.as_ref(), seq_len)?;
     let csv = args.out.join("quant-bench.csv");
     if csv.exists() && !args.force {
         bail!(

@@ -214,6 +214,22 @@ fn lts() -> Command {
     Command::cargo_bin("lts").unwrap()
 }
 
+/// `lts export --kind prefill ARGS --out DIR`, returning the prefill file written.
+fn export_prefill(args: &[&str], dir: &Path) -> PathBuf {
+    lts()
+        .args(["export", "--kind", "prefill"])
+        .args(args)
+        .arg("--out")
+        .arg(dir)
+        .assert()
+        .success();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
+        .unwrap()
+}
+
 fn eval_json(args: &[OsString]) -> EvalResult {
     let out = lts().arg("eval").args(args).arg("--json").output().unwrap();
     assert!(
@@ -242,19 +258,10 @@ fn onnx_export_and_kld_against() {
     let g = eval_json(&base);
     assert_eq!(g.model_kind, "gguf");
     // The same model exported as an all-logits ONNX graph scores the same.
-    let out = dir.path().join("export");
-    lts()
-        .args(["export", "--kind", "prefill", "--logits", "all", "--gguf"])
-        .arg(&model)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let onnx = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
-        .unwrap();
+    let onnx = export_prefill(
+        &["--logits", "all", "--gguf", model.to_str().unwrap()],
+        &dir.path().join("export"),
+    );
     let mut with_onnx = base.to_vec();
     with_onnx.extend([
         "--onnx".into(),
@@ -368,46 +375,13 @@ fn bad_input_gets_clear_errors() {
         &["--kld-against", junk.to_str().unwrap()],
         &["neither a GGUF file nor a .onnx file"],
     );
-    let out = dir.path().join("export");
-    lts()
-        .args([
-            "export",
-            "--preset",
-            "llama-tiny",
-            "--kind",
-            "prefill",
-            "--out",
-        ])
-        .arg(&out)
-        .assert()
-        .success();
-    let last = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
-        .unwrap();
+    let last = export_prefill(&["--preset", "llama-tiny"], &dir.path().join("export"));
     // Exported with the default last-position logits: cannot score text.
     check(&["--onnx", last.to_str().unwrap()], &["--logits all"]);
-    let all = dir.path().join("export-all");
-    lts()
-        .args([
-            "export",
-            "--preset",
-            "llama-tiny",
-            "--kind",
-            "prefill",
-            "--logits",
-            "all",
-            "--out",
-        ])
-        .arg(&all)
-        .assert()
-        .success();
-    let all = std::fs::read_dir(&all)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
-        .unwrap();
+    let all = export_prefill(
+        &["--preset", "llama-tiny", "--logits", "all"],
+        &dir.path().join("export-all"),
+    );
     check(
         &["--kld-against", all.to_str().unwrap()],
         &["vocabulary of", "tokenizer has 262"],
