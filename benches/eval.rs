@@ -95,7 +95,9 @@ fn crosscheck(
 }
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench`; nothing else is accepted.
+    // SAFETY: single-threaded still; quiets the display-server probes of the wgpu adapter search
+    // as `lts` does (see `backend::wgpu::quiet_display_probe`).
+    unsafe { lts::backend::wgpu::quiet_display_probe() };
     let cache = lts::backend::ortlib::cache_dir();
     let gguf = env_path(
         "LTS_BENCH_GGUF",
