@@ -439,7 +439,7 @@ fn ort_runner(
 /// the GPU (wgpu) and applies the measurement protocol (creation and first run reported
 /// separately).
 pub fn execute(job: &Job) -> Result<JobResult> {
-    check_job(job, 1)?;
+    check_job(job)?;
     let started_at = crate::util::now_rfc3339();
     let first_token = FirstTokenLog::default();
     let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =
@@ -523,20 +523,14 @@ struct Built {
     model_bytes: u64,
 }
 
-/// Checks a job can run here before anything is built: arch, size, positions, memory
-/// (`copies` models alive at once), protocol, thermal and backend settings.
-fn check_job(job: &Job, copies: u64) -> Result<()> {
+/// Checks a job can run here before anything is built: arch, size, positions, memory,
+/// protocol, thermal and backend settings.
+fn check_job(job: &Job) -> Result<()> {
     job.arch.validate()?;
     job.arch.check_size(job.max_params)?;
     job.workload.check(&job.arch)?;
-    let estimate =
-        estimate_memory(&job.arch, &job.workload).map(|e| crate::workload::MemoryEstimate {
-            weights: e.weights.saturating_mul(copies),
-            activations: e.activations.saturating_mul(copies),
-            kv_cache: e.kv_cache.saturating_mul(copies),
-            ..e
-        });
-    MemoryLimit::resolve(job.max_memory).check(estimate, "this workload")?;
+    MemoryLimit::resolve(job.max_memory)
+        .check(estimate_memory(&job.arch, &job.workload), "this workload")?;
     job.protocol.validate()?;
     job.thermal.validate()?;
     if let BackendSpec::Ort(o) = &job.backend {
@@ -554,7 +548,7 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
         bail!("nothing to measure");
     };
     for job in jobs {
-        check_job(job, jobs.len() as u64)?;
+        check_job(job)?;
         if !matches!(job.backend, BackendSpec::Ort(_)) {
             bail!("interleaved measurement runs ONNX Runtime jobs only");
         }
@@ -575,6 +569,21 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
             model_bytes: model.bytes(),
         });
         models.push(model);
+    }
+    // Every variant's session lives through the loop: their models (ONNX Runtime keeps about
+    // one more copy of the weights) and the largest workload's activations must fit together.
+    let limit = MemoryLimit::resolve(first.max_memory);
+    let models_bytes: u64 = built.iter().map(|b| b.model_bytes.saturating_mul(2)).sum();
+    let one = estimate_memory(&first.arch, &first.workload)
+        .map_or(0, |e| e.activations + e.kv_cache + e.inputs + e.runtime);
+    if models_bytes.saturating_add(one) > limit.bytes {
+        bail!(
+            "{} variants timed together need about {} (their models twice, plus one workload), above the limit of {} ({}): time fewer variants at once or raise --max-memory",
+            jobs.len(),
+            crate::util::format_bytes(models_bytes.saturating_add(one)),
+            crate::util::format_bytes(limit.bytes),
+            limit.source
+        );
     }
     let logs: Vec<FirstTokenLog> = jobs.iter().map(|_| FirstTokenLog::default()).collect();
     let (measurements, thermal) = thermal::around(&first.thermal, || {
