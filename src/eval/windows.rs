@@ -104,9 +104,17 @@ mod tests {
         assert!(scored[last_end..].iter().all(|&c| c == 0));
         // After the first window each one scores its `stride` new tokens.
         assert!(w[1..].iter().all(|win| win.rows(ctx).len() == stride));
-        // Half rows are a subset of rows, and with stride <= ctx / 2 equal to them.
-        let w = plan(n, ctx, ctx / 2).unwrap();
-        assert!(w[1..].iter().all(|win| win.rows(ctx) == win.half_rows(ctx)));
+        // Half rows are a subset of rows; with stride < ctx / 2 every new token after the first
+        // window has at least ctx / 2 tokens of context, so the two are equal.
+        for stride in 1..=ctx {
+            let w = plan(n, ctx, stride).unwrap();
+            for win in &w {
+                let (r, h) = (win.rows(ctx), win.half_rows(ctx));
+                assert!(h.start >= r.start && h.end == r.end);
+            }
+            let equal = w[1..].iter().all(|win| win.rows(ctx) == win.half_rows(ctx));
+            assert_eq!(equal, stride < ctx / 2, "stride {stride}");
+        }
     }
 
     #[test]
