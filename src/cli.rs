@@ -736,6 +736,9 @@ pub struct QuantizeArgs {
     /// (for `lts eval`).
     #[arg(long, value_parser = choice::<Logits>(), default_value = "last")]
     pub logits: Logits,
+    /// Write only the prefill graphs (no decode graph: faster, about half the disk).
+    #[arg(long)]
+    pub prefill_only: bool,
     /// ONNX Runtime intra-op threads for calibration and fidelity (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -830,7 +830,12 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let stem = format!("{}.", arch.id());
     let mut existing = Vec::new();
     for s in schemes.iter().filter(|s| !s.is_fp32()) {
-        for kind in ["prefill", "decode"] {
+        let kinds: &[&str] = if args.prefill_only {
+            &["prefill"]
+        } else {
+            &["prefill", "decode"]
+        };
+        for kind in kinds {
             let p = args.out.join(format!("{stem}{}.{kind}.onnx", q::slug(s)));
             if p.symlink_metadata().is_ok() {
                 existing.push(p.display().to_string());
@@ -844,7 +849,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         );
     }
     let weights = weights.load(&arch)?;
-    let fp32 = Fp32Graphs::build(&arch, &weights, args.logits)?;
+    let fp32 = Fp32Graphs::build(&arch, &weights, args.logits, !args.prefill_only)?;
     drop(weights);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;

@@ -38,13 +38,13 @@ fn ort() -> OrtOptions {
 /// The quantized prefill (all logits) and decode graphs of `scheme`, calibrated as
 /// `lts quantize` does.
 fn quantized(arch: &Arch, w: &Weights, scheme: &Scheme) -> (Vec<u8>, Vec<u8>) {
-    let fp32 = Fp32Graphs::build(arch, w, Logits::All).unwrap();
+    let fp32 = Fp32Graphs::build(arch, w, Logits::All, true).unwrap();
     let seqs = Sequences::seeded(arch, 4, 2, 16, 7);
     let ranges = scheme
         .needs_calibration()
         .then(|| quantize::calibrate(&fp32.prefill, scheme, &seqs.calib, &ort()).unwrap());
     let p = emit::quantize(fp32.prefill_all.clone(), scheme, ranges.as_ref()).unwrap();
-    let d = emit::quantize(fp32.decode.clone(), scheme, ranges.as_ref()).unwrap();
+    let d = emit::quantize(fp32.decode.clone().unwrap(), scheme, ranges.as_ref()).unwrap();
     (graph::to_bytes(&p), graph::to_bytes(&d))
 }
 
@@ -104,7 +104,7 @@ fn fidelity_on_random_gpt2_weights_meets_the_floors() {
     )
     .unwrap();
     let w = Weights::random(&arch, 0);
-    let fp32 = Fp32Graphs::build(&arch, &w, Logits::Last).unwrap();
+    let fp32 = Fp32Graphs::build(&arch, &w, Logits::Last, false).unwrap();
     let seqs = Sequences::seeded(&arch, 8, 4, 64, 0);
     for (name, floor) in [
         ("int8-dynamic", 25.0),
@@ -161,6 +161,34 @@ fn quantized_files_are_recognised_and_timed() {
             })
             .unwrap()
     };
+    // --prefill-only writes no decode graph.
+    let only = dir.path().join("only");
+    Command::cargo_bin("lts")
+        .unwrap()
+        .args([
+            "quantize",
+            "--preset",
+            "llama-tiny",
+            "--scheme",
+            "int4:b32",
+            "--prefill-only",
+        ])
+        .args(["--eval", "1", "--seq-len", "8", "--out"])
+        .arg(&only)
+        .assert()
+        .success();
+    let names: Vec<String> = std::fs::read_dir(&only)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".int4-b32.prefill.onnx")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with(".decode.onnx")),
+        "{names:?}"
+    );
     let info = &graph::OnnxFile::open(&file("prefill")).unwrap().info;
     assert_eq!(info.quant, Some(scheme("int4:b32")));
     assert_eq!(info.kind, GraphKind::Prefill);
@@ -350,4 +378,53 @@ fn quant_bench_writes_its_table() {
     let o = run();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+}
+
+/// The int4 graph computes exactly what its dequantized weights compute: MatMulNBits against
+/// the fp32 graph whose projection weights are replaced by `dequantize_int4(quantize_weight_int4(w))`
+/// (the emission's layout, nibble order and zero points, not only its fidelity).
+#[test]
+fn int4_graph_equals_fp32_with_dequantized_weights() {
+    use lts::quant::ops::{dequantize_int4, quantize_weight_int4};
+    let arch = Arch::preset("llama-tiny").unwrap();
+    let w = common::sharpened(&arch, 4);
+    let ids = common::tokens(&arch, 1, 16, 1);
+    for (name, zp) in [("int4:b16", false), ("int4:b32:zp", true)] {
+        let block = if name.contains("b16") { 16 } else { 32 };
+        let mut deq = w.clone();
+        for (n, t) in deq.tensors.iter_mut() {
+            let proj = [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ];
+            if !proj.iter().any(|p| n.contains(p)) {
+                continue;
+            }
+            // HF Linear [N, K]; the graph multiplies its transpose [K, N].
+            let (rows, cols) = (t.shape[0], t.shape[1]);
+            let kn: Vec<f32> = (0..cols * rows)
+                .map(|i| t.data[(i % rows) * cols + i / rows])
+                .collect();
+            let q = quantize_weight_int4(&kn, cols, rows, block, zp).unwrap();
+            let back = dequantize_int4(&q).unwrap();
+            t.data = (0..rows * cols)
+                .map(|i| back[(i % cols) * rows + i / cols])
+                .collect();
+        }
+        let (p, _) = quantized(&arch, &w, &scheme(name));
+        let mut int4 = Ort::load().unwrap().session(&p, &ort()).unwrap();
+        let mut fp32 = common::session(&arch, &deq, GraphKind::Prefill, OptLevel::All);
+        let a = infer(&mut int4, &arch, &ids, None).unwrap().logits;
+        let b = infer(&mut fp32, &arch, &ids, None).unwrap().logits;
+        let q = sqnr(b.as_slice().unwrap(), a.as_slice().unwrap());
+        assert!(
+            q > 80.0,
+            "{name}: MatMulNBits vs dequantized fp32: {q:.1} dB"
+        );
+    }
 }

@@ -121,7 +121,7 @@ fn describe(s: &Scheme) -> (String, u32, String) {
 /// interleaved, writes `quant-bench.{csv,md,json}` and the graphs into `out`.
 pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchRow>> {
     let weights = cfg.weights.load(&cfg.arch)?;
-    let fp32 = Fp32Graphs::build(&cfg.arch, &weights, Logits::Last)?;
+    let fp32 = Fp32Graphs::build(&cfg.arch, &weights, Logits::Last, false)?;
     drop(weights);
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;

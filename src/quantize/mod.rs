@@ -278,17 +278,25 @@ pub struct Fp32Graphs {
     pub prefill: ModelProto,
     /// Prefill with every position's logits (fidelity).
     pub prefill_all: ModelProto,
-    /// Decode.
-    pub decode: ModelProto,
+    /// Decode, unless only prefill graphs are wanted.
+    pub decode: Option<ModelProto>,
 }
 
 impl Fp32Graphs {
-    /// Builds the fp32 graphs of `arch` with `weights` embedded.
-    pub fn build(arch: &Arch, weights: &Weights, logits: Logits) -> Result<Fp32Graphs> {
+    /// Builds the fp32 graphs of `arch` with `weights` embedded (the decode graph when
+    /// `decode`).
+    pub fn build(
+        arch: &Arch,
+        weights: &Weights,
+        logits: Logits,
+        decode: bool,
+    ) -> Result<Fp32Graphs> {
         Ok(Fp32Graphs {
             prefill: graph::build_model(arch, weights, GraphKind::Prefill, logits)?,
             prefill_all: graph::build_model(arch, weights, GraphKind::Prefill, Logits::All)?,
-            decode: graph::build_model(arch, weights, GraphKind::Decode, Logits::Last)?,
+            decode: decode
+                .then(|| graph::build_model(arch, weights, GraphKind::Decode, Logits::Last))
+                .transpose()?,
         })
     }
 }
@@ -308,8 +316,8 @@ pub fn slug(scheme: &Scheme) -> String {
         .collect()
 }
 
-/// Quantizes with one scheme, writes `<out>/<arch-id>.<slug>.{prefill,decode}.onnx` when `out`
-/// is given, and measures fidelity.
+/// Quantizes with one scheme, writes `<out>/<arch-id>.<slug>.prefill.onnx` (and `.decode.onnx`
+/// when `fp32` has a decode graph) when `out` is given, and measures fidelity.
 pub fn quantize_one(
     arch: &Arch,
     fp32: &Fp32Graphs,
@@ -327,7 +335,11 @@ pub fn quantize_one(
     let calibrate_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let prefill = emit::quantize(fp32.prefill.clone(), scheme, ranges.as_ref())?;
-    let decode = emit::quantize(fp32.decode.clone(), scheme, ranges.as_ref())?;
+    let decode = fp32
+        .decode
+        .clone()
+        .map(|d| emit::quantize(d, scheme, ranges.as_ref()))
+        .transpose()?;
     let quantize_seconds = t1.elapsed().as_secs_f64();
     let all = emit::quantize(fp32.prefill_all.clone(), scheme, ranges.as_ref())?;
     let fidelity = fidelity(
@@ -347,7 +359,9 @@ pub fn quantize_one(
     let mut files = Vec::new();
     if let Some(dir) = out {
         let stem = format!("{}.{}", arch.id(), slug(scheme));
-        for (kind, m) in [("prefill", &prefill), ("decode", &decode)] {
+        let graphs =
+            std::iter::once(("prefill", &prefill)).chain(decode.as_ref().map(|d| ("decode", d)));
+        for (kind, m) in graphs {
             let p = dir.join(format!("{stem}.{kind}.onnx"));
             graph::save(m, &p)?;
             files.push(p);
