@@ -405,17 +405,24 @@ pub struct ParamsArgs {
     pub json: bool,
 }
 
-/// `lts export`.
-#[derive(Args, Debug)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub arch: ArchArgs,
+/// A searched candidate as the arch (`export`, `quantize`).
+#[derive(Args, Debug, Clone)]
+pub struct CandidateArgs {
     /// Take the arch from a search results folder (with --arch-id).
     #[arg(long, value_name = "DIR", requires = "arch_id", conflicts_with_all = ["preset", "arch", "gguf"])]
     pub from: Option<PathBuf>,
     /// Arch id of a candidate in --from (see its frontier.csv).
     #[arg(long, requires = "from")]
     pub arch_id: Option<String>,
+}
+
+/// `lts export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    #[command(flatten)]
+    pub candidate: CandidateArgs,
     #[command(flatten)]
     pub weights: WeightArgs,
     /// Which graph(s): prefill (input_ids -> logits, present) and/or decode (+ past_key_values).
@@ -716,12 +723,8 @@ pub struct CalibArgs {
 pub struct QuantizeArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
-    /// Take the arch from a search results folder (with --arch-id).
-    #[arg(long, value_name = "DIR", requires = "arch_id", conflicts_with_all = ["preset", "arch", "gguf"])]
-    pub from: Option<PathBuf>,
-    /// Arch id of a candidate in --from.
-    #[arg(long, requires = "from")]
-    pub arch_id: Option<String>,
+    #[command(flatten)]
+    pub candidate: CandidateArgs,
     /// Quantize the fp32 graph of an ONNX file written by `lts export` (its arch and weights).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "arch", "gguf", "from", "weights"])]
     pub onnx: Option<PathBuf>,

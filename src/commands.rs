@@ -8,8 +8,8 @@ use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
-    ArchArgs, CalibArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs, MeasureArgs,
-    MeasureBackend, ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs,
+    ArchArgs, CalibArgs, CandidateArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs,
+    MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs,
     SearchBackend, SetupArgs, WeightArgs,
 };
 use crate::device::DeviceInfo;
@@ -59,8 +59,8 @@ fn weights_spec(arch: &ArchArgs, weights: &WeightArgs) -> WeightsSpec {
 
 /// The arch of `--from DIR --arch-id ID` (a searched candidate), else of `--preset`, `--arch`
 /// or `--gguf`.
-fn arch_from(arch: &ArchArgs, from: Option<&PathBuf>, arch_id: Option<&String>) -> Result<Arch> {
-    match (from, arch_id) {
+fn arch_from(arch: &ArchArgs, candidate: &CandidateArgs) -> Result<Arch> {
+    match (&candidate.from, &candidate.arch_id) {
         (Some(dir), Some(id)) => {
             let records = crate::search::store::RunDir::read_records(dir)?;
             match records.into_iter().find(|r| &r.arch_id == id) {
@@ -77,7 +77,7 @@ fn arch_from(arch: &ArchArgs, from: Option<&PathBuf>, arch_id: Option<&String>) 
 
 /// `lts export`.
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let arch = arch_from(&args.arch, args.from.as_ref(), args.arch_id.as_ref())?;
+    let arch = arch_from(&args.arch, &args.candidate)?;
     arch.check_size(args.max_params)?;
     let id = arch.id();
     let graph_path = |kind: GraphKind| args.out.join(format!("{id}.{}.onnx", kind.as_str()));
@@ -812,7 +812,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             )
         }
         None => (
-            arch_from(&args.arch, args.from.as_ref(), args.arch_id.as_ref())?,
+            arch_from(&args.arch, &args.candidate)?,
             weights_spec(&args.arch, &args.weights),
         ),
     };

@@ -280,6 +280,10 @@ pub struct Fp32Graphs {
     pub prefill_all: ModelProto,
     /// Decode, unless only prefill graphs are wanted.
     pub decode: Option<ModelProto>,
+    /// Serialized size of `prefill`, the baseline of every scheme's size ratio.
+    pub prefill_len: u64,
+    /// `prefill_all` serialized once: every scheme's fidelity runs it.
+    pub prefill_all_bytes: Vec<u8>,
 }
 
 impl Fp32Graphs {
@@ -291,9 +295,13 @@ impl Fp32Graphs {
         logits: Logits,
         decode: bool,
     ) -> Result<Fp32Graphs> {
+        let prefill = graph::build_model(arch, weights, GraphKind::Prefill, logits)?;
+        let prefill_all = graph::build_model(arch, weights, GraphKind::Prefill, Logits::All)?;
         Ok(Fp32Graphs {
-            prefill: graph::build_model(arch, weights, GraphKind::Prefill, logits)?,
-            prefill_all: graph::build_model(arch, weights, GraphKind::Prefill, Logits::All)?,
+            prefill_len: prost::Message::encoded_len(&prefill) as u64,
+            prefill_all_bytes: graph::to_bytes(&prefill_all),
+            prefill,
+            prefill_all,
             decode: decode
                 .then(|| graph::build_model(arch, weights, GraphKind::Decode, Logits::Last))
                 .transpose()?,
@@ -343,7 +351,7 @@ pub fn quantize_one(
     let quantize_seconds = t1.elapsed().as_secs_f64();
     let all = emit::quantize(fp32.prefill_all.clone(), scheme, ranges.as_ref())?;
     let fidelity = fidelity(
-        &graph::to_bytes(&fp32.prefill_all),
+        &fp32.prefill_all_bytes,
         &graph::to_bytes(&all),
         &seqs.eval,
         arch.vocab_size,
@@ -371,7 +379,7 @@ pub fn quantize_one(
         name: scheme.to_string(),
         scheme: scheme.clone(),
         model_bytes: prefill_bytes.len() as u64,
-        fp32_bytes: graph::to_bytes(&fp32.prefill).len() as u64,
+        fp32_bytes: fp32.prefill_len,
         calibrate_seconds,
         quantize_seconds,
         fidelity,
