@@ -900,6 +900,23 @@ fn quant_sequences(
     if c.eval == 0 {
         bail!("--eval 0 leaves nothing to judge fidelity on: use at least 1");
     }
+    // Bounded before the token arrays are allocated.
+    const MAX_SEQUENCES: usize = 65_536;
+    if c.calib > MAX_SEQUENCES || c.eval > MAX_SEQUENCES {
+        bail!(
+            "--calib {} / --eval {}: at most {MAX_SEQUENCES} sequences each (16 and 8 are the defaults)",
+            c.calib,
+            c.eval
+        );
+    }
+    let tokens = (c.calib + c.eval).saturating_mul(seq_len);
+    if tokens > 1 << 26 {
+        bail!(
+            "(--calib {} + --eval {}) x --seq-len {seq_len} = {tokens} tokens, above the 67,108,864 lts keeps in memory: lower one of them",
+            c.calib,
+            c.eval
+        );
+    }
     Ok(match (&c.text, gguf) {
         (Some(text), Some(gguf)) => {
             let g = crate::gguf::Gguf::open(gguf)?;

@@ -289,6 +289,19 @@ fn bad_input_gets_clear_errors() {
     let mut calib0 = with("int8-static");
     calib0.extend(["--calib", "0"]);
     fails(&calib0, "--calib 0");
+    let mut huge = with("int8-dynamic");
+    huge.extend(["--eval", "1000000000000"]);
+    fails(&huge, "at most 65536 sequences");
+    let mut long = [
+        "quantize",
+        "--preset",
+        "smollm2-135m",
+        "--scheme",
+        "int8-dynamic",
+    ]
+    .to_vec();
+    long.extend(["--calib", "60000", "--eval", "5000", "--seq-len", "8192"]);
+    fails(&long, "tokens, above");
     let mut pct = with("int8-static:percentile");
     pct.extend(["--percentile", "101"]);
     fails(&pct, "(0, 100]");
