@@ -22,6 +22,7 @@ use crate::workload::{Logits, Mode};
 /// device profile is left out: it may come from `LTS_DEVICE_PROFILE` in the environment).
 const RESUME_CONFLICTS: &[&str] = &[
     "space",
+    "quantize",
     "algo",
     "seed",
     "population",
@@ -369,6 +370,14 @@ pub struct SearchArgs {
     /// `ulimit -v` limit). Checked before the run folder is created.
     #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
     pub max_memory: Option<u64>,
+    /// At the end, quantize every frontier member with these post-training schemes (a list,
+    /// e.g. int8-dynamic,int4:b32; spellings as in `lts quantize --help`), time each variant
+    /// interleaved with its fp32 graph (full protocol) and judge it against fp32 (SQNR, KL
+    /// divergence, top-1 on 8 seeded sequences): quant.csv, quant.jsonl, a table in summary.md
+    /// and the variants on the plot, linked to their fp32 points. ONNX Runtime only; a resumed
+    /// run quantizes only the members that have no variants yet.
+    #[arg(long, value_name = "SCHEMES")]
+    pub quantize: Option<String>,
     /// Results root folder.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -501,8 +510,8 @@ pub struct MeasureArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ort")]
     pub backend: Vec<MeasureBackend>,
     /// Time quantized variants with ONNX Runtime: one scheme or a list (fp32,int8-dynamic,
-    /// int4:b32), each timed on the same inputs one after the other, with the speedup vs the
-    /// first; schemes as in `lts quantize --help`. int8-static calibrates on 16 seeded
+    /// int4:b32), timed on the same inputs interleaved in one loop (round-robin), with the
+    /// speedup vs the first; schemes as in `lts quantize --help`. int8-static calibrates on 16 seeded
     /// sequences first.
     #[arg(long, value_name = "SCHEMES", conflicts_with = "onnx")]
     pub quant: Option<String>,

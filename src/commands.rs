@@ -430,6 +430,11 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     cfg.full_protocol.target_ci_rel = args.target_ci;
     cfg.weights_seed = args.weights_seed;
     cfg.max_memory = args.max_memory;
+    if let Some(list) = &args.quantize {
+        cfg.quantize =
+            crate::quant::Scheme::parse_list(list, crate::quant::scheme::DEFAULT_PERCENTILE)
+                .context("--quantize")?;
+    }
     let profile = load_profile(&args.profile)?;
     let mut ort = match &profile {
         Some(p) => p.apply_ort(OrtOptions::default()),

@@ -244,6 +244,27 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
 /// quantize --calib` chooses its own).
 pub const JOB_CALIB_SEQUENCES: usize = 16;
 
+/// Tokens per calibration sequence of a quantized job (at most the arch's positions).
+pub const JOB_CALIB_SEQ_LEN: usize = 128;
+
+/// The seeded sequences a quantized job of `arch` calibrates on ([`JOB_CALIB_SEQUENCES`] of
+/// [`JOB_CALIB_SEQ_LEN`] tokens, from the workload's input seed + 1), with `eval` evaluation
+/// sequences from another stream: `lts search --quantize` judges fidelity on these so that
+/// the graphs it judges are the graphs the job times.
+pub fn calibration_sequences(
+    arch: &Arch,
+    workload: &Workload,
+    eval: usize,
+) -> crate::quantize::Sequences {
+    crate::quantize::Sequences::seeded(
+        arch,
+        JOB_CALIB_SEQUENCES,
+        eval,
+        JOB_CALIB_SEQ_LEN.min(arch.n_positions),
+        workload.seed.wrapping_add(1),
+    )
+}
+
 /// The graphs of a job quantized with `scheme` ([`crate::quant::emit`]), weights embedded;
 /// int8-static calibrates on [`JOB_CALIB_SEQUENCES`] seeded sequences first (its time counts
 /// as graph emission).
@@ -256,14 +277,7 @@ fn build_quantized(
     let t0 = Instant::now();
     let ranges = if scheme.needs_calibration() {
         let prefill = graph::build_model(&job.arch, &w, GraphKind::Prefill, Logits::Last)?;
-        let seq_len = 128.min(job.arch.n_positions);
-        let seqs = crate::quantize::Sequences::seeded(
-            &job.arch,
-            JOB_CALIB_SEQUENCES,
-            1,
-            seq_len,
-            job.workload.seed.wrapping_add(1),
-        );
+        let seqs = calibration_sequences(&job.arch, &job.workload, 1);
         let opts = OrtOptions {
             intra_threads: crate::util::default_threads(),
             ..OrtOptions::default()

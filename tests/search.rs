@@ -517,3 +517,109 @@ fn generate_objective_records_first_token_and_tokens_per_s() {
         .stderr(contains("positions but the space has n_positions"));
     assert!(!root.path().join("bad").exists());
 }
+
+#[test]
+fn quantize_times_and_judges_every_frontier_member_once_across_a_kill() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().to_str().unwrap();
+    let dir = root.path().join("q");
+    let q = ["--quantize", "int8-dynamic,int4:b32"];
+    // Killed right after the first member's variants are journaled.
+    let o = lts_std()
+        .args(SMALL)
+        .args(q)
+        .args(["--out", out, "--run-id", "q"])
+        .env("LTS_TEST_KILL_AFTER_QUANT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "expected SIGKILL: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let before = std::fs::read_to_string(dir.join("quant.jsonl")).unwrap();
+    assert_eq!(before.lines().count(), 1);
+    let stdout = lts()
+        .args(["search", "--resume", dir.to_str().unwrap(), "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let outcome: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    // The resume measured no fp32 candidate again, and quantized only the other members.
+    assert_eq!(outcome["measured_now"].as_u64(), Some(0));
+    let after = std::fs::read_to_string(dir.join("quant.jsonl")).unwrap();
+    assert!(after.starts_with(&before));
+    let front = ids(&dir, "frontier.csv");
+    assert_eq!(after.lines().count(), front.len());
+    let rows = lts::search::quantized::read_csv(&dir.join("quant.csv")).unwrap();
+    assert_eq!(rows.len(), 2 * front.len());
+    assert_eq!(outcome["quantized"].as_array().unwrap().len(), rows.len());
+    for (k, id) in front.iter().enumerate() {
+        for (j, scheme) in ["int8-dynamic", "int4:b32"].iter().enumerate() {
+            let r = &rows[2 * k + j];
+            assert_eq!((&r.arch_id, r.scheme.as_str()), (id, *scheme));
+            assert!(r.speedup > 0.0 && r.speedup.is_finite(), "{r:?}");
+            assert!(r.latency_median_ms > 0.0 && r.fp32_median_ms > 0.0);
+            assert!(r.runs >= 3, "{r:?}");
+            assert!(r.model_bytes < r.fp32_model_bytes, "{r:?}");
+            // Random GPT-2 weights: int8 well above 25 dB, int4 above 12 (d_model 64-128).
+            let floor = if j == 0 { 25.0 } else { 12.0 };
+            assert!(r.sqnr_db > floor && r.top1_pct > 50.0, "{r:?}");
+            assert!(r.ppl.is_none());
+        }
+    }
+    for scheme in ["int8-dynamic", "int4:b32"] {
+        assert!(rows
+            .iter()
+            .any(|r| r.scheme == scheme && r.on_scheme_frontier));
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(summary.contains("## Quantized variants"));
+    assert!(summary.contains("`int4:b32`"));
+    let svg = std::fs::read_to_string(dir.join("frontier.svg")).unwrap();
+    assert!(svg.contains("int8-dynamic (") && svg.contains("int4:b32 ("));
+    // A complete run is left as it is, its quantized rows reported from quant.csv.
+    let again: serde_json::Value = serde_json::from_slice(
+        &lts()
+            .args(["search", "--resume", dir.to_str().unwrap(), "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(again["quantized"].as_array().unwrap().len(), rows.len());
+}
+
+#[test]
+fn quantize_refuses_what_cannot_work() {
+    refused(
+        lts().args(COST).args(["--quantize", "int8-dynamic"]),
+        "--quantize needs measured latencies",
+    );
+    refused(
+        lts().args(SMALL).args(["--quantize", "fp32,int4:b32"]),
+        "fp32 is the baseline",
+    );
+    refused(lts().args(SMALL).args(["--quantize", "int3"]), "int4");
+    refused(
+        lts().args(SMALL).args(["--quantize", "int4:b32,int4:b32"]),
+        "twice",
+    );
+    refused(
+        lts()
+            .args(SMALL)
+            .args(["--quantize", "int4:b32", "--backend", "wgpu"]),
+        "ONNX Runtime only",
+    );
+    lts()
+        .args(["search", "--resume", "x", "--quantize", "int4:b32"])
+        .assert()
+        .failure()
+        .code(2)
+        .stderr(contains("--quantize"));
+}

@@ -2,6 +2,7 @@
 //! the generation table, the hypervolume. From the run's in-memory description and rows.
 
 use crate::search::config::EvaluatorSpec;
+use crate::search::quantized::QuantRow;
 use crate::search::store::{CandidateRow, RunInfo};
 use crate::workload::{Mode, Workload};
 
@@ -61,8 +62,13 @@ fn timed_what(w: &Workload) -> &'static str {
     }
 }
 
-/// `summary.md`: the frontier table and the plot.
-pub fn summary(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow]) -> String {
+/// `summary.md`: the frontier table, the plot and, with `--quantize`, the quantized variants.
+pub fn summary(
+    info: &RunInfo,
+    front: &[CandidateRow],
+    all: &[CandidateRow],
+    quant: &[QuantRow],
+) -> String {
     use std::fmt::Write;
     let n = all.len();
     let c = &info.config;
@@ -152,6 +158,9 @@ pub fn summary(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow]) -> 
             );
         }
     }
+    if !c.quantize.is_empty() {
+        s.push_str(&quant_section(&c.quantize, quant));
+    }
     if let Some(last) = info.iterations.last() {
         let _ = writeln!(
             s,
@@ -163,5 +172,49 @@ pub fn summary(info: &RunInfo, front: &[CandidateRow], all: &[CandidateRow]) -> 
         s,
         "\nExport a frontier model: `lts export --from <this folder> --arch-id <id>`."
     );
+    s
+}
+
+/// The quantized variants of the frontier (`lts search --quantize`): one row per member and
+/// scheme, as in `quant.csv`.
+fn quant_section(schemes: &[crate::quant::Scheme], rows: &[QuantRow]) -> String {
+    use std::fmt::Write;
+    let list: Vec<String> = schemes.iter().map(|q| format!("`{q}`")).collect();
+    let mut s = format!(
+        "\n## Quantized variants ({})\n\nEach frontier member timed interleaved with its own fp32 graph (same inputs, one loop, full protocol); fidelity against fp32 on seeded sequences disjoint from the calibration ones (random weights: no perplexity). On the plot, each variant is linked to its fp32 point. Files: `quant.csv`, `quant.jsonl` (raw samples).\n\n",
+        list.join(", ")
+    );
+    if rows.is_empty() {
+        s.push_str("No frontier member has been quantized yet.\n");
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "| arch id | scheme | decoder params | median ms | fp32 median ms | speedup | MiB | fp32 MiB | peak MiB | SQNR dB | KLD mean | KLD p99 | top-1 % | scheme front |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` | {} | {:.3} | {:.3} | {:.2}x | {} | {} | {} | {:.1} | {:.2e} | {:.2e} | {:.1} | {} |",
+            r.arch_id,
+            r.scheme,
+            super::format::thousands(r.decoder_params),
+            r.latency_median_ms,
+            r.fp32_median_ms,
+            r.speedup,
+            super::format::mib_number(Some(r.model_bytes)),
+            super::format::mib_number(Some(r.fp32_model_bytes)),
+            super::format::mib_number(r.peak_memory_bytes),
+            r.sqnr_db,
+            r.kld_mean,
+            r.kld_p99,
+            r.top1_pct,
+            if r.on_scheme_frontier { "yes" } else { "" }
+        );
+    }
     s
 }

@@ -12,6 +12,18 @@
 //! log scale (the axis label says so). Points without finite numbers (and, on a log axis,
 //! non-positive ones) are not drawn; the legend counts them.
 //!
+//! Quantized variants (optional, [`QuantSeries`]): each scheme (say `int8-dynamic`) is one
+//! series with its own colour and filled marker (triangle, diamond, square, cycling; colours
+//! from a fixed palette of five), drawn over the grey dots and under the blue front. A quantized
+//! variant has the same decoder parameters as its fp32 member (the proxy does not change with
+//! quantization), so it sits straight above or below it: a thin line in a light tint of the series
+//! colour joins it to its fp32 point (drawn at the fp32 latency measured interleaved with the
+//! variant, which can differ slightly from the blue dot's). The series' own Pareto front is a
+//! dashed staircase in its colour. Its legend entries ("int8-dynamic (6)") fill extra footer
+//! rows, so the chart gets shorter by one row per five or so series. The axes' ranges and the
+//! log-scale decision include the quantized points and their fp32 link ends; the drawing lives
+//! in the child module `quant` (`plot_quant.rs`).
+//!
 //! Decisions (fonts and formats):
 //! - One drawing path: the chart is drawn once, as SVG, with `plotters` 0.3 (no default
 //!   features; only `svg_backend`, `line_series`, `point_series`). The PNG is that same SVG
@@ -43,6 +55,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use resvg::{tiny_skia, usvg};
 
+#[path = "plot_quant.rs"]
+mod quant;
+
 /// One candidate on the plot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlotPoint {
@@ -57,6 +72,29 @@ pub struct PlotPoint {
     pub on_front: bool,
     /// Meets every constraint of the search.
     pub feasible: bool,
+}
+
+/// One quantized variant of a frontier member: same decoder params (the proxy does not change
+/// with quantization), its own measured latency, linked on the plot to its fp32 point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantPoint {
+    /// Architecture id of the fp32 member.
+    pub label: String,
+    /// Decoder (non-embedding) parameter count, as for [`PlotPoint::decoder_params`].
+    pub decoder_params: f64,
+    /// Latency in ms of the fp32 point it links to (as measured interleaved with it).
+    pub fp32_latency_ms: f64,
+    /// Latency in ms of the quantized variant.
+    pub latency_ms: f64,
+}
+
+/// The quantized variants of one scheme (e.g. "int8-dynamic"), drawn as one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantSeries {
+    /// Scheme name, shown in the legend.
+    pub scheme: String,
+    /// Its variants, one per quantized frontier member.
+    pub points: Vec<QuantPoint>,
 }
 
 /// Size in pixels of the SVG canvas and of the PNG.
@@ -83,16 +121,18 @@ const GRID_COLOR: RGBColor = RGBColor(228, 228, 228);
 
 /// Draws the frontier plot (decoder params in millions vs latency in ms) and writes it as SVG
 /// to `svg` and, when `png` is given, as a [`PNG_SIZE`] PNG to `png`; see the module doc for
-/// the look, the font route and the empty-input behaviour. Writes are atomic. The SVG is
-/// written before the PNG is attempted, so a PNG error leaves a complete SVG behind.
+/// the look, the font route and the empty-input behaviour. `quant` adds one series per
+/// quantization scheme (empty: the plain plot). Writes are atomic. The SVG is written before
+/// the PNG is attempted, so a PNG error leaves a complete SVG behind.
 pub fn frontier_plot(
     points: &[PlotPoint],
+    quant: &[QuantSeries],
     title: &str,
     subtitle: &str,
     svg: &Path,
     png: Option<&Path>,
 ) -> Result<()> {
-    let svg_text = render_svg(points, title, subtitle, PNG_SIZE)?;
+    let svg_text = render_svg(points, quant, title, subtitle, PNG_SIZE)?;
     crate::util::write_atomic(svg, svg_text.as_bytes())
         .with_context(|| format!("cannot write {}", svg.display()))?;
     if let Some(png) = png {
@@ -106,6 +146,7 @@ pub fn frontier_plot(
 /// The plot as an SVG document.
 fn render_svg(
     points: &[PlotPoint],
+    quant: &[QuantSeries],
     title: &str,
     subtitle: &str,
     size: (u32, u32),
@@ -113,7 +154,8 @@ fn render_svg(
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
-        render(&root, points, title, subtitle).map_err(|e| anyhow!("cannot draw the plot: {e}"))?;
+        render(&root, points, quant, title, subtitle)
+            .map_err(|e| anyhow!("cannot draw the plot: {e}"))?;
         root.present()
             .map_err(|e| anyhow!("cannot finish the SVG: {e}"))?;
     }
@@ -307,23 +349,29 @@ struct Prepared {
     dominated: Vec<(f64, f64)>,
     infeasible: Vec<(f64, f64)>,
     not_drawn: usize,
+    /// The quantized series, in input order.
+    quant: Vec<quant::Series>,
     x: Axis,
     y: Axis,
 }
 
-fn prepare(points: &[PlotPoint]) -> Prepared {
+fn prepare(points: &[PlotPoint], quant_series: &[QuantSeries]) -> Prepared {
     let xs: Vec<f64> = points.iter().map(|p| p.decoder_params / 1e6).collect();
     let ys: Vec<f64> = points.iter().map(|p| p.latency_ms).collect();
     let both_finite: Vec<usize> = (0..points.len())
         .filter(|&i| xs[i].is_finite() && ys[i].is_finite())
         .collect();
-    let x = Axis::fit(&both_finite.iter().map(|&i| xs[i]).collect::<Vec<_>>());
-    let y = Axis::fit(&both_finite.iter().map(|&i| ys[i]).collect::<Vec<_>>());
+    let mut fit_x: Vec<f64> = both_finite.iter().map(|&i| xs[i]).collect();
+    let mut fit_y: Vec<f64> = both_finite.iter().map(|&i| ys[i]).collect();
+    quant::axis_values(quant_series, &mut fit_x, &mut fit_y);
+    let x = Axis::fit(&fit_x);
+    let y = Axis::fit(&fit_y);
     let mut out = Prepared {
         front: Vec::new(),
         dominated: Vec::new(),
         infeasible: Vec::new(),
         not_drawn: 0,
+        quant: quant::prepare(quant_series, x, y),
         x,
         y,
     };
@@ -361,14 +409,17 @@ fn staircase(front: &[(f64, f64, String)]) -> Vec<(f64, f64)> {
 fn render<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     points: &[PlotPoint],
+    quant_series: &[QuantSeries],
     title: &str,
     subtitle: &str,
 ) -> DrawResult<DB> {
-    let prep = prepare(points);
+    let prep = prepare(points, quant_series);
     root.fill(&WHITE)?;
     let (w, h) = root.dim_in_pixel();
+    let quant_legend = quant::legend_layout(root, &prep.quant)?;
+    let footer_h = FOOTER_H + quant_legend.extra_height();
     let (header, rest) = root.split_vertically(HEADER_H);
-    let (chart_area, footer) = rest.split_vertically(h.saturating_sub(HEADER_H + FOOTER_H));
+    let (chart_area, footer) = rest.split_vertically(h.saturating_sub(HEADER_H + footer_h));
 
     let max_w = w.saturating_sub(56);
     let (title, title_size) = fit_text(&header, title, 30.0, 22.0, max_w)?;
@@ -438,12 +489,13 @@ fn render<DB: DrawingBackend>(
     if points.is_empty() {
         chart_area.draw(&Text::new(
             "no candidates to plot".to_string(),
-            (w as i32 / 2 - 110, (h - HEADER_H - FOOTER_H) as i32 / 2),
+            (w as i32 / 2 - 110, (h - HEADER_H - footer_h) as i32 / 2),
             (FONT, 24).into_font().color(&SUBTLE_TEXT),
         ))?;
     }
 
-    draw_legend(&footer, &prep)
+    draw_legend(&footer, &prep)?;
+    quant::draw_legend(&footer, &prep.quant, &quant_legend)
 }
 
 fn draw_chart<DB, X, Y>(
@@ -496,6 +548,8 @@ where
             .iter()
             .map(|&(x, y)| Cross::new((x, y), 4, INFEASIBLE_COLOR.stroke_width(2))),
     )?;
+    // The quantized series over the grey points, under the front and its labels.
+    quant::draw_series(&mut chart, &prep.quant)?;
     // Front labels next (on a light halo, over the grey points), then the staircase and the
     // front markers on top, so nothing ever hides the front.
     if prep.front.len() <= MAX_FRONT_LABELS {
@@ -516,7 +570,12 @@ where
             let (tw, th) = area.estimate_text_size(label, &style)?;
             sizes.push((tw as i32, th as i32));
         }
-        let spots = place_labels(&markers, &sizes, (w as i32, h as i32));
+        let (x0, y0) = (xr.start, yr.start);
+        let avoid = quant::pixel_boxes(&prep.quant, |x, y| {
+            let (px, py) = chart.backend_coord(&(x, y));
+            (px - x0, py - y0)
+        });
+        let spots = place_labels(&markers, &sizes, &avoid, (w as i32, h as i32));
         for (((_, _, label), (x, y)), (tw, th)) in prep.front.iter().zip(spots).zip(sizes) {
             area.draw(&Rectangle::new(
                 [(x - 2, y), (x + tw + 2, y + th)],
@@ -549,14 +608,16 @@ fn overlap(a: PxBox, b: PxBox) -> i64 {
 }
 
 /// Top-left corners for the front labels (`markers` and label `sizes` in plotting-area pixels,
-/// `bounds` its size). Greedy, in order of parameters: each label takes the first candidate
-/// spot around its marker that stays inside the plot and touches no marker, no part of the
-/// staircase and no label placed before it, else the spot with the least overlap. Spots below
+/// `avoid` more boxes to keep clear (the quantized series), `bounds` the area's size). Greedy,
+/// in order of parameters: each label takes the first candidate spot around its marker that
+/// stays inside the plot and touches no marker, no part of the staircase, nothing in `avoid`
+/// and no label placed before it, else the spot with the least overlap. Spots below
 /// and right of a marker come first: that side of the front's staircase is empty by
 /// construction.
 fn place_labels(
     markers: &[(i32, i32)],
     sizes: &[(i32, i32)],
+    avoid: &[PxBox],
     bounds: (i32, i32),
 ) -> Vec<(i32, i32)> {
     const GAP: i32 = 9;
@@ -571,6 +632,7 @@ fn place_labels(
         obstacles.push((ax - 1, ay.min(by), ax + 1, ay.max(by)));
         obstacles.push((ax.min(bx), by - 1, ax.max(bx), by + 1));
     }
+    obstacles.extend_from_slice(avoid);
     let mut placed: Vec<PxBox> = Vec::with_capacity(markers.len());
     let mut out = Vec::with_capacity(markers.len());
     for (&(px, py), &(w, h)) in markers.iter().zip(sizes) {
@@ -686,7 +748,7 @@ mod tests {
     fn svg_has_title_axis_labels_and_one_marker_per_point() {
         let dir = tempfile::tempdir().unwrap();
         let svg = dir.path().join("f.svg");
-        frontier_plot(&sample(), "My <title> & co", "device X", &svg, None).unwrap();
+        frontier_plot(&sample(), &[], "My <title> & co", "device X", &svg, None).unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.starts_with("<svg"));
         assert!(s.contains("My &lt;title&gt; &amp; co"));
@@ -710,7 +772,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svg = dir.path().join("f.svg");
         let png = dir.path().join("sub").join("f.png");
-        frontier_plot(&sample(), "t", "s", &svg, Some(&png)).unwrap();
+        frontier_plot(&sample(), &[], "t", "s", &svg, Some(&png)).unwrap();
         let b = std::fs::read(&png).unwrap();
         assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
         // IHDR: width and height big-endian at bytes 16..24.
@@ -725,7 +787,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svg = dir.path().join("e.svg");
         let png = dir.path().join("e.png");
-        frontier_plot(&[], "empty", "nothing", &svg, Some(&png)).unwrap();
+        frontier_plot(&[], &[], "empty", "nothing", &svg, Some(&png)).unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("no candidates to plot"));
         assert!(s.trim_end().ends_with("</svg>"));
@@ -742,22 +804,22 @@ mod tests {
             pt("b", 2.0e6, 3.0, true, true),
             pt("c", 2.0e6, 4.0, false, true),
         ];
-        frontier_plot(&pts, "t", "s", &svg, Some(&png)).unwrap();
+        frontier_plot(&pts, &[], "t", "s", &svg, Some(&png)).unwrap();
         // A single point, zero values, NaN and infinities.
         let pts = vec![
             pt("z", 0.0, 0.0, true, true),
             pt("n", f64::NAN, 1.0, false, true),
             pt("i", 1.0e6, f64::INFINITY, false, false),
         ];
-        frontier_plot(&pts, "t", "s", &svg, Some(&png)).unwrap();
+        frontier_plot(&pts, &[], "t", "s", &svg, Some(&png)).unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("2 without usable numbers, not drawn"));
         // A title far too long for the canvas is shrunk and cut, not overflowing.
         let long = "LTS frontier: ".to_string() + &"very long device name ".repeat(20);
-        frontier_plot(&pts, &long, &long, &svg, Some(&png)).unwrap();
+        frontier_plot(&pts, &[], &long, &long, &svg, Some(&png)).unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("LTS frontier: very long") && s.contains('…'));
-        frontier_plot(&pts[..1], "t", "s", &svg, None).unwrap();
+        frontier_plot(&pts[..1], &[], "t", "s", &svg, None).unwrap();
     }
 
     #[test]
@@ -768,7 +830,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"x").unwrap();
         let png = blocker.join("f.png");
-        let err = frontier_plot(&sample(), "t", "s", &svg, Some(&png)).unwrap_err();
+        let err = frontier_plot(&sample(), &[], "t", "s", &svg, Some(&png)).unwrap_err();
         assert!(format!("{err:#}").contains("f.png"), "{err:#}");
         assert!(svg.exists(), "the SVG is written before the PNG is tried");
     }

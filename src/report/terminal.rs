@@ -608,6 +608,26 @@ pub fn search_outcome(outcome: &Outcome) -> String {
             mib_number(r.peak_memory_bytes)
         );
     }
+    if !outcome.quantized.is_empty() {
+        let _ = writeln!(
+            s,
+            "quantized variants (timed interleaved with their fp32 graph; quant.csv):\n{:<20} {:<22} {:>11} {:>8} {:>9} {:>8} {:>7}",
+            "arch id", "scheme", "median ms", "speedup", "SQNR dB", "top-1 %", "MiB"
+        );
+        for r in &outcome.quantized {
+            let _ = writeln!(
+                s,
+                "{:<20} {:<22} {:>11.3} {:>7.2}x {:>9.1} {:>8.1} {:>7}",
+                r.arch_id,
+                r.scheme,
+                r.latency_median_ms,
+                r.speedup,
+                r.sqnr_db,
+                r.top1_pct,
+                mib_number(Some(r.model_bytes))
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "report: {}",

@@ -9,6 +9,7 @@ use super::space::SearchSpace;
 use crate::backend::ort::OrtOptions;
 use crate::job::BackendSpec;
 use crate::measure::Protocol;
+use crate::quant::Scheme;
 use crate::thermal::ThermalSettings;
 use crate::workload::{Mode, Workload, DEFAULT_SEQ_LEN};
 
@@ -99,6 +100,11 @@ pub struct SearchConfig {
     /// Device profile the run was started with.
     #[serde(default)]
     pub device_profile: Option<String>,
+    /// Post-training quantization schemes applied to every final frontier member
+    /// (`--quantize`), each timed interleaved with its fp32 graph and judged against it
+    /// ([`super::quantized`]); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantize: Vec<Scheme>,
 }
 
 /// Hard upper bound on each count of a search (`--population`, `--iterations`, `--parents`,
@@ -192,6 +198,7 @@ impl SearchConfig {
             max_memory: None,
             thermal: ThermalSettings::default(),
             device_profile: None,
+            quantize: Vec::new(),
             space,
         }
     }
@@ -249,6 +256,7 @@ impl SearchConfig {
                 self.space.name
             ),
         )?;
+        self.validate_quantize()?;
         match &self.evaluator {
             EvaluatorSpec::CostModel { gflops } => anyhow::ensure!(
                 *gflops > 0.0 && gflops.is_finite(),
@@ -262,6 +270,39 @@ impl SearchConfig {
             EvaluatorSpec::Measure {
                 backend: BackendSpec::Wgpu(_),
             } => {}
+        }
+        Ok(())
+    }
+
+    /// `--quantize` needs real ONNX Runtime measurements (quantized graphs run nowhere else, and
+    /// a cost model cannot tell int8 from fp32); fp32 is the baseline of every variant, not a
+    /// scheme to list; each scheme at most once.
+    fn validate_quantize(&self) -> Result<()> {
+        if self.quantize.is_empty() {
+            return Ok(());
+        }
+        match &self.evaluator {
+            EvaluatorSpec::Measure {
+                backend: BackendSpec::Ort(_),
+            } => {}
+            EvaluatorSpec::Measure {
+                backend: BackendSpec::Wgpu(_),
+            } => anyhow::bail!(
+                "--quantize: quantized graphs run on ONNX Runtime only; drop --quantize or use --backend ort"
+            ),
+            EvaluatorSpec::CostModel { .. } => anyhow::bail!(
+                "--quantize needs measured latencies (the cost model cannot tell a quantized graph from fp32); drop --quantize or use --backend ort"
+            ),
+        }
+        for (i, q) in self.quantize.iter().enumerate() {
+            anyhow::ensure!(
+                !q.is_fp32(),
+                "--quantize: fp32 is the baseline every variant is timed and judged against; list only quantized schemes (e.g. int8-dynamic,int4:b32)"
+            );
+            anyhow::ensure!(
+                !self.quantize[..i].contains(q),
+                "--quantize lists {q} twice"
+            );
         }
         Ok(())
     }

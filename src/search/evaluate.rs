@@ -5,9 +5,11 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::config::SearchConfig;
 use crate::arch::Arch;
 use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
 use crate::measure::{Measurement, Protocol, Stats};
+use crate::quant::Scheme;
 use crate::thermal::{ThermalRecord, ThermalSettings};
 
 /// Which protocol produced a record: the short screening protocol or the full one. Every
@@ -74,14 +76,37 @@ pub struct Measured {
     pub thermal: ThermalSettings,
     /// Device profile name, recorded with each result.
     pub device_profile: Option<String>,
+    /// Memory limit of a job ([`Job::max_memory`]): `Some(u64::MAX)` for the search's own
+    /// candidates (the run refused a space whose largest candidate exceeds `--max-memory`
+    /// before it started, and no candidate needs more than that one); the run's limit for
+    /// interleaved quantized variants, which hold several models at once.
+    pub max_memory: Option<u64>,
     /// Runtime description, filled after the first evaluation.
     pub runtime: Option<String>,
 }
 
-impl Evaluator for Measured {
-    fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation> {
-        let job = Job {
-            quant: None,
+impl Measured {
+    /// The evaluator of a search measuring with `backend`.
+    pub fn new(cfg: &SearchConfig, backend: BackendSpec) -> Measured {
+        Measured {
+            backend,
+            workload: cfg.workload.clone(),
+            short: cfg.short_protocol.clone(),
+            full: cfg.full_protocol.clone(),
+            weights_seed: cfg.weights_seed,
+            max_params: cfg.max_params,
+            thermal: cfg.thermal.clone(),
+            device_profile: cfg.device_profile.clone(),
+            max_memory: Some(u64::MAX),
+            runtime: None,
+        }
+    }
+
+    /// The job that measures `arch` with the protocol of `stage`, its graphs quantized with
+    /// `quant` (`None`: fp32).
+    pub fn job(&self, arch: &Arch, stage: Stage, quant: Option<Scheme>) -> Job {
+        Job {
+            quant,
             arch: arch.clone(),
             weights: WeightsSpec::Random {
                 seed: self.weights_seed,
@@ -93,13 +118,15 @@ impl Evaluator for Measured {
             },
             backend: self.backend.clone(),
             max_params: self.max_params,
-            // The run refused a space whose largest candidate exceeds --max-memory before it
-            // started (`SearchConfig::validate`), and no candidate needs more than that one.
-            max_memory: Some(u64::MAX),
+            max_memory: self.max_memory,
             thermal: self.thermal.clone(),
             device_profile: self.device_profile.clone(),
-        };
-        let r = job::execute(&job)?;
+        }
+    }
+
+    /// The evaluation a job's result gives (and the runtime it names, remembered for
+    /// [`Evaluator::describe`]).
+    pub fn evaluation_of(&mut self, r: job::JobResult) -> Evaluation {
         self.runtime = Some(match r.runtime.providers.first() {
             Some(p) if r.runtime.name == "wgpu" => {
                 format!("{} {} ({p})", r.runtime.name, r.runtime.version)
@@ -107,7 +134,7 @@ impl Evaluator for Measured {
             _ => format!("{} {}", r.runtime.name, r.runtime.version),
         });
         let m = r.measurement;
-        Ok(Evaluation {
+        Evaluation {
             stats: m.stats.clone(),
             samples_ms: m.samples_ms.clone(),
             peak_memory_bytes: m.memory.gpu_buffer_bytes.or(m.memory.peak_delta_bytes),
@@ -117,7 +144,14 @@ impl Evaluator for Measured {
             measurement: Some(m),
             thermal: r.thermal,
             generation: r.generation,
-        })
+        }
+    }
+}
+
+impl Evaluator for Measured {
+    fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation> {
+        let r = job::execute(&self.job(arch, stage, None))?;
+        Ok(self.evaluation_of(r))
     }
 
     fn describe(&self) -> String {

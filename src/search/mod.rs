@@ -38,6 +38,8 @@ use crate::device::DeviceInfo;
 pub mod config;
 pub mod evaluate;
 pub mod pareto;
+mod quant_phase;
+pub mod quantized;
 pub mod space;
 pub mod store;
 
@@ -96,6 +98,9 @@ struct Search {
     progress: ProgressBar,
     quiet: bool,
     front: Vec<usize>,
+    /// Quantized variants by arch id (`--quantize`): the folder's quant journal, then this
+    /// session's records.
+    quant: HashMap<String, quantized::QuantRecord>,
     /// Candidates the folder's `candidates.csv` held when a resume opened it: reports are not
     /// rewritten with fewer while the replay catches up.
     rows_on_disk: usize,
@@ -125,6 +130,9 @@ pub struct Outcome {
     /// The frontier's rows (as in `frontier.csv`), by decoder params; for the terminal table.
     #[serde(skip)]
     pub frontier_rows: Vec<CandidateRow>,
+    /// The quantized variants of the frontier (as in `quant.csv`; `--quantize` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quantized: Vec<quantized::QuantRow>,
 }
 
 fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
@@ -135,17 +143,7 @@ fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
 
 fn make_evaluator(cfg: &SearchConfig) -> Box<dyn Evaluator> {
     match &cfg.evaluator {
-        EvaluatorSpec::Measure { backend } => Box::new(Measured {
-            backend: backend.clone(),
-            workload: cfg.workload.clone(),
-            short: cfg.short_protocol.clone(),
-            full: cfg.full_protocol.clone(),
-            weights_seed: cfg.weights_seed,
-            max_params: cfg.max_params,
-            thermal: cfg.thermal.clone(),
-            device_profile: cfg.device_profile.clone(),
-            runtime: None,
-        }),
+        EvaluatorSpec::Measure { backend } => Box::new(Measured::new(cfg, backend.clone())),
         EvaluatorSpec::CostModel { gflops } => Box::new(CostModel {
             workload: cfg.workload.clone(),
             gflops: *gflops,
@@ -247,7 +245,8 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     if info.status == "complete" {
         return complete_outcome(dir, &info);
     }
-    let (run_dir, records) = RunDir::open(dir)?;
+    let (mut run_dir, records) = RunDir::open(dir)?;
+    let quant = run_dir.open_quant()?;
     // Read again under the lock: the file may have changed while another process held it.
     let mut info = read_run_info(dir)?;
     if info.status == "complete" {
@@ -260,6 +259,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     let cfg = info.config.clone();
     cfg.validate()?;
     let mut s = Search::new(cfg, run_dir, info, records, opts);
+    s.quant = quant.into_iter().map(|r| (r.arch_id.clone(), r)).collect();
     s.rows_on_disk = std::fs::read_to_string(dir.join(store::CANDIDATES_CSV))
         .map_or(0, |t| t.lines().count().saturating_sub(1));
     s.run()
@@ -281,6 +281,7 @@ fn complete_outcome(dir: &Path, info: &RunInfo) -> Result<Outcome> {
         wall_s: 0.0,
         timed_inference_s: 0.0,
         already_complete: true,
+        quantized: quantized::read_csv(&dir.join(store::QUANT_CSV))?,
     })
 }
 
@@ -315,6 +316,7 @@ impl Search {
             progress,
             quiet: opts.quiet,
             front: Vec::new(),
+            quant: HashMap::new(),
             rows_on_disk: 0,
             cfg,
         }
@@ -325,7 +327,7 @@ impl Search {
     /// unless a resume has not yet caught up with its journal (then the folder's reports hold
     /// more than this session has, and stay as they are).
     fn run(&mut self) -> Result<Outcome> {
-        match self.run_iterations() {
+        match self.run_iterations().and_then(|()| self.quantize_front()) {
             Ok(()) => {}
             Err(e) => {
                 self.progress.finish_and_clear();
@@ -375,6 +377,7 @@ impl Search {
             wall_s: self.started.elapsed().as_secs_f64(),
             timed_inference_s: self.timed_ms / 1e3,
             already_complete: false,
+            quantized: self.quant_rows(),
         })
     }
 
@@ -812,6 +815,7 @@ impl Search {
         let (all, front) = self.rows();
         store::write_csv(&self.dir.path.join(store::CANDIDATES_CSV), &all)?;
         store::write_csv(&self.dir.path.join(store::FRONTIER_CSV), &front)?;
+        let quant = self.write_quant_csv()?;
         self.save_run_json()?;
         let points: Vec<crate::report::plot::PlotPoint> = all
             .iter()
@@ -850,6 +854,7 @@ impl Search {
         let png = self.dir.path.join(store::FRONTIER_PNG);
         let plotted = crate::report::plot::frontier_plot(
             &points,
+            &quant_series(&quant),
             &title,
             &subtitle,
             &self.dir.path.join(store::FRONTIER_SVG),
@@ -860,7 +865,29 @@ impl Search {
         }
         self.dir.write(
             store::SUMMARY_MD,
-            crate::report::markdown::summary(&self.info, &front, &all).as_bytes(),
+            crate::report::markdown::summary(&self.info, &front, &all, &quant).as_bytes(),
         )
     }
+}
+
+/// The plot's quantized series: one per scheme, each variant linked to its fp32 point.
+fn quant_series(rows: &[quantized::QuantRow]) -> Vec<crate::report::plot::QuantSeries> {
+    use crate::report::plot::{QuantPoint, QuantSeries};
+    let mut out: Vec<QuantSeries> = Vec::new();
+    for r in rows {
+        let p = QuantPoint {
+            label: r.arch_id.clone(),
+            decoder_params: r.decoder_params as f64,
+            fp32_latency_ms: r.fp32_median_ms,
+            latency_ms: r.latency_median_ms,
+        };
+        match out.iter_mut().find(|s| s.scheme == r.scheme) {
+            Some(s) => s.points.push(p),
+            None => out.push(QuantSeries {
+                scheme: r.scheme.clone(),
+                points: vec![p],
+            }),
+        }
+    }
+    out
 }

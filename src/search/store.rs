@@ -10,6 +10,9 @@
 //! - `run.json`: configuration, device, runtime, per-iteration log (frontier size,
 //!   hypervolume), status.
 //! - `frontier.svg`, `frontier.png`, `summary.md`: written after every iteration.
+//! - With `--quantize`: `quant.jsonl`, a second journal (one JSON line per quantized frontier
+//!   member: fp32 and every variant, raw samples and fidelity; same append-and-flush rule, a
+//!   torn last line cut on resume) and `quant.csv`, its rows ([`super::quantized`]).
 //! - `.lock`: one owner per folder. The process writing the run holds an exclusive advisory
 //!   lock on it (`flock`, through `std::fs::File::try_lock`) from before its first write to its
 //!   exit, resume included, and writes its pid into it; a second `lts search` on the folder is
@@ -21,10 +24,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
 use super::evaluate::{Evaluation, Stage};
+use super::quantized::QuantRecord;
 use super::space::Genome;
 use crate::arch::{Arch, ParamCounts};
 use crate::device::DeviceInfo;
@@ -431,6 +436,11 @@ pub const SUMMARY_MD: &str = "summary.md";
 pub const FRONTIER_SVG: &str = "frontier.svg";
 /// The frontier plot, raster.
 pub const FRONTIER_PNG: &str = "frontier.png";
+/// The journal of quantized variants (`lts search --quantize`): one JSON line per frontier
+/// member, its fp32 and quantized timings measured interleaved, with raw samples and fidelity.
+pub const QUANT_JOURNAL: &str = "quant.jsonl";
+/// One row per frontier member and scheme (`lts search --quantize`).
+pub const QUANT_CSV: &str = "quant.csv";
 
 /// Takes the folder's lock without waiting, and writes this process's pid into it; an error
 /// names the holder's pid when another process has it.
@@ -473,11 +483,82 @@ fn lock(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Reads the complete JSON lines of `file`: the records and the length of the part that
+/// holds them (a torn last line, from a process killed mid-write, is left out with a note).
+fn read_jsonl<T: DeserializeOwned>(file: File, path: &Path) -> Result<(Vec<T>, u64)> {
+    let mut records = Vec::new();
+    let mut good_len = 0u64;
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    let mut line_no = 0;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if !line.ends_with('\n') {
+            eprintln!(
+                "lts: dropping an incomplete last line of {} (the run was interrupted while writing it)",
+                path.display()
+            );
+            break;
+        }
+        records.push(
+            serde_json::from_str(line.trim_end())
+                .with_context(|| format!("{}:{line_no}: corrupt journal line", path.display()))?,
+        );
+        good_len += n as u64;
+    }
+    Ok((records, good_len))
+}
+
+/// Opens a journal for appending after reading its complete records, a torn last line cut off
+/// the file. A missing file is an error, or with `may_be_missing` no records and no file.
+fn open_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    may_be_missing: bool,
+) -> Result<(Vec<T>, Option<File>)> {
+    let file = match File::open(path) {
+        Err(e) if may_be_missing && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), None))
+        }
+        r => r.with_context(|| format!("cannot open {}", path.display()))?,
+    };
+    let (records, good_len) = read_jsonl(file, path)?;
+    let journal = OpenOptions::new().write(true).open(path)?;
+    journal.set_len(good_len)?;
+    drop(journal);
+    let journal = OpenOptions::new().append(true).open(path)?;
+    Ok((records, Some(journal)))
+}
+
+/// Test hook (`LTS_TEST_KILL_AFTER*`, debug builds only): a real SIGKILL of this process.
+#[cfg(debug_assertions)]
+fn kill_self() {
+    // SAFETY: plain libc call on our own pid.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
+/// Appends `rec` as one JSON line to `file` and forces it to disk.
+fn append_line<T: Serialize>(file: &mut File, rec: &T, path: &Path) -> Result<()> {
+    let mut line = serde_json::to_string(rec)?;
+    line.push('\n');
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("cannot append to {}", path.display()))
+}
+
 /// An open run folder with its journal.
 pub struct RunDir {
     /// The folder.
     pub path: PathBuf,
     journal: File,
+    /// [`QUANT_JOURNAL`], once opened or created.
+    quant_journal: Option<File>,
     /// Held for as long as the folder is open (the lock is released when the file closes).
     _lock: File,
     /// Set by tests to simulate a crash: SIGKILL this process after this many appends (debug
@@ -485,6 +566,10 @@ pub struct RunDir {
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
     kill_after: Option<usize>,
     appended: usize,
+    /// The same for appends to the quant journal (`LTS_TEST_KILL_AFTER_QUANT`).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    kill_after_quant: Option<usize>,
+    appended_quant: usize,
 }
 
 impl RunDir {
@@ -513,19 +598,22 @@ impl RunDir {
     fn with_journal(path: &Path, journal: File, lock: File) -> RunDir {
         // Test hook, compiled into debug builds only (the ones `cargo test` runs): SIGKILL
         // this process right after the N-th append, to test crash safety at a known point.
-        let kill_after = if cfg!(debug_assertions) {
-            std::env::var("LTS_TEST_KILL_AFTER")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        } else {
-            None
+        let hook = |name: &str| {
+            if cfg!(debug_assertions) {
+                std::env::var(name).ok().and_then(|v| v.parse().ok())
+            } else {
+                None
+            }
         };
         RunDir {
             path: path.to_path_buf(),
             journal,
+            quant_journal: None,
             _lock: lock,
-            kill_after,
+            kill_after: hook("LTS_TEST_KILL_AFTER"),
             appended: 0,
+            kill_after_quant: hook("LTS_TEST_KILL_AFTER_QUANT"),
+            appended_quant: 0,
         }
     }
 
@@ -533,31 +621,19 @@ impl RunDir {
     /// last line is skipped).
     pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         let jpath = path.join(JOURNAL);
-        let text = std::fs::read_to_string(&jpath).with_context(|| {
+        let file = File::open(&jpath).with_context(|| {
             format!(
                 "cannot read {} (is {} a search results folder?)",
                 jpath.display(),
                 path.display()
             )
         })?;
-        let mut out = Vec::new();
-        for (i, line) in text.split_inclusive('\n').enumerate() {
-            if !line.ends_with('\n') {
-                break;
-            }
-            out.push(
-                serde_json::from_str(line.trim_end()).with_context(|| {
-                    format!("{}:{}: corrupt journal line", jpath.display(), i + 1)
-                })?,
-            );
-        }
-        Ok(out)
+        Ok(read_jsonl(file, &jpath)?.0)
     }
 
     /// Opens an existing run folder for resuming: takes its lock, returns it and the journal's
     /// complete records. A torn last line is cut off the file so appends continue cleanly.
     pub fn open(path: &Path) -> Result<(RunDir, Vec<Record>)> {
-        let jpath = path.join(JOURNAL);
         if !path.join(RUN_JSON).is_file() {
             bail!(
                 "{} is not a search run folder (no {RUN_JSON}); give the folder `lts search` printed",
@@ -565,55 +641,49 @@ impl RunDir {
             );
         }
         let lock = lock(path)?;
-        let file =
-            File::open(&jpath).with_context(|| format!("cannot open {}", jpath.display()))?;
-        let mut records = Vec::new();
-        let mut good_len = 0u64;
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        let mut line_no = 0;
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line)?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            if !line.ends_with('\n') {
-                eprintln!(
-                    "lts: dropping an incomplete last line of {} (the run was interrupted while writing it)",
-                    jpath.display()
-                );
-                break;
-            }
-            let rec: Record = serde_json::from_str(line.trim_end())
-                .with_context(|| format!("{}:{line_no}: corrupt journal line", jpath.display()))?;
-            records.push(rec);
-            good_len += n as u64;
-        }
-        let journal = OpenOptions::new().write(true).open(&jpath)?;
-        journal.set_len(good_len)?;
-        drop(journal);
-        let journal = OpenOptions::new().append(true).open(&jpath)?;
+        let (records, journal) = open_jsonl(&path.join(JOURNAL), false)?;
+        let journal = journal.context("the journal exists")?;
         Ok((RunDir::with_journal(path, journal, lock), records))
+    }
+
+    /// The quantized-variant records of the folder's [`QUANT_JOURNAL`] (none when it does not
+    /// exist), a torn last line cut off; later appends go to that file.
+    pub fn open_quant(&mut self) -> Result<Vec<QuantRecord>> {
+        let (records, file) = open_jsonl(&self.path.join(QUANT_JOURNAL), true)?;
+        self.quant_journal = file;
+        Ok(records)
     }
 
     /// Appends one record and forces it to disk before returning.
     pub fn append(&mut self, rec: &Record) -> Result<()> {
-        let mut line = serde_json::to_string(rec)?;
-        line.push('\n');
-        self.journal
-            .write_all(line.as_bytes())
-            .and_then(|()| self.journal.sync_data())
-            .with_context(|| format!("cannot append to {}", self.path.join(JOURNAL).display()))?;
+        append_line(&mut self.journal, rec, &self.path.join(JOURNAL))?;
         self.appended += 1;
         #[cfg(debug_assertions)]
         if self.kill_after == Some(self.appended) {
-            // Test hook (LTS_TEST_KILL_AFTER, debug builds only): a real SIGKILL here.
-            // SAFETY: plain libc call on our own pid.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+            kill_self();
+        }
+        Ok(())
+    }
+
+    /// Appends one quantized-variant record to [`QUANT_JOURNAL`] (created on first use) and
+    /// forces it to disk before returning.
+    pub fn append_quant(&mut self, rec: &QuantRecord) -> Result<()> {
+        let path = self.path.join(QUANT_JOURNAL);
+        if self.quant_journal.is_none() {
+            self.quant_journal = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            );
+        }
+        let file = self.quant_journal.as_mut().expect("opened above");
+        append_line(file, rec, &path)?;
+        self.appended_quant += 1;
+        #[cfg(debug_assertions)]
+        if self.kill_after_quant == Some(self.appended_quant) {
+            kill_self();
         }
         Ok(())
     }
