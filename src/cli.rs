@@ -697,6 +697,9 @@ Schemes (comma-separated, each name[:option...]):
                            :per-tensor, :head
   int4[:bN]                4-bit weight blocks of N = 16..256 along K (default b32) for
                            com.microsoft.MatMulNBits; :zp for a zero point per block; :head
+Mixed precision: any int scheme takes :keep=NAME[+NAME...], which leaves in fp32 every weight
+multiply whose weight name contains NAME (ORT's nodes_to_exclude), e.g. int8-dynamic:keep=down_proj
+for models with massive activations at the MLP output projection's input (SmolLM2, Llama).
 Fidelity: SQNR of the logits, mean and p99 KL divergence (fp32 || quantized), top-1 agreement
 and the largest logit error, on --eval sequences other than the calibration ones. Files:
 <out>/<arch-id>.<scheme>.{prefill,decode}.onnx; `lts measure --onnx FILE` times one, and

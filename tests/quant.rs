@@ -14,6 +14,7 @@ use lts::quantize::{self, Fp32Graphs, Sequences};
 use lts::weights::Weights;
 use lts::workload::Logits;
 use ndarray::{s, Array2};
+use prost::Message;
 
 const SCHEMES: &[&str] = &[
     "fp16",
@@ -25,6 +26,8 @@ const SCHEMES: &[&str] = &[
     "int8-static:entropy:per-tensor:head",
     "int4:b32",
     "int4:b16:zp:head",
+    // Mixed precision: the MLP multiplies stay fp32 (`mlp` names them in both families).
+    "int8-static:minmax:keep=mlp",
 ];
 
 fn scheme(s: &str) -> Scheme {
@@ -286,6 +289,11 @@ fn bad_input_gets_clear_errors() {
     fails(&with("int3"), "unknown scheme `int3`");
     fails(&with("int4:b48"), "block size 48");
     fails(&with("int8-static:p=0"), "(0, 100]");
+    fails(
+        &with("int4:keep=down_proj"),
+        "`keep=down_proj` names no weight multiply",
+    );
+    fails(&with("int4:keep=h."), "leaves no weight multiply");
     let mut calib0 = with("int8-static");
     calib0.extend(["--calib", "0"]);
     fails(&calib0, "--calib 0");
@@ -402,10 +410,20 @@ fn int4_graph_equals_fp32_with_dequantized_weights() {
     let arch = Arch::preset("llama-tiny").unwrap();
     let w = common::sharpened(&arch, 4);
     let ids = common::tokens(&arch, 1, 16, 1);
-    for (name, zp) in [("int4:b16", false), ("int4:b32:zp", true)] {
+    // The last case keeps down_proj in fp32: the graph must then equal fp32 with every other
+    // projection dequantized and down_proj untouched.
+    for (name, zp) in [
+        ("int4:b16", false),
+        ("int4:b32:zp", true),
+        ("int4:b16:keep=down_proj", false),
+    ] {
         let block = if name.contains("b16") { 16 } else { 32 };
+        let kept = name.contains("keep=down_proj");
         let mut deq = w.clone();
         for (n, t) in deq.tensors.iter_mut() {
+            if kept && n.contains("down_proj") {
+                continue;
+            }
             let proj = [
                 "q_proj",
                 "k_proj",
@@ -430,6 +448,16 @@ fn int4_graph_equals_fp32_with_dequantized_weights() {
                 .collect();
         }
         let (p, _) = quantized(&arch, &w, &scheme(name));
+        let nbits = lts::graph::onnx::ModelProto::decode(p.as_slice())
+            .unwrap()
+            .graph
+            .unwrap()
+            .node
+            .iter()
+            .filter(|n| n.op_type.as_deref() == Some("MatMulNBits"))
+            .count();
+        let per_layer = if kept { 6 } else { 7 };
+        assert_eq!(nbits, per_layer * arch.n_layer, "{name}");
         let mut int4 = Ort::load().unwrap().session(&p, &ort()).unwrap();
         let mut fp32 = common::session(&arch, &deq, GraphKind::Prefill, OptLevel::All);
         let a = infer(&mut int4, &arch, &ids, None).unwrap().logits;

@@ -1,15 +1,17 @@
 //! Activation-range calibration for static (QDQ) int8 quantization (issue 14): a histogram of
 //! one activation tensor collected over calibration batches, and the clipping range each
 //! calibration method the TinyML PTQ study compares derives from it: `minmax`, `percentile`,
-//! `mse` and `entropy` (TensorRT's KL-divergence search).
+//! `mse` and `entropy` (ONNX Runtime's KL-divergence threshold search).
 //!
-//! References (paths relative to the onnxruntime repo):
-//! - `onnxruntime/python/tools/quantization/calibrate.py`: `HistogramCollector.collect_value` /
-//!   `merge_histogram` (the histogram and how it grows), `compute_percentile`,
-//!   `get_entropy_threshold` (the KL search), `MinMaxCalibrater.compute_data`.
-//! - `quant_utils.py::smooth_distribution` and MXNet's
-//!   `python/mxnet/contrib/quantization.py::_get_optimal_threshold`, which ORT's entropy search
-//!   ports (cited in its docstring), for the expansion of the quantized distribution.
+//! References (onnxruntime 1.31.1, `onnxruntime/python/tools/quantization/`):
+//! - `calibrate.py`: `HistogramCollector.collect_value` / `merge_histogram` (the histogram and
+//!   how it grows), `get_entropy_threshold` (the KL search), `compute_percentile`,
+//!   `MinMaxCalibrater.compute_data`; `quant_utils.py`: `smooth_distribution`, and
+//!   `compute_scale_zp` (how a range is made symmetric). The histogram and the entropy search
+//!   port ORT's numpy code with its float32 arithmetic (numpy 2: `np.histogram` edges and
+//!   indices, pairwise `np.sum`), so `entropy` picks ORT's threshold: `xcheck/xcheck_entropy.py`
+//!   checks it. ORT's search comes from MXNet's `_get_optimal_threshold` but spreads q over empty
+//!   bins too and truncates it to integers; that is what is reproduced, not MXNet or TensorRT.
 //! - MSE: ORT has no MSE calibrator (its `Distribution` method fits avg/std for float8). The
 //!   method here is the one of NVIDIA's pytorch-quantization
 //!   (`pytorch_quantization/calib/histogram.py::_compute_amax_mse`, cited by ORT's
@@ -25,28 +27,52 @@ pub const DEFAULT_NUM_BINS: usize = 2048;
 pub const DEFAULT_NUM_QUANTIZED_BINS: usize = 128;
 /// Default `--percentile` (the issue's; ORT's own default is 99.999).
 pub const DEFAULT_PERCENTILE: f64 = 99.99;
+/// A histogram grows to at most this many times its initial bin count (ORT: without bound).
+pub const MAX_GROWTH: usize = 8;
 /// Levels-minus-one of the 8-bit activation grid the MSE search assumes: asymmetric int8/uint8
 /// spans 255 steps, symmetric int8 [-127, 127] spans 254 (`quant_utils.py` ranges).
 const ASYMMETRIC_STEPS: f64 = 255.0;
 const SYMMETRIC_HALF_STEPS: f64 = 127.0;
 
-/// Histogram of the values of one activation tensor over every calibration batch.
+/// `x` rounded to float32 (kept past float32's range): applied to one `+ - * /` of float32
+/// values computed in f64, numpy's float32 result.
+fn f32r(x: f64) -> f64 {
+    Some(f64::from(x as f32))
+        .filter(|y| y.is_finite())
+        .unwrap_or(x)
+}
+
+/// numpy's float32 `a // b` for `a >= 0, b > 0` (`npy_divmodf`).
+fn floor_div(a: f64, b: f64) -> f64 {
+    let d = f32r(f32r(a - a % b) / b);
+    d.floor() + if d - d.floor() > 0.5 { 1.0 } else { 0.0 }
+}
+
+/// Histogram of one activation tensor's values over the calibration batches: bin for bin the
+/// one ORT's `HistogramCollector.collect_value` builds for its entropy calibrator.
 ///
-/// Like ORT's `HistogramCollector.collect_value`, bins are equal-width and symmetric around 0,
-/// covering `[-T, T]` with `T` the largest magnitude seen (the first batch sets
-/// `width = 2T / num_bins`); it also keeps the exact min and max. When a later batch exceeds
-/// `T`, the histogram grows as in ORT's `merge_histogram`: `floor((T_new - T) / width) + 1` bins
-/// of the same width are added on each side, so old counts stay exact. Two departures, both
-/// exact re-binnings: the bin count is capped at twice `num_bins` (when growth would pass it,
-/// the old bins are first merged pairwise outward from 0, doubling the width, until it fits: the
-/// grid is anchored at 0, so this loses only resolution) where ORT grows without bound (a batch
-/// 1000x wider than the first would need ~2M bins there); and values seen while the histogram
-/// was all zeros stay in the bin holding 0 where ORT adds them positionally into the new grid.
+/// The first batch with a non-zero value sets `T` = its largest |x| and `num_bins` bins over
+/// `[-T, T]`, in float32 as `np.histogram(x, num_bins, range=(-T, T))` (`linspace` edges, the
+/// last bin closed). A batch past `T` grows the grid as `merge_histogram` does:
+/// `h = (T_new - T) // w + 1` more bins of width `w` on each side, the batch binned on the new
+/// grid and the old counts added positionally. Zeros seen before the first non-zero value stay in bin `[0, w)`.
+/// The exact min, max and count are kept too.
+///
+/// Where ORT breaks down it departs: at most [`MAX_GROWTH`] x `num_bins` bins (ORT grows without
+/// bound, ~2M bins for a batch 1000x wider than the first, too many for its entropy search);
+/// past that, old bins merge pairwise outward from 0 until the growth fits (exact, but coarser
+/// than ORT's). A value that float32 rounding puts just past a grown grid stays in the end bin
+/// (numpy drops it); past float32's range the grid stays in f64.
+///
+/// ORT's `HistogramCalibrater.collect_data` passes all the batches of its data reader to one
+/// `collect`: that histogram is [`Histogram::with_threshold`] given their largest |x|.
 #[derive(Clone, Debug)]
 pub struct Histogram {
     counts: Vec<u64>,
-    half: usize,
-    width: f64,
+    /// ORT's `threshold`: the grid spans `[-t, t]`; 0 while only zeros were seen.
+    t: f64,
+    /// The float32 `linspace` step `2t / n`.
+    step: f64,
     max_bins: usize,
     min: f32,
     max: f32,
@@ -56,7 +82,7 @@ pub struct Histogram {
 impl Default for Histogram {
     /// A histogram with [`DEFAULT_NUM_BINS`] bins.
     fn default() -> Self {
-        Self::with_bins(DEFAULT_NUM_BINS)
+        Self::new(DEFAULT_NUM_BINS).expect("the default bin count is valid")
     }
 }
 
@@ -69,19 +95,28 @@ impl Histogram {
             "histogram of {num_bins} bins: use an even number >= {DEFAULT_NUM_QUANTIZED_BINS} \
              (default {DEFAULT_NUM_BINS})"
         );
-        Ok(Self::with_bins(num_bins))
-    }
-
-    fn with_bins(num_bins: usize) -> Self {
-        Histogram {
+        Ok(Histogram {
             counts: vec![0; num_bins],
-            half: num_bins / 2,
-            width: 0.0,
-            max_bins: 2 * num_bins,
+            t: 0.0,
+            step: 0.0,
+            max_bins: MAX_GROWTH * num_bins,
             min: f32::INFINITY,
             max: f32::NEG_INFINITY,
             total: 0,
-        }
+        })
+    }
+
+    /// An empty histogram of `num_bins` bins over `[-threshold, threshold]` from the start.
+    /// Given the largest |x| of all the batches (a min/max pass first), it never grows and is
+    /// ORT's histogram of all the batches collected at once.
+    pub fn with_threshold(num_bins: usize, threshold: f32) -> Result<Self> {
+        ensure!(
+            threshold.is_finite() && threshold >= 0.0,
+            "histogram threshold {threshold}: use the largest |x| of the batches"
+        );
+        let mut h = Self::new(num_bins)?;
+        h.set_t(threshold.into());
+        Ok(h)
     }
 
     /// Add one batch of values of the tensor (any shape, flattened). Errors on inf/NaN, which
@@ -101,10 +136,18 @@ impl Histogram {
         if values.is_empty() {
             return Ok(());
         }
-        let amax = f64::from(lo.abs().max(hi.abs()));
-        self.cover(amax);
+        self.cover(f64::from(lo.abs().max(hi.abs())));
+        // np.histogram in float32: index (x + T) / 2T * n, corrected against the edges (the
+        // last bin closed); ORT's zeros-only histogram puts 0 in bin n / 2.
+        let (t, step, n) = (self.t as f32, self.step as f32, self.counts.len());
+        let edge = |i: usize| if i >= n { t } else { i as f32 * step - t };
         for &x in values {
-            let i = self.bin_of(f64::from(x));
+            let mut i = n / 2;
+            if t != 0.0 {
+                i = (((x + t) / (2.0 * t) * n as f32) as usize).min(n - 1);
+                i -= usize::from(i > 0 && x < edge(i));
+                i += usize::from(i + 1 < n && x >= edge(i + 1));
+            }
             self.counts[i] += 1;
         }
         self.min = self.min.min(lo);
@@ -113,28 +156,32 @@ impl Histogram {
         Ok(())
     }
 
+    /// Set `t` and numpy's float32 `linspace` step for it and the bin count.
+    fn set_t(&mut self, t: f64) {
+        self.t = t;
+        self.step = f32r(f32r(2.0 * t) / self.counts.len() as f64);
+    }
+
     /// Grow (and if needed coarsen) the grid so that it covers `[-amax, amax]`.
     fn cover(&mut self, amax: f64) {
-        if amax == 0.0 || amax <= self.threshold() {
+        if amax <= self.t {
             return;
         }
-        if self.width == 0.0 {
-            // Empty, or all zeros so far (kept in the bin [0, width) of the new grid).
-            self.width = amax / self.half as f64;
-            return;
+        // Empty or zeros only so far (ORT's `old_threshold == 0`): a new grid, the zeros stay
+        // in bin n / 2 = [0, w). Else merge_histogram's h = (T_new - T) // stride + 1 more bins
+        // on each side; past the cap, coarsen first (h in f64: a huge jump cannot overflow).
+        if self.step == 0.0 {
+            return self.set_t(amax);
         }
-        // ORT merge_histogram: floor((T_new - T) / width) + 1 more bins on each side. When that
-        // would pass the cap, coarsen the old grid first (in f64, so a huge jump cannot
-        // overflow the count before it is checked).
         loop {
-            let extra = ((amax - self.threshold()) / self.width).floor() + 1.0;
-            if 2.0 * (self.half as f64 + extra) <= self.max_bins as f64 {
-                let extra = extra as usize;
-                let mut counts = vec![0u64; 2 * (self.half + extra)];
-                counts[extra..extra + self.counts.len()].copy_from_slice(&self.counts);
+            let h = floor_div(f32r(amax - self.t), self.step) + 1.0;
+            let n = self.counts.len();
+            if n as f64 + 2.0 * h <= self.max_bins as f64 {
+                let h = h as usize;
+                let mut counts = vec![0u64; n + 2 * h];
+                counts[h..h + n].copy_from_slice(&self.counts);
                 self.counts = counts;
-                self.half += extra;
-                return;
+                return self.set_t(f32r(f32r(h as f64 * self.step) + self.t));
             }
             self.coarsen();
         }
@@ -142,7 +189,7 @@ impl Histogram {
 
     /// Merge bins pairwise outward from 0 (doubling the width).
     fn coarsen(&mut self) {
-        let h = self.half;
+        let h = self.counts.len() / 2;
         let new_half = h.div_ceil(2);
         let mut counts = vec![0u64; 2 * new_half];
         for j in 0..h {
@@ -150,16 +197,7 @@ impl Histogram {
             counts[new_half - 1 - j / 2] += self.counts[h - 1 - j];
         }
         self.counts = counts;
-        self.half = new_half;
-        self.width *= 2.0;
-    }
-
-    fn bin_of(&self, x: f64) -> usize {
-        if self.width == 0.0 {
-            return self.half;
-        }
-        let i = (x / self.width).floor() + self.half as f64;
-        (i.max(0.0) as usize).min(self.counts.len() - 1)
+        self.set_t(f32r(2.0 * new_half as f64 * self.step));
     }
 
     /// Number of values collected.
@@ -182,19 +220,24 @@ impl Histogram {
         &self.counts
     }
 
-    /// Width of every bin (0 while only zeros were seen).
+    /// Width of the bins, float32 `2 T / n` (0 while only zeros were seen).
     pub fn bin_width(&self) -> f64 {
-        self.width
+        self.step
     }
 
-    /// Half-width `T` of the binned range `[-T, T]`.
+    /// Half-width `T` of the binned range `[-T, T]` (a float32 value, as ORT's).
     pub fn threshold(&self) -> f64 {
-        self.half as f64 * self.width
+        self.t
     }
 
-    /// Edge `i` of the bins (`0..=bins().len()`): bin `i` is `[edge(i), edge(i + 1))`.
+    /// Edge `i` of the bins (`0..=bins().len()`), numpy's float32 `linspace(-T, T, n + 1)[i]`:
+    /// bin `i` is `[edge(i), edge(i + 1))`, the last one closed.
     pub fn edge(&self, i: usize) -> f64 {
-        (i as f64 - self.half as f64) * self.width
+        if i >= self.counts.len() {
+            self.t
+        } else {
+            f32r(f32r(i as f64 * self.step) - self.t)
+        }
     }
 }
 
@@ -207,7 +250,8 @@ pub enum CalibMethod {
     Percentile(f64),
     /// The range with the least expected squared quantization error.
     Mse,
-    /// The range whose 128-bin quantization loses least KL divergence (TensorRT).
+    /// The range whose 128-bin quantization loses least KL divergence (ORT
+    /// `get_entropy_threshold`).
     Entropy,
 }
 
@@ -242,9 +286,10 @@ pub fn validate_percentile(p: f64) -> Result<()> {
     Ok(())
 }
 
-/// The `(min, max)` range to quantize this tensor's values with, by `method`; with `symmetric`
-/// the range is `(-t, t)`. Ranges never reach past the values actually seen (as ORT clips its
-/// thresholds to the observed min / max).
+/// The `(min, max)` range to quantize this tensor's values with, by `method`. Each method's
+/// bounds are clamped to the values actually seen (as ORT clips its thresholds to the observed
+/// min / max); then, with `symmetric`, the range is `(-t, t)` with `t = max(|min|, |max|)`, as
+/// ORT's `compute_scale_zp` symmetrizes the range it is given.
 ///
 /// - `MinMax`: the exact min and max (symmetric: +-max |x|), ORT `MinMaxCalibrater`.
 /// - `Percentile(p)`: ORT `compute_percentile` on the cumulative histogram: symmetric keeps p %
@@ -252,17 +297,19 @@ pub fn validate_percentile(p: f64) -> Result<()> {
 ///   (100 - p) / 2 % on each side. Each bound is the outer edge of the bin where the cumulative
 ///   share crosses its target (ORT takes the crossing bin's lower edge on the upper side, up to
 ///   one bin narrower), so `Percentile(100)` equals `MinMax`.
-/// - `Entropy`: ORT `get_entropy_threshold`: windows of `2i + 1` bins centred on the zero bin
-///   (i = 64 .. bins/2), outliers folded into the end bins, each window quantized to 128 bins,
-///   both smoothed (`smooth_distribution`, eps 1e-4); the window with least KL(p || q) wins. The
-///   quantized bins are expanded back over the window's *non-empty* bins only, in f64, with the
-///   leftover bins merged into the last one, as TensorRT (pytorch-quantization
-///   `_compute_amax_entropy`) and MXNet (`_get_optimal_threshold`) do; ORT's port spreads q over
-///   empty bins too and truncates it to integers, which penalises sparse tails (on a sample with
-///   a 1 % tail to 48 it clips at 2.5 where this clips at 19.9; on Gaussian, Laplace and
-///   Student-t samples the two agree within ~5 %). ORT's `EntropyCalibrater` defaults to 128
-///   bins, which leaves a single window, so its default "entropy" range is the min/max range;
-///   this uses the histogram's 2048 bins as TensorRT does.
+/// - `Entropy`: ORT `get_entropy_threshold` (128 quantized bins), operation for operation. For
+///   each window `[z - i, z + i + 1)` around the zero bin `z = bins / 2` (i = 64 ..= z, the last
+///   clipped to the histogram): p = its counts, plus the counts outside it on its end bins; its
+///   own counts are summed in 128 chunks of `len / 128` bins (the remainder joins the last), and
+///   q gives every bin of a chunk, empty or not, the chunk's sum integer-divided by the chunk's
+///   non-zero p bins (0 if none, and past the 128 chunks); both are smoothed
+///   (`smooth_distribution`) and KL(p || q) is computed in float32 as numpy does. The first
+///   window of least divergence gives `(edge(z - i), edge(z + i + 1))`; `symmetric` plays no
+///   part in the search. Windows ORT cannot score (p or q all zero, or ORT's `eps1 < 1`
+///   assertion failing) lose. numpy's SIMD float32 log differs from the correctly rounded one
+///   used here by an ulp on a few % of arguments, which could only swap windows tied to float32
+///   precision. (ORT's `EntropyCalibrater` defaults to `num_bins` = 128: a single window, the
+///   min/max range.)
 /// - `Mse`: every clipping bound on the bin grid (coordinate descent over min and max when
 ///   asymmetric, coarse-to-fine), scored by the exact expected squared error of 8-bit
 ///   quantization with the resulting scale (255 steps, or [-127, 127] symmetric) under the
@@ -282,16 +329,15 @@ pub fn range(hist: &Histogram, method: CalibMethod, symmetric: bool) -> Result<(
     let (lo, hi) = match method {
         CalibMethod::MinMax => (f64::from(min), f64::from(max)),
         CalibMethod::Percentile(p) => percentile_range(hist, p, symmetric),
-        CalibMethod::Entropy => entropy_range(hist, DEFAULT_NUM_QUANTIZED_BINS),
+        CalibMethod::Entropy => entropy_range(hist),
         CalibMethod::Mse => mse_range(hist, symmetric),
     };
-    let (min, max) = (f64::from(min), f64::from(max));
+    let (lo, hi) = (lo.max(f64::from(min)), hi.min(f64::from(max)));
     let (lo, hi) = if symmetric {
-        let amax = min.abs().max(max.abs());
-        let t = lo.abs().max(hi.abs()).min(amax);
+        let t = lo.abs().max(hi.abs());
         (-t, t)
     } else {
-        (lo.max(min), hi.min(max))
+        (lo, hi)
     };
     Ok((lo as f32, hi.max(lo) as f32))
 }
@@ -325,79 +371,100 @@ fn percentile_range(hist: &Histogram, p: f64, symmetric: bool) -> (f64, f64) {
     (hist.edge(left), hist.edge(right + 1))
 }
 
-/// Replace zeros of an unnormalised distribution by `eps` and take the same mass off the
-/// non-zero entries (ORT `quant_utils.py::smooth_distribution`, eps 1e-4). `false` when the
-/// distribution is all zeros or smoothing would make an entry non-positive (ORT asserts).
-fn smooth_distribution(p: &mut [f64]) -> bool {
-    const EPS: f64 = 1e-4;
-    let zeros = p.iter().filter(|&&v| v == 0.0).count();
-    let nonzeros = p.len() - zeros;
-    if nonzeros == 0 {
+/// numpy's float32 `np.sum(a)`: pairwise, blocks of up to 128 added in eight interleaved partial
+/// sums (`pairwise_sum` in numpy's `loops_utils.h`).
+fn np_sum(a: &[f32]) -> f32 {
+    let n = a.len();
+    if n < 8 {
+        return a.iter().fold(0.0, |s, &x| s + x);
+    } else if n > 128 {
+        let half = n / 2 - n / 2 % 8;
+        return np_sum(&a[..half]) + np_sum(&a[half..]);
+    }
+    let mut r: [f32; 8] = a[..8].try_into().expect("8 values");
+    for block in a[8..n - n % 8].chunks_exact(8) {
+        r.iter_mut().zip(block).for_each(|(r, &x)| *r += x);
+    }
+    let s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    a[n - n % 8..].iter().fold(s, |s, &x| s + x)
+}
+
+/// ORT `smooth_distribution` in float32, in place: zeros become eps = 1e-4 and
+/// `eps1 = eps * zeros / non-zeros` is taken off the others. `false` where ORT returns None
+/// (all zeros) or fails its assertion `eps1 < 1`.
+fn smooth(v: &mut [f32]) -> bool {
+    let zeros = v.iter().filter(|&&x| x == 0.0).count();
+    let eps1 = 1e-4 * zeros as f64 / (v.len() - zeros) as f64;
+    if zeros == v.len() || eps1 >= 1.0 {
         return false;
     }
-    let eps1 = EPS * zeros as f64 / nonzeros as f64;
-    for v in p.iter_mut() {
-        *v += if *v == 0.0 { EPS } else { -eps1 };
+    for x in v {
+        *x = if *x == 0.0 { 1e-4 } else { *x - eps1 as f32 };
     }
-    p.iter().all(|&v| v > 0.0)
+    true
 }
 
-/// KL(p || q) of two positive unnormalised distributions (scipy `entropy`, natural log).
-fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
-    let (sp, sq) = (p.iter().sum::<f64>(), q.iter().sum::<f64>());
-    p.iter()
-        .zip(q)
-        .map(|(&a, &b)| {
-            let (a, b) = (a / sp, b / sq);
-            a * (a / b).ln()
-        })
-        .sum()
-}
-
-/// KL divergence of one entropy window `counts[start..end]` (ORT `get_entropy_threshold` loop
-/// body, q expanded as MXNet `_get_optimal_threshold`).
-fn window_divergence(counts: &[u64], start: usize, end: usize, nq: usize) -> f64 {
-    let sliced = &counts[start..end];
-    let mut p: Vec<f64> = sliced.iter().map(|&c| c as f64).collect();
-    let last = p.len() - 1;
-    p[0] += counts[..start].iter().sum::<u64>() as f64;
-    p[last] += counts[end..].iter().sum::<u64>() as f64;
-    let merged = sliced.len() / nq;
-    let mut q = vec![0f64; p.len()];
+/// KL divergence (float32) of one entropy window `sliced`, with `left` / `right` counts outside
+/// it: the loop body of ORT `get_entropy_threshold`, then `calibrate.py::entropy`. `p`, `q`:
+/// scratch space.
+fn window_divergence(
+    sliced: &[u64],
+    (left, right): (u64, u64),
+    p: &mut Vec<f32>,
+    q: &mut Vec<f32>,
+) -> f32 {
+    let (len, nq) = (sliced.len(), DEFAULT_NUM_QUANTIZED_BINS.min(sliced.len()));
+    let merged = len / nq;
+    // `p.astype(np.float32)`: zero exactly where the count is.
+    p.clear();
+    p.extend(sliced.iter().map(|&c| c as f32));
+    (p[0], p[len - 1]) = ((sliced[0] + left) as f32, (sliced[len - 1] + right) as f32);
+    q.clear();
+    q.resize(len, 0.0);
     for j in 0..nq {
-        let lo = j * merged;
-        let hi = if j == nq - 1 {
-            sliced.len()
-        } else {
-            lo + merged
-        };
-        let mass: u64 = sliced[lo..hi].iter().sum();
-        let norm = p[lo..hi].iter().filter(|&&v| v != 0.0).count();
-        if norm == 0 {
-            continue;
-        }
-        for (qv, &pv) in q[lo..hi].iter_mut().zip(&p[lo..hi]) {
-            if pv != 0.0 {
-                *qv = mass as f64 / norm as f64;
-            }
+        let (lo, hi) = (j * merged, (j + 1) * merged);
+        let tail = if j == nq - 1 { len } else { hi };
+        let sum: u64 = sliced[lo..tail].iter().sum();
+        let norm = p[lo..hi].iter().filter(|&&v| v != 0.0).count() as u64;
+        // `q[start:end] = quantized_bins[index] / norm`, stored in int64: truncated.
+        if let Some(v) = sum.checked_div(norm) {
+            q[lo..hi].fill(v as f32);
         }
     }
-    if !smooth_distribution(&mut p) || !smooth_distribution(&mut q) {
-        return f64::INFINITY;
+    if !smooth(p) || !smooth(q) {
+        return f32::INFINITY;
     }
-    kl_divergence(&p, &q)
+    let (sp, sq) = (np_sum(p), np_sum(q));
+    for (a, &b) in p.iter_mut().zip(q.iter()) {
+        let (x, y) = (*a / sp, b / sq);
+        *a = x * (f64::from(x / y).ln() as f32);
+    }
+    np_sum(p)
 }
 
-fn entropy_range(hist: &Histogram, nq: usize) -> (f64, f64) {
+fn entropy_range(hist: &Histogram) -> (f64, f64) {
     let c = hist.bins();
-    let zero = c.len() / 2;
-    let half_q = nq / 2;
-    let mut best = (f64::INFINITY, 0, c.len());
-    for i in half_q..=zero {
-        let (start, end) = (zero - i, (zero + i + 1).min(c.len()));
-        let kl = window_divergence(c, start, end, nq);
+    let (n, zero) = (c.len(), c.len() / 2);
+    let first = (DEFAULT_NUM_QUANTIZED_BINS / 2).min(zero);
+    let (mut start, mut end) = (zero - first, (zero + first + 1).min(n));
+    let mut left: u64 = c[..start].iter().sum();
+    let mut right: u64 = c[end..].iter().sum();
+    let (mut p, mut q) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut best = (f32::INFINITY, start, end);
+    loop {
+        let kl = window_divergence(&c[start..end], (left, right), &mut p, &mut q);
+        // np.argmin: the first of equal minima.
         if kl < best.0 {
             best = (kl, start, end);
+        }
+        if start == 0 {
+            break;
+        }
+        start -= 1;
+        left -= c[start];
+        if end < n {
+            right -= c[end];
+            end += 1;
         }
     }
     (hist.edge(best.1), hist.edge(best.2))
@@ -556,7 +623,10 @@ mod tests {
             self.normal() / (chi2 / 3.0).sqrt()
         }
         fn sample(&mut self, n: usize, f: fn(&mut Rng) -> f64) -> Vec<f32> {
-            (0..n).map(|_| f(self) as f32).collect()
+            self.map(n, f, |x| x)
+        }
+        fn map(&mut self, n: usize, f: fn(&mut Rng) -> f64, g: impl Fn(f32) -> f32) -> Vec<f32> {
+            (0..n).map(|_| g(f(self) as f32)).collect()
         }
     }
 
@@ -584,11 +654,7 @@ mod tests {
     fn minmax_is_the_exact_min_and_max_over_batches() {
         let mut rng = Rng(1);
         let a = rng.sample(5000, Rng::normal);
-        let b: Vec<f32> = rng
-            .sample(5000, Rng::normal)
-            .iter()
-            .map(|x| 3.0 * x + 1.0)
-            .collect();
+        let b = rng.map(5000, Rng::normal, |x| 3.0 * x + 1.0);
         let h = hist_of(&[&a, &b, &[-0.25]]);
         let all: Vec<f32> = a.iter().chain(&b).copied().chain([-0.25]).collect();
         let (lo, hi) = exact_min_max(&all);
@@ -659,11 +725,7 @@ mod tests {
     #[test]
     fn all_methods_agree_on_a_uniform_sample() {
         let mut rng = Rng(5);
-        let sym: Vec<f32> = rng
-            .sample(200_000, Rng::uniform)
-            .iter()
-            .map(|u| 2.0 * u - 1.0)
-            .collect();
+        let sym = rng.map(200_000, Rng::uniform, |u| 2.0 * u - 1.0);
         let skew: Vec<f32> = sym.iter().map(|u| 1.25 * u + 0.75).collect(); // U(-0.5, 2)
         for (v, symmetric) in [(&sym, true), (&sym, false), (&skew, false)] {
             let h = hist_of(&[v]);
@@ -682,6 +744,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn entropy_equals_ort_thresholds() {
+        // Expected: onnxruntime 1.31.1 (numpy 2.4), HistogramCollector(method="entropy",
+        // symmetric=False, num_bins=2048, num_quantized_bins=128, percentile=99.99,
+        // scenario="same"), collect() once per batch, compute_collection_result(), on these exact
+        // samples written out as float32 files (xcheck/xcheck_entropy.py checks many more).
+        let mut rng = Rng(11);
+        let laplace = vec![rng.sample(50_000, Rng::laplace)];
+        // Grows 2048 -> 2694 bins.
+        let t3 = [1.0, 1.5, 2.5].map(|s| rng.map(20_000, Rng::student_t3, |x| x * s));
+        // Values on a 1/4 grid: windows tie exactly in float32 and the first one wins.
+        let grid = vec![rng.map(50_000, Rng::normal, |x| (4.0 * x).round() / 4.0)];
+        let mut massive = rng.sample(50_000, Rng::normal);
+        (massive[7], massive[99]) = (1500.0, -2500.0);
+        let relu = vec![rng.map(50_000, Rng::normal, |x| (x + 0.2).max(0.0))];
+        let cases = [
+            (laplace, (-7.948_590_8, 7.958_820_3)),
+            (t3.to_vec(), (-34.716_62, 34.785_24)),
+            (grid, (-2.261_718_8, 2.265_625)),
+            (vec![massive], (-307.617_2, 310.058_6)),
+            (relu, (0.0, 2.831_195_4)),
+        ];
+        for (batches, (lo, hi)) in cases {
+            let h = hist_of(&batches.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            assert_eq!(range(&h, CalibMethod::Entropy, false).unwrap(), (lo, hi));
+            let t = hi.max(-lo);
+            assert_eq!(range(&h, CalibMethod::Entropy, true).unwrap(), (-t, t));
+        }
+    }
+
+    #[test]
+    fn with_threshold_equals_one_batch_of_everything() {
+        // ORT's calibrater collects all batches at once: one grid over the largest |x|.
+        let mut rng = Rng(12);
+        let batches = [1.0, 3.0, 0.5].map(|s| rng.map(10_000, Rng::laplace, |x| x * s));
+        let all: Vec<f32> = batches.concat();
+        let amax = all.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let mut h = Histogram::with_threshold(DEFAULT_NUM_BINS, amax).unwrap();
+        for b in &batches {
+            h.add(b).unwrap();
+        }
+        let one = hist_of(&[&all]);
+        assert_eq!((h.bins(), h.threshold()), (one.bins(), one.threshold()));
+        assert_eq!(h.bins().len(), DEFAULT_NUM_BINS);
+        assert!(Histogram::with_threshold(DEFAULT_NUM_BINS, f32::NAN).is_err());
     }
 
     #[test]
@@ -711,14 +820,15 @@ mod tests {
         assert_eq!((h.bins().len(), h.bin_width()), (128 + 66, 1.0 / 64.0));
         assert_eq!(h.threshold(), 97.0 / 64.0);
         h.add(&[100.0]).unwrap();
-        // Past 2 x 128 bins, bins merge pairwise: width doubles until it fits.
-        assert!(h.bins().len() <= 256 && h.threshold() >= 100.0);
+        // Past MAX_GROWTH x 128 bins, bins merge pairwise: width doubles until it fits.
+        assert!(h.bins().len() <= MAX_GROWTH * 128 && h.threshold() >= 100.0);
         assert_eq!(h.bins().iter().sum::<u64>(), 5);
-        for x in [-1.0f64, 0.5, 1.0, 1.5, 100.0] {
+        // 1.0 was the first grid's right edge: numpy's closed last bin holds it, one bin lower.
+        for (x, below) in [(-1.0f64, 0), (0.5, 0), (1.0, 1), (1.5, 0), (100.0, 0)] {
             let i = (0..h.bins().len())
                 .find(|&i| h.edge(i) <= x && x < h.edge(i + 1))
                 .unwrap();
-            assert!(h.bins()[i] >= 1, "{x} not in its bin");
+            assert!(h.bins()[i - below] >= 1, "{x} not in its bin");
         }
         assert_eq!((h.min(), h.max()), (Some(-1.0), Some(100.0)));
     }
@@ -728,7 +838,7 @@ mod tests {
         let mut h = Histogram::default();
         h.add(&[1e-30, -2e-30]).unwrap();
         h.add(&[3e38, -1.0]).unwrap();
-        assert!(h.bins().len() <= 2 * DEFAULT_NUM_BINS && h.threshold() >= 3e38);
+        assert!(h.bins().len() <= MAX_GROWTH * DEFAULT_NUM_BINS && h.threshold() >= 3e38);
         assert_eq!(h.bins().iter().sum::<u64>(), 4);
         assert_eq!(range(&h, CalibMethod::MinMax, false).unwrap(), (-1.0, 3e38));
         for m in ALL {
@@ -743,15 +853,11 @@ mod tests {
         let mut h = Histogram::default();
         let mut all = Vec::new();
         for scale in [0.1f32, 1.0, 0.5, 40.0, 3.0] {
-            let b: Vec<f32> = rng
-                .sample(20_000, Rng::normal)
-                .iter()
-                .map(|x| x * scale)
-                .collect();
+            let b = rng.map(20_000, Rng::normal, |x| x * scale);
             h.add(&b).unwrap();
             all.extend(b);
         }
-        assert!(h.bins().len() <= 2 * DEFAULT_NUM_BINS);
+        assert!(h.bins().len() <= MAX_GROWTH * DEFAULT_NUM_BINS);
         let len = h.bins().len();
         let mut expect = vec![0u64; len];
         for &x in &all {

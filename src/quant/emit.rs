@@ -163,6 +163,36 @@ pub fn targets(graph: &GraphProto, head: bool) -> Vec<Target> {
     out
 }
 
+/// The targets `scheme` quantizes in `graph`: [`targets`] with or without the head, less the
+/// weights its `:keep=` parts name. A part that names no weight multiply is an error (a typo
+/// would otherwise quantize everything silently).
+pub fn scheme_targets(graph: &GraphProto, scheme: &Scheme) -> Result<Vec<Target>> {
+    let head = match scheme {
+        Scheme::Int8Dynamic { head, .. }
+        | Scheme::Int8Static { head, .. }
+        | Scheme::Int4 { head, .. } => *head,
+        Scheme::Fp32 | Scheme::Fp16 => false,
+    };
+    let all = targets(graph, head);
+    let keep = scheme.kept();
+    for k in keep {
+        if !all.iter().any(|t| t.weight.contains(k.as_str())) {
+            let example = all.first().map_or("", |t| t.weight.as_str());
+            bail!(
+                "scheme {scheme}: `keep={k}` names no weight multiply of this model (its weights are named like `{example}`)"
+            );
+        }
+    }
+    let out: Vec<Target> = all
+        .into_iter()
+        .filter(|t| !keep.iter().any(|k| t.weight.contains(k.as_str())))
+        .collect();
+    if out.is_empty() {
+        bail!("scheme {scheme}: `:keep=` leaves no weight multiply to quantize");
+    }
+    Ok(out)
+}
+
 /// The `[K, N]` row-major fp32 weight of a target.
 fn weight_kn(graph: &GraphProto, t: &Target) -> Result<Vec<f32>> {
     let init = graph
@@ -440,18 +470,10 @@ pub fn quantize(
     ranges: Option<&Ranges>,
 ) -> Result<ModelProto> {
     let graph = model.graph.as_mut().context("the model has no graph")?;
-    let head = match scheme {
+    match scheme {
         Scheme::Fp32 => return Ok(model),
-        Scheme::Fp16 => {
-            fp16(graph)?;
-            false
-        }
-        Scheme::Int8Dynamic { head, .. }
-        | Scheme::Int8Static { head, .. }
-        | Scheme::Int4 { head, .. } => *head,
-    };
-    if !matches!(scheme, Scheme::Fp16) {
-        rewrite_targets(graph, scheme, head, ranges)?;
+        Scheme::Fp16 => fp16(graph)?,
+        _ => rewrite_targets(graph, scheme, ranges)?,
     }
     if matches!(scheme, Scheme::Int4 { .. }) {
         model.opset_import.push(OperatorSetIdProto {
@@ -473,16 +495,11 @@ pub fn quantize(
     Ok(model)
 }
 
-fn rewrite_targets(
-    graph: &mut GraphProto,
-    scheme: &Scheme,
-    head: bool,
-    ranges: Option<&Ranges>,
-) -> Result<()> {
-    let targets = targets(graph, head);
-    if targets.is_empty() {
+fn rewrite_targets(graph: &mut GraphProto, scheme: &Scheme, ranges: Option<&Ranges>) -> Result<()> {
+    if targets(graph, true).is_empty() {
         bail!("the graph has no weight MatMul to quantize");
     }
+    let targets = scheme_targets(graph, scheme)?;
     let mut by_node: HashMap<usize, Rewrite> = HashMap::new();
     let mut done_inputs = HashMap::new();
     for t in &targets {

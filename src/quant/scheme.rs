@@ -59,6 +59,10 @@ pub enum Scheme {
         per_channel: bool,
         /// Also quantize the LM head.
         head: bool,
+        /// Weights left in fp32: every weight multiply whose initializer name contains one of
+        /// these (`:keep=down_proj`), like ONNX Runtime's `nodes_to_exclude` (mixed precision).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keep: Vec<String>,
     },
     /// QDQ: int8 weights and activations quantized with ranges from a calibration pass.
     Int8Static {
@@ -72,6 +76,10 @@ pub enum Scheme {
         per_channel: bool,
         /// Also quantize the LM head.
         head: bool,
+        /// Weights left in fp32: every weight multiply whose initializer name contains one of
+        /// these (`:keep=down_proj`), like ONNX Runtime's `nodes_to_exclude` (mixed precision).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keep: Vec<String>,
     },
     /// 4-bit weights in blocks along K (`com.microsoft.MatMulNBits`), fp32 activations.
     Int4 {
@@ -81,12 +89,17 @@ pub enum Scheme {
         zero_point: bool,
         /// Also quantize the LM head (the tied embedding stays fp32 for the lookup).
         head: bool,
+        /// Weights left in fp32: every weight multiply whose initializer name contains one of
+        /// these (`:keep=down_proj`), like ONNX Runtime's `nodes_to_exclude` (mixed precision).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keep: Vec<String>,
     },
 }
 
 const SYNTAX: &str = "schemes: fp32, fp16, int8-dynamic[:per-tensor][:head], \
 int8-static[:minmax|percentile|mse|entropy][:p=99.99][:sym][:per-tensor][:head], \
-int4[:b16|b32|b64|b128|b256][:zp][:head]";
+int4[:b16|b32|b64|b128|b256][:zp][:head]; any int scheme also takes :keep=NAME[+NAME...] \
+(weights whose name contains NAME stay fp32)";
 
 impl Scheme {
     /// Parses one scheme as written on the command line (`int8-static:entropy:sym`), with
@@ -102,6 +115,23 @@ impl Scheme {
             if !seen.insert(key) {
                 bail!("scheme `{s}` gives `{key}` twice ({SYNTAX})");
             }
+        }
+        let mut keep: Vec<String> = Vec::new();
+        let mut opts = opts;
+        if let Some(i) = opts.iter().position(|o| o.starts_with("keep=")) {
+            if name == "fp32" || name == "fp16" {
+                bail!("scheme `{s}`: {name} quantizes no weight multiply, so there is nothing to keep");
+            }
+            keep = opts[i][5..].split('+').map(str::to_string).collect();
+            if keep
+                .iter()
+                .any(|k| k.is_empty() || k.contains(char::is_whitespace))
+            {
+                bail!(
+                    "scheme `{s}`: `keep=` needs weight-name parts joined by `+`, such as keep=down_proj or keep=layers.11.mlp+layers.12.mlp"
+                );
+            }
+            opts.remove(i);
         }
         let bad = |o: &str| -> anyhow::Error {
             anyhow::anyhow!("scheme `{s}`: unknown option `{o}` for {name} ({SYNTAX})")
@@ -127,7 +157,11 @@ impl Scheme {
                         _ => return Err(bad(o)),
                     }
                 }
-                Scheme::Int8Dynamic { per_channel, head }
+                Scheme::Int8Dynamic {
+                    per_channel,
+                    head,
+                    keep,
+                }
             }
             "int8-static" => {
                 let mut calibration = Calibration::Minmax;
@@ -162,6 +196,7 @@ impl Scheme {
                     symmetric,
                     per_channel,
                     head,
+                    keep,
                 }
             }
             "int4" => {
@@ -186,6 +221,7 @@ impl Scheme {
                     block_size,
                     zero_point,
                     head,
+                    keep,
                 }
             }
             "" => bail!("empty scheme ({SYNTAX})"),
@@ -213,6 +249,16 @@ impl Scheme {
         matches!(self, Scheme::Int8Static { .. })
     }
 
+    /// Name parts of the weights the scheme leaves in fp32 (`:keep=`).
+    pub fn kept(&self) -> &[String] {
+        match self {
+            Scheme::Int8Dynamic { keep, .. }
+            | Scheme::Int8Static { keep, .. }
+            | Scheme::Int4 { keep, .. } => keep,
+            Scheme::Fp32 | Scheme::Fp16 => &[],
+        }
+    }
+
     /// Whether this is the unquantized baseline.
     pub fn is_fp32(&self) -> bool {
         *self == Scheme::Fp32
@@ -227,6 +273,14 @@ pub fn check_percentile(p: f64) -> Result<()> {
     Ok(())
 }
 
+/// `:keep=a+b`, or nothing when `keep` is empty.
+fn write_keep(f: &mut fmt::Formatter<'_>, keep: &[String]) -> fmt::Result {
+    if keep.is_empty() {
+        return Ok(());
+    }
+    write!(f, ":keep={}", keep.join("+"))
+}
+
 impl fmt::Display for Scheme {
     /// The canonical spelling: the name and the options that differ from the defaults, in the
     /// order [`Scheme::parse`] documents (`int8-static:entropy:sym`, `int4:b64:zp`).
@@ -234,7 +288,11 @@ impl fmt::Display for Scheme {
         match self {
             Scheme::Fp32 => write!(f, "fp32"),
             Scheme::Fp16 => write!(f, "fp16"),
-            Scheme::Int8Dynamic { per_channel, head } => {
+            Scheme::Int8Dynamic {
+                per_channel,
+                head,
+                keep,
+            } => {
                 write!(f, "int8-dynamic")?;
                 if !per_channel {
                     write!(f, ":per-tensor")?;
@@ -242,7 +300,7 @@ impl fmt::Display for Scheme {
                 if *head {
                     write!(f, ":head")?;
                 }
-                Ok(())
+                write_keep(f, keep)
             }
             Scheme::Int8Static {
                 calibration,
@@ -250,6 +308,7 @@ impl fmt::Display for Scheme {
                 symmetric,
                 per_channel,
                 head,
+                keep,
             } => {
                 write!(f, "int8-static:{}", calibration.as_str())?;
                 if *calibration == Calibration::Percentile && *percentile != DEFAULT_PERCENTILE {
@@ -264,12 +323,13 @@ impl fmt::Display for Scheme {
                 if *head {
                     write!(f, ":head")?;
                 }
-                Ok(())
+                write_keep(f, keep)
             }
             Scheme::Int4 {
                 block_size,
                 zero_point,
                 head,
+                keep,
             } => {
                 write!(f, "int4:b{block_size}")?;
                 if *zero_point {
@@ -278,7 +338,7 @@ impl fmt::Display for Scheme {
                 if *head {
                     write!(f, ":head")?;
                 }
-                Ok(())
+                write_keep(f, keep)
             }
         }
     }
@@ -302,6 +362,9 @@ mod tests {
             "int8-static:entropy:per-tensor:head",
             "int4:b32",
             "int4:b128:zp:head",
+            "int8-dynamic:keep=down_proj",
+            "int8-static:entropy:head:keep=layers.11.mlp+c_proj",
+            "int4:b64:keep=down_proj",
         ] {
             let scheme = Scheme::parse(s, DEFAULT_PERCENTILE).unwrap();
             assert_eq!(scheme.to_string(), s);
@@ -321,7 +384,8 @@ mod tests {
                 percentile: 99.0,
                 symmetric: false,
                 per_channel: true,
-                head: false
+                head: false,
+                keep: Vec::new(),
             }
         );
         assert_eq!(Scheme::parse("int4", 99.0).unwrap().to_string(), "int4:b32");
@@ -351,6 +415,10 @@ mod tests {
         assert!(e("int4:zp:zp").contains("twice"));
         assert!(e("int4,int4:b32").contains("listed twice"));
         assert!(e("").contains("empty scheme"));
+        assert!(e("fp16:keep=x").contains("nothing to keep"));
+        assert!(e("int4:keep=").contains("joined by `+`"));
+        assert!(e("int4:keep=a++b").contains("joined by `+`"));
+        assert!(e("int4:keep=a:keep=b").contains("twice"));
         assert!(Scheme::parse("int8-static:percentile", 0.0).is_err());
     }
 }
