@@ -23,6 +23,7 @@ use crate::workload::{Logits, Mode};
 const RESUME_CONFLICTS: &[&str] = &[
     "space",
     "quantize",
+    "agent",
     "algo",
     "seed",
     "population",
@@ -119,6 +120,8 @@ impl Cli {
             Command::Eval(a) => a.backend == MeasureBackend::Wgpu,
             Command::Measure(a) => a.backend.contains(&MeasureBackend::Wgpu),
             Command::Search(a) => a.backend == SearchBackend::Wgpu || a.resume.is_some(),
+            // A host may send the board a wgpu job.
+            Command::Agent(_) => true,
             _ => false,
         }
     }
@@ -163,6 +166,51 @@ pub enum Command {
     /// timed interleaved; writes quant-bench.{csv,md,json}.
     #[command(after_help = QUANTIZE_HELP)]
     QuantBench(QuantBenchArgs),
+    /// Serve measurement jobs to hosts (run it on the board): `--init` writes the shared key
+    /// file; then a host's `lts measure --agent` / `lts search --agent` sends jobs here.
+    #[command(after_help = AGENT_HELP)]
+    Agent(AgentArgs),
+}
+
+const AGENT_HELP: &str = "\
+Set-up: `lts agent --init` on the board writes a random key (0600) to --key; copy that file to
+the host (same --key path or LTS_AGENT_KEY_FILE there). The key never crosses the link: both
+ends prove they hold it by HMAC-SHA256 challenge-response, and every frame after that carries
+an HMAC and a sequence number. Links: TCP. USB networking (RNDIS/ECM gadget), an SSH tunnel
+(`ssh -L 7207:127.0.0.1:7207 pi`) and `adb forward tcp:7207 tcp:7207` all give the host a TCP
+address; --listen 0.0.0.0:7207 exposes the agent on the LAN (only when you say so).
+Jobs run one at a time; the board builds the graph from the job (the host never ships files),
+measures with its own clock and thermal sampling and returns the raw samples. A result is kept
+for a host that reconnects after a lost link.";
+
+/// `lts agent`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Write a new random key file (mode 0600) to --key and exit; refuses to overwrite one.
+    #[arg(long)]
+    pub init: bool,
+    /// The shared key file (default: ~/.config/lts/agent.key).
+    #[arg(long, env = "LTS_AGENT_KEY_FILE", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Address to listen on. The default accepts local connections only (SSH tunnels, adb
+    /// forward); give 0.0.0.0:7207 or the board's address to accept hosts on the network.
+    #[arg(long, default_value = "127.0.0.1:7207", value_name = "ADDR")]
+    pub listen: String,
+    /// Exit after the first job's result has been sent (for scripts).
+    #[arg(long)]
+    pub once: bool,
+    /// Refuse jobs whose arch has more parameters than this.
+    #[arg(long, default_value_t = crate::arch::DEFAULT_MAX_PARAMS)]
+    pub max_params: u64,
+    /// Refuse jobs whose runs hold more positions than this (prompt + new tokens).
+    #[arg(long, default_value_t = 4096)]
+    pub max_seq_len: usize,
+    /// Refuse jobs whose workload needs more memory than this (default: 80% of the board's).
+    #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
+    pub max_memory: Option<u64>,
+    /// No line per connection and job on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Which architecture to use: a preset or a file.
@@ -378,6 +426,14 @@ pub struct SearchArgs {
     /// run quantizes only the members that have no variants yet.
     #[arg(long, value_name = "SCHEMES")]
     pub quantize: Option<String>,
+    /// Measure the candidates on a board's `lts agent` (tcp://HOST:PORT; see `lts agent
+    /// --help`) instead of this machine; a lost link is retried with backoff and the result
+    /// the board kept is collected, so nothing is measured twice.
+    #[arg(long, value_name = "ADDR")]
+    pub agent: Option<String>,
+    /// The agent's key file, with --agent (default: ~/.config/lts/agent.key).
+    #[arg(long, env = "LTS_AGENT_KEY_FILE", value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// Results root folder.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -515,6 +571,14 @@ pub struct MeasureArgs {
     /// sequences first.
     #[arg(long, value_name = "SCHEMES", conflicts_with = "onnx")]
     pub quant: Option<String>,
+    /// Measure on a board's `lts agent` (tcp://HOST:PORT; see `lts agent --help`) instead of
+    /// this machine: the job travels, the board builds the graph and times it. Seeded weights
+    /// only (the host never ships files).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["onnx", "gguf"])]
+    pub agent: Option<String>,
+    /// The agent's key file, with --agent (default: ~/.config/lts/agent.key).
+    #[arg(long, env = "LTS_AGENT_KEY_FILE", value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub gpu: GpuArgs,
     /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).

@@ -54,6 +54,7 @@ pub mod profile;
 pub mod quant;
 pub mod quantize;
 pub mod reference;
+pub mod remote;
 pub mod report;
 pub mod search;
 pub mod signals;

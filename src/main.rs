@@ -30,6 +30,7 @@ fn main() {
         Command::Eval(a) => commands::eval(a),
         Command::Quantize(a) => commands::quantize(a),
         Command::QuantBench(a) => commands::quant_bench(a),
+        Command::Agent(a) => commands::agent(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

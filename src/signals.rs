@@ -17,6 +17,19 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+/// Set by a host's `Cancel` to stop the job an agent runs (one at a time); cleared before each.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+/// Asks the running measurement to stop at its next check, as a signal would, without ending
+/// the process (`lts agent`: a host cancelled the job). [`check`] then reports signal 0.
+pub fn request_cancel() {
+    CANCEL.store(true, Ordering::SeqCst);
+}
+
+/// Forgets a [`request_cancel`] (before the next job starts).
+pub fn clear_cancel() {
+    CANCEL.store(false, Ordering::SeqCst);
+}
 
 /// Registers the handlers (once per process; later calls return the first outcome).
 pub fn install() -> anyhow::Result<()> {
@@ -50,6 +63,7 @@ pub fn pending() -> Option<i32> {
 pub fn check() -> Result<(), Interrupted> {
     match pending() {
         Some(signal) => Err(Interrupted { signal }),
+        None if CANCEL.load(Ordering::SeqCst) => Err(Interrupted { signal: 0 }),
         None => Ok(()),
     }
 }
@@ -74,6 +88,7 @@ fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "Ctrl-C (SIGINT)",
         SIGTERM => "SIGTERM",
+        0 => "a cancel request from the host",
         _ => "a signal",
     }
 }

@@ -105,6 +105,18 @@ pub struct SearchConfig {
     /// ([`super::quantized`]); empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quantize: Vec<Scheme>,
+    /// Measure on a board's `lts agent` instead of this machine (`--agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSpec>,
+}
+
+/// A board agent that measures the candidates (`lts search --agent`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AgentSpec {
+    /// `tcp://HOST:PORT`.
+    pub addr: String,
+    /// The key file (its path: the key itself is never written into a run).
+    pub key_file: std::path::PathBuf,
 }
 
 /// Hard upper bound on each count of a search (`--population`, `--iterations`, `--parents`,
@@ -199,6 +211,7 @@ impl SearchConfig {
             thermal: ThermalSettings::default(),
             device_profile: None,
             quantize: Vec::new(),
+            agent: None,
             space,
         }
     }
@@ -257,6 +270,17 @@ impl SearchConfig {
             ),
         )?;
         self.validate_quantize()?;
+        if let Some(a) = &self.agent {
+            crate::remote::host::AgentAddr::parse(&a.addr)?;
+            anyhow::ensure!(
+                matches!(self.evaluator, EvaluatorSpec::Measure { .. }),
+                "--agent measures on a board: drop --backend cost-model"
+            );
+            anyhow::ensure!(
+                self.quantize.is_empty(),
+                "--quantize with --agent is not supported yet (the quantized variants would be timed on this machine): drop one of them"
+            );
+        }
         match &self.evaluator {
             EvaluatorSpec::CostModel { gflops } => anyhow::ensure!(
                 *gflops > 0.0 && gflops.is_finite(),

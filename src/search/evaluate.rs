@@ -56,6 +56,10 @@ pub trait Evaluator {
     fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation>;
     /// Runtime description for run.json (e.g. `onnxruntime 1.31.1`).
     fn describe(&self) -> String;
+    /// The machine that measures, when it is not this one (a board agent).
+    fn device(&self) -> Option<crate::device::DeviceInfo> {
+        None
+    }
 }
 
 /// Real measurement through a backend ([`job::execute`]).
@@ -197,5 +201,49 @@ impl Evaluator for CostModel {
 
     fn describe(&self) -> String {
         format!("cost-model ({} GFLOP/s, no measurement)", self.gflops)
+    }
+}
+
+/// Real measurement on a board's `lts agent` ([`crate::remote::host`]): the same jobs as
+/// [`Measured`], sent over the link; a lost link is retried and the board's kept result
+/// collected, so a candidate is never measured twice because of the link.
+pub struct Remote {
+    /// Builds the jobs and reads their results.
+    pub measured: Measured,
+    /// The agent.
+    pub addr: crate::remote::host::AgentAddr,
+    /// The shared key.
+    pub key: crate::remote::auth::Key,
+    /// The connection, once made.
+    pub client: Option<crate::remote::host::Client>,
+    /// Prefix of job ids (the run id), so ids are unique across runs.
+    pub run_id: String,
+}
+
+impl Evaluator for Remote {
+    fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation> {
+        let job = self.measured.job(arch, stage, None);
+        let stage = match stage {
+            Stage::Short => "short",
+            Stage::Full => "full",
+        };
+        let id = format!("{}:{}:{stage}", self.run_id, arch.id());
+        let r = crate::remote::host::run_job(
+            &mut self.client,
+            &self.addr,
+            &self.key,
+            &id,
+            &job,
+            &mut |_| {},
+        )?;
+        Ok(self.measured.evaluation_of(r))
+    }
+
+    fn describe(&self) -> String {
+        format!("{} on the agent at {}", self.measured.describe(), self.addr)
+    }
+
+    fn device(&self) -> Option<crate::device::DeviceInfo> {
+        self.client.as_ref().map(|c| c.device.clone())
     }
 }

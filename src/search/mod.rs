@@ -141,14 +141,29 @@ fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
     )
 }
 
-fn make_evaluator(cfg: &SearchConfig) -> Box<dyn Evaluator> {
-    match &cfg.evaluator {
+fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>> {
+    if let (Some(a), EvaluatorSpec::Measure { backend }) = (&cfg.agent, &cfg.evaluator) {
+        let key = crate::remote::auth::load_key(&a.key_file).with_context(|| {
+            format!(
+                "the agent key {} (--agent): create it on the board with `lts agent --init` and copy it here",
+                a.key_file.display()
+            )
+        })?;
+        return Ok(Box::new(evaluate::Remote {
+            measured: Measured::new(cfg, backend.clone()),
+            addr: crate::remote::host::AgentAddr::parse(&a.addr)?,
+            key,
+            client: None,
+            run_id: run_id.to_string(),
+        }));
+    }
+    Ok(match &cfg.evaluator {
         EvaluatorSpec::Measure { backend } => Box::new(Measured::new(cfg, backend.clone())),
         EvaluatorSpec::CostModel { gflops } => Box::new(CostModel {
             workload: cfg.workload.clone(),
             gflops: *gflops,
         }),
-    }
+    })
 }
 
 fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
@@ -168,13 +183,15 @@ fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
 /// Starts a new run in `dir` and runs it to the end.
 pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     cfg.validate()?;
+    let run_id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let eval = make_evaluator(&cfg, &run_id)?;
     let run_dir = RunDir::create(dir)?;
     let info = RunInfo {
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        run_id: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        run_id,
         config: cfg.clone(),
         device: DeviceInfo::collect(),
         runtime: String::new(),
@@ -186,7 +203,7 @@ pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outco
         hv_reference: None,
         iterations: Vec::new(),
     };
-    let mut s = Search::new(cfg, run_dir, info, Vec::new(), opts);
+    let mut s = Search::new(cfg, eval, run_dir, info, Vec::new(), opts);
     s.save_run_json()?;
     s.run()
 }
@@ -258,7 +275,8 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     info.finished_at = None;
     let cfg = info.config.clone();
     cfg.validate()?;
-    let mut s = Search::new(cfg, run_dir, info, records, opts);
+    let eval = make_evaluator(&cfg, &info.run_id)?;
+    let mut s = Search::new(cfg, eval, run_dir, info, records, opts);
     s.quant = quant.into_iter().map(|r| (r.arch_id.clone(), r)).collect();
     s.rows_on_disk = std::fs::read_to_string(dir.join(store::CANDIDATES_CSV))
         .map_or(0, |t| t.lines().count().saturating_sub(1));
@@ -288,6 +306,7 @@ fn complete_outcome(dir: &Path, info: &RunInfo) -> Result<Outcome> {
 impl Search {
     fn new(
         cfg: SearchConfig,
+        eval: Box<dyn Evaluator>,
         dir: RunDir,
         info: RunInfo,
         journal: Vec<Record>,
@@ -297,7 +316,6 @@ impl Search {
             .into_iter()
             .map(|r| ((r.arch_id.clone(), r.stage), r))
             .collect();
-        let eval = make_evaluator(&cfg);
         let progress = progress_bar(cfg.budget(), opts.quiet);
         Search {
             eval,
@@ -546,6 +564,9 @@ impl Search {
             .with_context(|| format!("measuring candidate {} failed", p.id))?;
         if self.info.runtime.is_empty() {
             self.info.runtime = self.eval.describe();
+            if let Some(d) = self.eval.device() {
+                self.info.device = d;
+            }
         }
         if matches!(self.cfg.evaluator, EvaluatorSpec::Measure { .. }) {
             // The cost model's "samples" are predictions, not time spent.

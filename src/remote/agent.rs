@@ -1,0 +1,321 @@
+//! `lts agent`, the board side: accepts hosts, authenticates them ([`super::auth`]), and runs
+//! the jobs they send one at a time (measurements never overlap on a board), answering with
+//! heartbeats while a job runs and its [`JobResult`] at the end.
+//!
+//! Every connection has its own thread, so a peer that never finishes its handshake (or sends
+//! garbage, or a frame above the cap) costs one thread until its deadline and never blocks
+//! the others; it gets one error frame and is dropped. A job keeps running when its host
+//! disconnects: the result stays in a small cache ([`RESULTS_KEPT`] jobs) for the host to
+//! `Collect` after it reconnects, instead of measuring again.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::auth::{self, Key};
+use super::frame::{Channel, Deadline, FrameError};
+use super::message::{Limits, Message};
+use crate::job::{self, JobResult};
+
+/// Finished jobs whose results an agent keeps for `Collect`.
+pub const RESULTS_KEPT: usize = 256;
+/// Time a peer has to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a host may stay silent between jobs before the agent closes the connection.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest a write to a peer may block (a host that stopped reading).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Heartbeat period while a job runs.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How an agent serves.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The shared key.
+    pub key: Key,
+    /// What it accepts.
+    pub limits: Limits,
+    /// Exit after the first job's result has been sent (`--once`).
+    pub once: bool,
+    /// Print one line per connection and job on stderr.
+    pub verbose: bool,
+}
+
+/// A finished job: its result, or why it failed.
+type Outcome = std::result::Result<Box<JobResult>, String>;
+
+/// State shared by the connections of one agent.
+#[derive(Default)]
+struct Shared {
+    /// Held while a job runs: measurements never overlap.
+    running: Mutex<Option<(String, Instant)>>,
+    /// Finished jobs, oldest first.
+    done: Mutex<(HashMap<String, Outcome>, VecDeque<String>)>,
+    /// Set with `--once` after the first result went out.
+    finished: AtomicBool,
+}
+
+impl Shared {
+    fn keep(&self, id: &str, outcome: Outcome) {
+        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        if d.0.insert(id.to_string(), outcome).is_none() {
+            d.1.push_back(id.to_string());
+        }
+        while d.1.len() > RESULTS_KEPT {
+            if let Some(old) = d.1.pop_front() {
+                d.0.remove(&old);
+            }
+        }
+    }
+
+    fn finished_job(&self, id: &str) -> Option<Outcome> {
+        let d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        d.0.get(id).cloned()
+    }
+}
+
+/// Serves hosts on `listener` until killed (or, with `--once`, until one job's result has been
+/// sent).
+pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
+    let shared = Arc::new(Shared::default());
+    // Non-blocking accept, polled, so that Ctrl-C and `--once` are noticed between hosts.
+    listener
+        .set_nonblocking(true)
+        .context("cannot configure the listening socket")?;
+    loop {
+        if shared.finished.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        crate::signals::check()?;
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_nodelay(true).ok();
+                // A host that stops reading must not block this connection's thread forever.
+                stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
+                let (cfg, shared) = (cfg.clone(), Arc::clone(&shared));
+                std::thread::spawn(move || {
+                    let r = serve_connection(stream, &cfg, &shared);
+                    if cfg.verbose {
+                        match r {
+                            Ok(()) => eprintln!("lts agent: {peer}: closed"),
+                            Err(e) => eprintln!("lts agent: {peer}: {e:#}"),
+                        }
+                    }
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).context("accepting a connection"),
+        }
+    }
+}
+
+/// A transport the agent can serve: a byte stream with read deadlines whose read half can be
+/// handed to another thread.
+pub trait Transport: Read + Write + Deadline + Send + Sized + 'static {
+    /// A second handle on the same stream (for the reader thread).
+    fn try_clone(&self) -> std::io::Result<Self>;
+}
+
+impl Transport for TcpStream {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+}
+
+/// One host: handshake, hello, then messages until it leaves.
+fn serve_connection<S: Transport>(
+    mut stream: S,
+    cfg: &AgentConfig,
+    shared: &Arc<Shared>,
+) -> Result<()> {
+    let mut chan = auth::agent_handshake(&mut stream, &cfg.key, Instant::now() + HANDSHAKE_TIMEOUT)
+        .context("handshake")?;
+    let hello = Message::Hello {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        device: Box::new(crate::device::DeviceInfo::collect()),
+        limits: cfg.limits.clone(),
+    };
+    chan.send(&mut stream, &hello.encode())?;
+    // The reader thread owns the read half and the receive state; this thread writes.
+    let (tx, rx) = mpsc::channel::<std::result::Result<Message, String>>();
+    let mut reader = stream.try_clone()?;
+    let mut rchan = chan.clone();
+    std::thread::spawn(move || loop {
+        let got = rchan
+            .recv(&mut reader, Instant::now() + IDLE_TIMEOUT)
+            .map_err(|e| match e {
+                FrameError::Closed => "closed".to_string(),
+                e => e.to_string(),
+            })
+            .and_then(|b| Message::decode(&b).map_err(|e| format!("{e:#}")));
+        let stop = got.is_err();
+        if tx.send(got).is_err() || stop {
+            return;
+        }
+    });
+    loop {
+        let msg = match rx.recv() {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) if e == "closed" => return Ok(()),
+            Ok(Err(e)) => {
+                let _ = send(&mut chan, &mut stream, error(None, &e));
+                anyhow::bail!("{e}");
+            }
+            Err(_) => return Ok(()),
+        };
+        match msg {
+            Message::Job { id, job } => {
+                if let Some(done) = shared.finished_job(&id) {
+                    send(&mut chan, &mut stream, outcome_message(&id, done))?;
+                    continue;
+                }
+                if let Err(e) = cfg.limits.admit(&job) {
+                    send(&mut chan, &mut stream, error(Some(&id), &format!("{e:#}")))?;
+                    continue;
+                }
+                run_job(&id, *job, cfg, shared, &mut chan, &mut stream, &rx)?;
+                if cfg.once {
+                    shared.finished.store(true, Ordering::SeqCst);
+                    return Ok(());
+                }
+            }
+            Message::Collect { id } => {
+                let reply = match shared.finished_job(&id) {
+                    Some(done) => outcome_message(&id, done),
+                    None => match running(shared) {
+                        Some((rid, since)) if rid == id => Message::Progress {
+                            id,
+                            elapsed_s: since.elapsed().as_secs_f64(),
+                        },
+                        _ => Message::Unknown { id },
+                    },
+                };
+                send(&mut chan, &mut stream, reply)?;
+            }
+            Message::Cancel { id } => {
+                send(
+                    &mut chan,
+                    &mut stream,
+                    error(Some(&id), "no such job is running"),
+                )?;
+            }
+            Message::Bye => return Ok(()),
+            other => {
+                let m = format!("a host does not send `{}` messages", other.kind());
+                send(&mut chan, &mut stream, error(None, &m))?;
+                anyhow::bail!("{m}");
+            }
+        }
+    }
+}
+
+fn running(shared: &Shared) -> Option<(String, Instant)> {
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn error(id: Option<&str>, message: &str) -> Message {
+    Message::Error {
+        id: id.map(str::to_string),
+        message: message.to_string(),
+    }
+}
+
+fn outcome_message(id: &str, o: Outcome) -> Message {
+    match o {
+        Ok(result) => Message::Result {
+            id: id.to_string(),
+            result,
+        },
+        Err(e) => error(Some(id), &e),
+    }
+}
+
+fn send<S: Write>(chan: &mut Channel, stream: &mut S, m: Message) -> Result<()> {
+    chan.send(stream, &m.encode())
+        .with_context(|| format!("sending a `{}` message", m.kind()))
+}
+
+/// Runs one job (waiting for the board if another connection's job is running), sending a
+/// heartbeat every [`HEARTBEAT`] and honouring `Cancel`. The outcome is kept for `Collect`
+/// whether or not the host is still there to receive it.
+fn run_job<S: Write>(
+    id: &str,
+    job: job::Job,
+    cfg: &AgentConfig,
+    shared: &Arc<Shared>,
+    chan: &mut Channel,
+    stream: &mut S,
+    rx: &mpsc::Receiver<std::result::Result<Message, String>>,
+) -> Result<()> {
+    let (done_tx, done_rx) = mpsc::channel::<Outcome>();
+    let (id_owned, shared2, verbose) = (id.to_string(), Arc::clone(shared), cfg.verbose);
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        // One measurement at a time on this board.
+        static BOARD: Mutex<()> = Mutex::new(());
+        let _board = BOARD.lock().unwrap_or_else(|e| e.into_inner());
+        crate::signals::clear_cancel();
+        *shared2.running.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((id_owned.clone(), Instant::now()));
+        if verbose {
+            eprintln!("lts agent: job {id_owned}: {}", job.arch.id());
+        }
+        let outcome = job::execute(&job)
+            .map(Box::new)
+            .map_err(|e| format!("{e:#}"));
+        *shared2.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        shared2.keep(&id_owned, outcome.clone());
+        let _ = done_tx.send(outcome);
+    });
+    let mut host_gone = false;
+    loop {
+        match done_rx.recv_timeout(HEARTBEAT) {
+            Ok(outcome) => {
+                if host_gone {
+                    return Ok(());
+                }
+                return send(chan, stream, outcome_message(id, outcome));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the measurement thread of job {id} died")
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                Ok(Message::Cancel { id: c }) if c == id => crate::signals::request_cancel(),
+                Ok(Message::Collect { id: c }) if c == id => {}
+                Ok(Message::Bye) | Err(_) => host_gone = true,
+                Ok(other) => {
+                    let m = format!(
+                        "busy with job {id}: `{}` waits for its result",
+                        other.kind()
+                    );
+                    send(chan, stream, error(None, &m))?;
+                }
+            }
+        }
+        if !host_gone {
+            let beat = Message::Progress {
+                id: id.to_string(),
+                elapsed_s: started.elapsed().as_secs_f64(),
+            };
+            if send(chan, stream, beat).is_err() {
+                host_gone = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The host side of the agent link: connect to a board's `lts agent`, authenticate, send a job
+//! and wait for its result, reconnecting with backoff when the link drops mid-job and
+//! collecting the result the board kept instead of measuring again.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::auth::{self, Key};
+use super::frame::{Channel, FrameError};
+use super::message::{Limits, Message};
+use crate::device::DeviceInfo;
+use crate::job::{Job, JobResult};
+
+/// The agent's port unless the address says otherwise.
+pub const DEFAULT_PORT: u16 = 7207;
+/// Time to connect and complete the handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which a running job's link counts as lost (the agent sends a heartbeat every
+/// second).
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Waits between reconnection attempts after a lost link: 1, 2, 4, 8, 16 s, then give up.
+pub const BACKOFF_S: [u64; 5] = [1, 2, 4, 8, 16];
+
+/// Where an agent listens: `tcp://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 7207).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentAddr {
+    /// `HOST:PORT` as given.
+    pub host_port: String,
+}
+
+impl AgentAddr {
+    /// Parses an agent address; errors say what is accepted.
+    pub fn parse(s: &str) -> Result<AgentAddr> {
+        let rest = s.strip_prefix("tcp://").unwrap_or(s);
+        if rest.is_empty() || rest.contains('/') || s.contains("://") && !s.starts_with("tcp://") {
+            bail!(
+                "agent address `{s}`: give tcp://HOST:PORT (USB networking, an SSH tunnel or `adb forward` are TCP too); serial links are not supported yet"
+            );
+        }
+        let host_port = if rest
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            rest.to_string()
+        } else {
+            format!("{rest}:{DEFAULT_PORT}")
+        };
+        Ok(AgentAddr { host_port })
+    }
+
+    fn resolve(&self) -> Result<SocketAddr> {
+        self.host_port
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve agent address {}", self.host_port))?
+            .next()
+            .with_context(|| format!("agent address {} resolves to nothing", self.host_port))
+    }
+}
+
+impl std::fmt::Display for AgentAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tcp://{}", self.host_port)
+    }
+}
+
+/// An authenticated connection to one agent.
+pub struct Client {
+    addr: AgentAddr,
+    stream: TcpStream,
+    chan: Channel,
+    /// The board, as the agent described it on connect.
+    pub device: DeviceInfo,
+    /// What the agent accepts.
+    pub limits: Limits,
+    /// `lts` version on the board.
+    pub tool_version: String,
+}
+
+/// How a job on an agent ended.
+enum Ended {
+    Done(Box<JobResult>),
+    /// The link failed (the job may still be running on the board).
+    Lost(anyhow::Error),
+}
+
+impl Client {
+    /// Connects, authenticates both ends and reads the agent's hello.
+    pub fn connect(addr: &AgentAddr, key: &Key) -> Result<Client> {
+        let sock = addr.resolve()?;
+        let mut stream = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT).with_context(|| {
+            format!("cannot connect to the agent at {addr}: is `lts agent` running there?")
+        })?;
+        stream.set_nodelay(true).ok();
+        stream.set_write_timeout(Some(SILENCE_TIMEOUT)).ok();
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let mut chan = auth::host_handshake(&mut stream, key, deadline)
+            .with_context(|| format!("handshake with the agent at {addr}"))?;
+        let hello = chan
+            .recv(&mut stream, deadline)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| Message::decode(&b))
+            .with_context(|| format!("reading the hello of the agent at {addr}"))?;
+        let Message::Hello {
+            tool_version,
+            device,
+            limits,
+        } = hello
+        else {
+            bail!(
+                "the agent at {addr} sent `{}` instead of its hello",
+                hello.kind()
+            );
+        };
+        Ok(Client {
+            addr: addr.clone(),
+            stream,
+            chan,
+            device: *device,
+            limits,
+            tool_version,
+        })
+    }
+
+    /// The address it is connected to.
+    pub fn addr(&self) -> &AgentAddr {
+        &self.addr
+    }
+
+    fn send(&mut self, m: &Message) -> Result<(), FrameError> {
+        self.chan.send(&mut self.stream, &m.encode())
+    }
+
+    /// Waits for the end of job `id`, calling `progress` with each heartbeat.
+    fn wait(&mut self, id: &str, progress: &mut dyn FnMut(f64)) -> Result<Ended> {
+        loop {
+            let bytes = match self
+                .chan
+                .recv(&mut self.stream, Instant::now() + SILENCE_TIMEOUT)
+            {
+                Ok(b) => b,
+                Err(e) => return Ok(Ended::Lost(e.into())),
+            };
+            match Message::decode(&bytes)? {
+                Message::Progress { id: p, elapsed_s } if p == id => progress(elapsed_s),
+                Message::Result { id: r, result } if r == id => return Ok(Ended::Done(result)),
+                Message::Error {
+                    id: Some(e),
+                    message,
+                } if e == id => {
+                    bail!(
+                        "the agent at {} could not run job {id}: {message}",
+                        self.addr
+                    )
+                }
+                Message::Error { id: None, message } => {
+                    bail!("the agent at {} refused: {message}", self.addr)
+                }
+                Message::Unknown { id: u } if u == id => {
+                    bail!("the agent at {} no longer has job {id}", self.addr)
+                }
+                other => bail!(
+                    "the agent at {} sent an unexpected `{}` message while job {id} ran",
+                    self.addr,
+                    other.kind()
+                ),
+            }
+        }
+    }
+
+    /// Sends job `id` and waits for its result.
+    fn run_once(&mut self, id: &str, job: &Job, progress: &mut dyn FnMut(f64)) -> Result<Ended> {
+        if let Err(e) = self.send(&Message::Job {
+            id: id.to_string(),
+            job: Box::new(job.clone()),
+        }) {
+            return Ok(Ended::Lost(e.into()));
+        }
+        self.wait(id, progress)
+    }
+
+    /// Asks for the result of job `id` after a reconnect: the result, `None` when the agent
+    /// does not have it, or it waits while the job still runs.
+    fn collect(&mut self, id: &str, progress: &mut dyn FnMut(f64)) -> Result<Option<Ended>> {
+        loop {
+            if let Err(e) = self.send(&Message::Collect { id: id.to_string() }) {
+                return Ok(Some(Ended::Lost(e.into())));
+            }
+            let bytes = match self
+                .chan
+                .recv(&mut self.stream, Instant::now() + SILENCE_TIMEOUT)
+            {
+                Ok(b) => b,
+                Err(e) => return Ok(Some(Ended::Lost(e.into()))),
+            };
+            match Message::decode(&bytes)? {
+                Message::Result { id: r, result } if r == id => {
+                    return Ok(Some(Ended::Done(result)))
+                }
+                Message::Unknown { id: u } if u == id => return Ok(None),
+                Message::Progress { id: p, elapsed_s } if p == id => {
+                    progress(elapsed_s);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Message::Error {
+                    id: Some(e),
+                    message,
+                } if e == id => {
+                    bail!(
+                        "the agent at {} could not run job {id}: {message}",
+                        self.addr
+                    )
+                }
+                other => bail!(
+                    "the agent at {} answered `{}` to a collect",
+                    self.addr,
+                    other.kind()
+                ),
+            }
+        }
+    }
+}
+
+/// Runs job `id` on the agent at `addr` (connecting through `client`, which is replaced after a
+/// reconnect). A lost link is retried after [`BACKOFF_S`]: reconnect, `Collect` the result the
+/// board kept (or wait while it still runs), and send the job again only when the board does
+/// not have it. Job errors (refused by the agent's limits, failed on the board) are not
+/// retried.
+pub fn run_job(
+    client: &mut Option<Client>,
+    addr: &AgentAddr,
+    key: &Key,
+    id: &str,
+    job: &Job,
+    progress: &mut dyn FnMut(f64),
+) -> Result<JobResult> {
+    let mut lost: Option<anyhow::Error> = None;
+    let mut sent = false;
+    for attempt in 0..=BACKOFF_S.len() {
+        if attempt > 0 {
+            crate::signals::check()?;
+            std::thread::sleep(Duration::from_secs(BACKOFF_S[attempt - 1]));
+        }
+        let c = match client.take() {
+            Some(c) => c,
+            None => match Client::connect(addr, key) {
+                Ok(c) => c,
+                Err(e) => {
+                    lost = Some(e);
+                    continue;
+                }
+            },
+        };
+        let c = client.insert(c);
+        let ended = if sent {
+            match c.collect(id, progress)? {
+                Some(e) => e,
+                None => c.run_once(id, job, progress)?,
+            }
+        } else {
+            sent = true;
+            c.run_once(id, job, progress)?
+        };
+        match ended {
+            Ended::Done(r) => return Ok(*r),
+            Ended::Lost(e) => {
+                *client = None;
+                lost = Some(e);
+            }
+        }
+    }
+    Err(lost
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt was made"))
+        .context(format!(
+            "lost the agent at {addr} while job {id} ran, and {} reconnection attempts over {} s failed",
+            BACKOFF_S.len(),
+            BACKOFF_S.iter().sum::<u64>()
+        )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let p = |s: &str| AgentAddr::parse(s).map(|a| a.host_port);
+        assert_eq!(p("tcp://pi.local:7300").unwrap(), "pi.local:7300");
+        assert_eq!(p("pi.local").unwrap(), "pi.local:7207");
+        assert_eq!(p("127.0.0.1:9").unwrap(), "127.0.0.1:9");
+        assert!(p("serial:///dev/ttyACM0").is_err());
+        assert!(p("").is_err());
+        assert!(p("tcp://a/b").is_err());
+    }
+}

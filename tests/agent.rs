@@ -1,0 +1,261 @@
+//! End-to-end tests of `lts agent` on loopback: key files, jobs measured on the agent, and an
+//! agent that keeps serving honest hosts while bad peers (wrong key, garbage, oversized frames,
+//! a slow-loris that never finishes a frame) are refused.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// A running agent, killed on drop.
+struct Agent {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("lts"))
+}
+
+fn init_key(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    cargo_bin_cmd!("lts")
+        .args(["agent", "--init", "--key", key.to_str().unwrap()])
+        .assert()
+        .success();
+    key
+}
+
+/// Starts `lts agent` on an ephemeral loopback port; `extra` flags are added.
+fn agent(key: &Path, port: u16, extra: &[&str]) -> Agent {
+    let mut child = bin()
+        .args(["agent", "--key", key.to_str().unwrap(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let port = first
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    // Keep draining the agent's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Agent { child, port }
+}
+
+fn measure(port: u16, key: &Path) -> assert_cmd::Command {
+    measure_preset(port, key, "gpt2-tiny")
+}
+
+fn measure_preset(port: u16, key: &Path, preset: &str) -> assert_cmd::Command {
+    let mut c = cargo_bin_cmd!("lts");
+    c.args([
+        "measure",
+        "--preset",
+        preset,
+        "--seq-len",
+        "8",
+        "--min-runs",
+        "3",
+        "--min-duration-s",
+        "0.01",
+        "--json",
+        "--agent",
+    ])
+    .arg(format!("tcp://127.0.0.1:{port}"))
+    .args(["--key", key.to_str().unwrap()]);
+    c
+}
+
+#[test]
+fn key_files_are_private_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.trim().len(), 64);
+    cargo_bin_cmd!("lts")
+        .args(["agent", "--init", "--key", key.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(contains("exists"));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+    // A key others can read is refused, and the error never shows the key.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = cargo_bin_cmd!("lts")
+        .args(["agent", "--key", key.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(contains("chmod 600"))
+        .get_output()
+        .stderr
+        .clone();
+    assert!(!String::from_utf8_lossy(&out).contains(text.trim()));
+}
+
+#[test]
+fn jobs_run_on_the_agent_and_bad_peers_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let other = init_key(dir.path(), "other");
+    let a = agent(&key, 0, &["--max-params", "2000000"]);
+
+    // A slow-loris peer holds a half-sent frame open for the whole test.
+    let mut loris = TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    loris.write_all(&[0, 0]).unwrap();
+
+    // An honest host is served meanwhile: a real measurement on the agent.
+    let out = measure(a.port, &key)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(r["arch_id"].as_str().unwrap().starts_with("gpt2-"));
+    assert!(r["measurement"]["samples_ms"].as_array().unwrap().len() >= 3);
+
+    // Wrong key: refused with the fix, on the host side.
+    measure(a.port, &other)
+        .assert()
+        .failure()
+        .stderr(contains("keys differ").and(contains("panicked").not()));
+
+    // Garbage and an oversized frame: the agent drops the peer.
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(junk).unwrap();
+        let mut buf = Vec::new();
+        // The agent answers at most one frame and closes.
+        let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+        assert!(buf.len() < 4096, "{} bytes", buf.len());
+    }
+
+    // A job above the agent's limits is refused before anything is built.
+    measure_preset(a.port, &key, "gpt2-small")
+        .assert()
+        .failure()
+        .stderr(contains("parameters").and(contains("panicked").not()));
+
+    // Still serving.
+    measure(a.port, &key).assert().success();
+    drop(loris);
+}
+
+#[test]
+fn search_through_an_agent_records_its_device_and_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let a = agent(&key, 0, &[]);
+    let out = dir.path().join("runs");
+    cargo_bin_cmd!("lts")
+        .args([
+            "search",
+            "--space",
+            "quick",
+            "--population",
+            "4",
+            "--iterations",
+            "1",
+            "--mutations",
+            "2",
+            "--crossovers",
+            "2",
+            "--seq-len",
+            "16",
+            "--short-min-runs",
+            "3",
+            "--full-min-runs",
+            "3",
+            "--full-min-duration-s",
+            "0.05",
+            "--full-max-duration-s",
+            "0.5",
+            "--quiet",
+            "--run-id",
+            "r",
+            "--out",
+            out.to_str().unwrap(),
+            "--agent",
+        ])
+        .arg(format!("tcp://127.0.0.1:{}", a.port))
+        .args(["--key", key.to_str().unwrap()])
+        .assert()
+        .success();
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("r/run.json")).unwrap()).unwrap();
+    assert!(run["runtime"]
+        .as_str()
+        .unwrap()
+        .contains("on the agent at tcp://127.0.0.1:"));
+    assert_eq!(
+        run["config"]["agent"]["addr"].as_str().unwrap(),
+        format!("tcp://127.0.0.1:{}", a.port)
+    );
+    assert!(!std::fs::read_to_string(out.join("r/run.json"))
+        .unwrap()
+        .contains(std::fs::read_to_string(&key).unwrap().trim()));
+}
+
+#[test]
+fn a_killed_agent_restarted_in_time_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let first = agent(&key, 0, &[]);
+    let port = first.port;
+    // A long measurement, so the kill lands mid-job.
+    let host = bin()
+        .args([
+            "measure",
+            "--preset",
+            "gpt2-tiny",
+            "--seq-len",
+            "8",
+            "--min-runs",
+            "3",
+            "--min-duration-s",
+            "3",
+            "--json",
+            "--agent",
+        ])
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .args(["--key", key.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(first); // SIGKILL mid-job
+    let _second = agent(&key, port, &[]);
+    let out = host.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["measurement"]["samples_ms"].as_array().unwrap().len() >= 3);
+}
