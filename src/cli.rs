@@ -24,6 +24,7 @@ const RESUME_CONFLICTS: &[&str] = &[
     "space",
     "quantize",
     "agent",
+    "agents",
     "algo",
     "seed",
     "population",
@@ -431,6 +432,11 @@ pub struct SearchArgs {
     /// the board kept is collected, so nothing is measured twice.
     #[arg(long, value_name = "ADDR")]
     pub agent: Option<String>,
+    /// Measure on a fleet of board agents listed in a TOML file (`[[agent]]` tables with
+    /// `addr`, optional `class` and `key`; see devices/fleet.toml): boards of one class share
+    /// the candidates; each class gets its own search in <run>/<class>/.
+    #[arg(long, value_name = "FILE", conflicts_with = "agent")]
+    pub agents: Option<PathBuf>,
     /// The agent's key file, with --agent (default: ~/.config/lts/agent.key).
     #[arg(long, env = "LTS_AGENT_KEY_FILE", value_name = "FILE")]
     pub key: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! The subcommands' work: each takes its parsed arguments and prints or writes results.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -547,10 +547,11 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     cfg.max_memory = args.max_memory;
     if let Some(addr) = &args.agent {
         crate::remote::host::AgentAddr::parse(addr)?;
-        cfg.agent = Some(crate::search::config::AgentSpec {
+        cfg.agents = vec![crate::search::config::AgentSpec {
             addr: addr.clone(),
             key_file: std::path::absolute(agent_key_path(args.key.as_ref())?)?,
-        });
+            class: "default".into(),
+        }];
     }
     if let Some(list) = &args.quantize {
         cfg.quantize =
@@ -596,6 +597,13 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     let outcome = match &args.resume {
         Some(given) => {
             let dir = crate::search::run_folder(given)?;
+            if let Some(classes) = crate::search::fleet_classes(&dir)? {
+                let outcomes = crate::search::run_classes(
+                    classes.into_iter().map(|c| (c, None)).collect(),
+                    &dir,
+                )?;
+                return print_class_outcomes(&outcomes, args.json);
+            }
             if !args.quiet && !args.json {
                 eprintln!("resuming {} (settings from its run.json)", dir.display());
             }
@@ -606,7 +614,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
             // Fail before creating the folder when the runtime is missing.
             match &cfg.evaluator {
                 // On a board's agent, the board needs the runtime, not this machine.
-                EvaluatorSpec::Measure { .. } if cfg.agent.is_some() => {}
+                EvaluatorSpec::Measure { .. } if !cfg.agents.is_empty() => {}
                 EvaluatorSpec::Measure {
                     backend: BackendSpec::Ort(_),
                 } => {
@@ -621,20 +629,10 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                 }
                 EvaluatorSpec::CostModel { .. } => {}
             }
-            let run_id = args.run_id.clone().unwrap_or_else(|| {
-                let t = crate::util::now_rfc3339().replace([':', '-'], "");
-                format!(
-                    "{}-{}-s{}-{}",
-                    cfg.space.name,
-                    match cfg.algo {
-                        crate::search::Algo::Lts => "lts",
-                        crate::search::Algo::Random => "random",
-                    },
-                    cfg.seed,
-                    t.trim_end_matches('Z')
-                )
-            });
-            let dir = args.out.join(run_id);
+            let dir = args.out.join(run_id_for(args, &cfg));
+            if let Some(fleet) = &args.agents {
+                return search_fleet(args, fleet, cfg, &dir, &opts);
+            }
             if !args.quiet && !args.json {
                 eprintln!(
                     "searching space `{}` ({} candidates at most) into {}",
@@ -650,6 +648,103 @@ pub fn search(args: &SearchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         print!("{}", report::terminal::search_outcome(&outcome));
+    }
+    Ok(())
+}
+
+/// The run folder name: `--run-id`, else space, algorithm, seed and the UTC time.
+fn run_id_for(args: &SearchArgs, cfg: &SearchConfig) -> String {
+    args.run_id.clone().unwrap_or_else(|| {
+        let t = crate::util::now_rfc3339().replace([':', '-'], "");
+        format!(
+            "{}-{}-s{}-{}",
+            cfg.space.name,
+            match cfg.algo {
+                crate::search::Algo::Lts => "lts",
+                crate::search::Algo::Random => "random",
+            },
+            cfg.seed,
+            t.trim_end_matches('Z')
+        )
+    })
+}
+
+/// `lts search --agents FLEET`: one search per board class, its boards sharing the
+/// candidates; several classes run side by side into `<run>/<class>/`.
+fn search_fleet(
+    args: &SearchArgs,
+    fleet: &Path,
+    cfg: SearchConfig,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<()> {
+    let entries = crate::remote::fleet::load(fleet)?;
+    let default_key = std::path::absolute(agent_key_path(args.key.as_ref())?)?;
+    let mut runs = Vec::new();
+    for (class, members) in crate::remote::fleet::classes(&entries) {
+        let mut c = cfg.clone();
+        c.agents = members
+            .iter()
+            .map(|m| {
+                Ok(crate::search::config::AgentSpec {
+                    addr: m.addr.clone(),
+                    key_file: match &m.key {
+                        Some(k) => {
+                            std::path::absolute(fleet.parent().unwrap_or(Path::new(".")).join(k))?
+                        }
+                        None => default_key.clone(),
+                    },
+                    class: class.clone(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        c.validate()?;
+        runs.push((class, Some(c)));
+    }
+    if runs.len() == 1 {
+        let (class, c) = runs.pop().expect("one class");
+        let c = c.expect("new run");
+        if !args.quiet && !args.json {
+            eprintln!(
+                "searching space `{}` ({} candidates at most) on {} board(s) of class `{class}` into {}",
+                c.space.name,
+                c.budget(),
+                c.agents.len(),
+                dir.display()
+            );
+        }
+        let outcome = crate::search::run_new(c, dir, opts)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+        } else {
+            print!("{}", report::terminal::search_outcome(&outcome));
+        }
+        return Ok(());
+    }
+    if !args.quiet && !args.json {
+        let names: Vec<&str> = runs.iter().map(|(c, _)| c.as_str()).collect();
+        eprintln!(
+            "searching space `{}` on {} board classes side by side ({}) into {}/<class>/",
+            cfg.space.name,
+            runs.len(),
+            names.join(", "),
+            dir.display()
+        );
+    }
+    let outcomes = crate::search::run_classes(runs, dir)?;
+    print_class_outcomes(&outcomes, args.json)
+}
+
+fn print_class_outcomes(outcomes: &[(String, crate::search::Outcome)], json: bool) -> Result<()> {
+    if json {
+        let m: std::collections::BTreeMap<&str, &crate::search::Outcome> =
+            outcomes.iter().map(|(c, o)| (c.as_str(), o)).collect();
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        for (class, o) in outcomes {
+            println!("== class {class}");
+            print!("{}", report::terminal::search_outcome(o));
+        }
     }
     Ok(())
 }

@@ -259,3 +259,90 @@ fn a_killed_agent_restarted_in_time_loses_no_job() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["measurement"]["samples_ms"].as_array().unwrap().len() >= 3);
 }
+
+#[test]
+fn a_fleet_shares_a_search_and_survives_a_killed_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let agents: Vec<Agent> = (0..3).map(|_| agent(&key, 0, &[])).collect();
+    let fleet = dir.path().join("fleet.toml");
+    let mut toml = String::new();
+    for a in &agents {
+        toml.push_str(&format!(
+            "[[agent]]\naddr = \"tcp://127.0.0.1:{}\"\nclass = \"loop\"\n",
+            a.port
+        ));
+    }
+    std::fs::write(&fleet, toml).unwrap();
+    let out = dir.path().join("runs");
+    let host = bin()
+        .args([
+            "search",
+            "--space",
+            "quick",
+            "--population",
+            "9",
+            "--iterations",
+            "1",
+            "--mutations",
+            "3",
+            "--crossovers",
+            "3",
+            "--seq-len",
+            "64",
+            // Jobs of a few tenths of a second, so the kill lands mid-job.
+            "--short-min-runs",
+            "300",
+            "--full-min-runs",
+            "300",
+            "--full-min-duration-s",
+            "0.05",
+            "--full-max-duration-s",
+            "2",
+            "--quiet",
+            "--run-id",
+            "f",
+            "--out",
+            out.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--agents",
+        ])
+        .arg(&fleet)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut agents = agents;
+    let killed = agents.remove(1); // SIGKILL one board mid-search
+    drop(killed);
+    let o = host.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("lost the link") || stderr.contains("giving up"),
+        "{stderr}"
+    );
+    // Every candidate measured once per stage: no duplicate, none missing.
+    let journal = std::fs::read_to_string(out.join("f/measurements.jsonl")).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for line in journal.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (v["arch_id"].to_string(), v["stage"].to_string());
+        assert!(seen.insert(key.clone()), "measured twice: {key:?}");
+    }
+    let cands = std::fs::read_to_string(out.join("f/candidates.csv")).unwrap();
+    let shorts = journal
+        .lines()
+        .filter(|l| l.contains("\"stage\":\"short\""))
+        .count();
+    assert_eq!(cands.lines().count() - 1, shorts);
+    // Frontier rules: every frontier point has a full-protocol record.
+    let front = std::fs::read_to_string(out.join("f/frontier.csv")).unwrap();
+    for row in front.lines().skip(1) {
+        assert!(row.contains(",full,"), "{row}");
+    }
+    let run = std::fs::read_to_string(out.join("f/run.json")).unwrap();
+    assert!(run.contains("on the agents at"), "{run}");
+}

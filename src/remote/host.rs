@@ -78,6 +78,23 @@ pub struct Client {
     pub tool_version: String,
 }
 
+/// The link to an agent failed (as opposed to the job failing on the board): the job may
+/// still be running there. [`run_job`] reconnects and collects; a fleet gives the job to
+/// another board.
+#[derive(Debug, thiserror::Error)]
+#[error("lost the link to the agent at {addr}: {cause}")]
+pub struct LinkLost {
+    /// The agent.
+    pub addr: String,
+    /// What failed.
+    pub cause: String,
+}
+
+/// Whether an error is a lost link ([`LinkLost`]) rather than a job error.
+pub fn is_link_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<LinkLost>().is_some())
+}
+
 /// How a job on an agent ended.
 enum Ended {
     Done(Box<JobResult>),
@@ -128,6 +145,39 @@ impl Client {
         &self.addr
     }
 
+    fn finish(&self, ended: Ended) -> Result<JobResult> {
+        match ended {
+            Ended::Done(r) => Ok(*r),
+            Ended::Lost(e) => Err(LinkLost {
+                addr: self.addr.to_string(),
+                cause: format!("{e:#}"),
+            }
+            .into()),
+        }
+    }
+
+    /// Runs job `id` on the agent and waits for its result; a failed link is a [`LinkLost`]
+    /// error.
+    pub fn run(&mut self, id: &str, job: &Job, progress: &mut dyn FnMut(f64)) -> Result<JobResult> {
+        let ended = self.run_once(id, job, progress)?;
+        self.finish(ended)
+    }
+
+    /// After a reconnect: the result of job `id` if the agent kept it (waiting while it still
+    /// runs), else runs it.
+    pub fn resume(
+        &mut self,
+        id: &str,
+        job: &Job,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<JobResult> {
+        let ended = match self.collect(id, progress)? {
+            Some(e) => e,
+            None => self.run_once(id, job, progress)?,
+        };
+        self.finish(ended)
+    }
+
     fn send(&mut self, m: &Message) -> Result<(), FrameError> {
         self.chan.send(&mut self.stream, &m.encode())
     }
@@ -143,7 +193,11 @@ impl Client {
                 Err(e) => return Ok(Ended::Lost(e.into())),
             };
             match Message::decode(&bytes)? {
-                Message::Progress { id: p, elapsed_s } if p == id => progress(elapsed_s),
+                Message::Progress { id: p, elapsed_s } if p == id => {
+                    // Ctrl-C on the host: stop waiting (the board finishes and keeps the result).
+                    crate::signals::check()?;
+                    progress(elapsed_s)
+                }
                 Message::Result { id: r, result } if r == id => return Ok(Ended::Done(result)),
                 Message::Error {
                     id: Some(e),
@@ -253,30 +307,30 @@ pub fn run_job(
             },
         };
         let c = client.insert(c);
-        let ended = if sent {
-            match c.collect(id, progress)? {
-                Some(e) => e,
-                None => c.run_once(id, job, progress)?,
-            }
+        let r = if sent {
+            c.resume(id, job, progress)
         } else {
             sent = true;
-            c.run_once(id, job, progress)?
+            c.run(id, job, progress)
         };
-        match ended {
-            Ended::Done(r) => return Ok(*r),
-            Ended::Lost(e) => {
+        match r {
+            Err(e) if is_link_lost(&e) => {
                 *client = None;
                 lost = Some(e);
             }
+            r => return r,
         }
     }
-    Err(lost
-        .unwrap_or_else(|| anyhow::anyhow!("no attempt was made"))
-        .context(format!(
-            "lost the agent at {addr} while job {id} ran, and {} reconnection attempts over {} s failed",
-            BACKOFF_S.len(),
-            BACKOFF_S.iter().sum::<u64>()
-        )))
+    let e = lost.unwrap_or_else(|| anyhow::anyhow!("no attempt was made"));
+    Err(anyhow::Error::new(LinkLost {
+        addr: addr.to_string(),
+        cause: format!("{e:#}"),
+    })
+    .context(format!(
+        "job {id}: {} reconnection attempts over {} s failed",
+        BACKOFF_S.len(),
+        BACKOFF_S.iter().sum::<u64>()
+    )))
 }
 
 #[cfg(test)]

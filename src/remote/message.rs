@@ -308,4 +308,48 @@ mod tests {
         };
         assert!(format!("{:#}", tight.admit(&job("gpt2-tiny")).unwrap_err()).contains("memory"));
     }
+
+    mod fuzz {
+        use super::super::super::frame::testutil::{apply, fuzz_config, mutations};
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid() -> Vec<Vec<u8>> {
+            vec![
+                Message::Job {
+                    id: "r:gpt2-1:short".into(),
+                    job: Box::new(job("gpt2-tiny")),
+                }
+                .encode(),
+                Message::Progress {
+                    id: "a".into(),
+                    elapsed_s: 2.0,
+                }
+                .encode(),
+                Message::Collect { id: "a".into() }.encode(),
+                Message::Error {
+                    id: Some("a".into()),
+                    message: "x".into(),
+                }
+                .encode(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(fuzz_config())]
+
+            /// Random bytes and mutated valid messages: the parser, and the limits check of
+            /// any job that still parses, return Ok or an error, never panic.
+            #[test]
+            fn fuzz_message_decode(which in 0usize..4, muts in mutations(),
+                                   junk in prop::collection::vec(any::<u8>(), 0..200)) {
+                let _ = Message::decode(&junk);
+                let mut bytes = valid()[which].clone();
+                apply(&mut bytes, &muts, 0, 0);
+                if let Ok(Message::Job { job, .. }) = Message::decode(&bytes) {
+                    let _ = limits().admit(&job);
+                }
+            }
+        }
+    }
 }

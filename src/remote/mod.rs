@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod fleet;
 pub mod frame;
 pub mod host;
 pub mod message;

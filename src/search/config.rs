@@ -105,18 +105,22 @@ pub struct SearchConfig {
     /// ([`super::quantized`]); empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quantize: Vec<Scheme>,
-    /// Measure on a board's `lts agent` instead of this machine (`--agent`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<AgentSpec>,
+    /// Measure on board agents instead of this machine (`--agent`, or one class of a
+    /// `--agents` fleet file): the candidates are shared among them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentSpec>,
 }
 
-/// A board agent that measures the candidates (`lts search --agent`).
+/// A board agent that measures candidates (`lts search --agent`, `--agents`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct AgentSpec {
     /// `tcp://HOST:PORT`.
     pub addr: String,
     /// The key file (its path: the key itself is never written into a run).
     pub key_file: std::path::PathBuf,
+    /// Its class in the fleet file (`default` for `--agent`).
+    #[serde(default)]
+    pub class: String,
 }
 
 /// Hard upper bound on each count of a search (`--population`, `--iterations`, `--parents`,
@@ -211,7 +215,7 @@ impl SearchConfig {
             thermal: ThermalSettings::default(),
             device_profile: None,
             quantize: Vec::new(),
-            agent: None,
+            agents: Vec::new(),
             space,
         }
     }
@@ -270,7 +274,7 @@ impl SearchConfig {
             ),
         )?;
         self.validate_quantize()?;
-        if let Some(a) = &self.agent {
+        for a in &self.agents {
             crate::remote::host::AgentAddr::parse(&a.addr)?;
             anyhow::ensure!(
                 matches!(self.evaluator, EvaluatorSpec::Measure { .. }),

@@ -2,7 +2,7 @@
 //! ([`Measured`], ONNX Runtime through [`crate::job`]) or, for previews and tests of the search
 //! itself, from an analytic cost model ([`CostModel`]) that measures nothing.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
@@ -56,6 +56,26 @@ pub trait Evaluator {
     fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation>;
     /// Runtime description for run.json (e.g. `onnxruntime 1.31.1`).
     fn describe(&self) -> String;
+    /// Evaluates several candidates with the protocol of `stage`, handing each evaluation to
+    /// `done` (with its index in `archs` and its start time, RFC 3339) as soon as it exists,
+    /// in any order. The default measures them one by one; a fleet of boards measures them
+    /// in parallel.
+    fn evaluate_batch(
+        &mut self,
+        archs: &[Arch],
+        stage: Stage,
+        done: &mut dyn FnMut(usize, Evaluation, String) -> Result<()>,
+    ) -> Result<()> {
+        for (i, a) in archs.iter().enumerate() {
+            crate::signals::check()?;
+            let started_at = crate::util::now_rfc3339();
+            let e = self
+                .evaluate(a, stage)
+                .with_context(|| format!("measuring candidate {} failed", a.id()))?;
+            done(i, e, started_at)?;
+        }
+        Ok(())
+    }
     /// The machine that measures, when it is not this one (a board agent).
     fn device(&self) -> Option<crate::device::DeviceInfo> {
         None
@@ -204,46 +224,66 @@ impl Evaluator for CostModel {
     }
 }
 
-/// Real measurement on a board's `lts agent` ([`crate::remote::host`]): the same jobs as
-/// [`Measured`], sent over the link; a lost link is retried and the board's kept result
-/// collected, so a candidate is never measured twice because of the link.
-pub struct Remote {
+/// Real measurement on board agents ([`crate::remote::fleet`]): the same jobs as
+/// [`Measured`], sent over the link, a batch shared among the boards; a lost link gives the job
+/// to another board and nothing measured is lost.
+pub struct Fleet {
     /// Builds the jobs and reads their results.
     pub measured: Measured,
-    /// The agent.
-    pub addr: crate::remote::host::AgentAddr,
-    /// The shared key.
-    pub key: crate::remote::auth::Key,
-    /// The connection, once made.
-    pub client: Option<crate::remote::host::Client>,
+    /// The boards.
+    pub boards: Vec<crate::remote::fleet::Board>,
     /// Prefix of job ids (the run id), so ids are unique across runs.
     pub run_id: String,
 }
 
-impl Evaluator for Remote {
+impl Evaluator for Fleet {
     fn evaluate(&mut self, arch: &Arch, stage: Stage) -> Result<Evaluation> {
-        let job = self.measured.job(arch, stage, None);
-        let stage = match stage {
+        let mut out = None;
+        self.evaluate_batch(std::slice::from_ref(arch), stage, &mut |_, e, _| {
+            out = Some(e);
+            Ok(())
+        })?;
+        out.context("no result")
+    }
+
+    fn evaluate_batch(
+        &mut self,
+        archs: &[Arch],
+        stage: Stage,
+        done: &mut dyn FnMut(usize, Evaluation, String) -> Result<()>,
+    ) -> Result<()> {
+        let name = match stage {
             Stage::Short => "short",
             Stage::Full => "full",
         };
-        let id = format!("{}:{}:{stage}", self.run_id, arch.id());
-        let r = crate::remote::host::run_job(
-            &mut self.client,
-            &self.addr,
-            &self.key,
-            &id,
-            &job,
-            &mut |_| {},
-        )?;
-        Ok(self.measured.evaluation_of(r))
+        let jobs: Vec<(String, Job)> = archs
+            .iter()
+            .map(|a| {
+                (
+                    format!("{}:{}:{name}", self.run_id, a.id()),
+                    self.measured.job(a, stage, None),
+                )
+            })
+            .collect();
+        let Fleet {
+            measured, boards, ..
+        } = self;
+        crate::remote::fleet::run_batch(boards, &jobs, &mut |i, r, started| {
+            done(i, measured.evaluation_of(r), started)
+        })
     }
 
     fn describe(&self) -> String {
-        format!("{} on the agent at {}", self.measured.describe(), self.addr)
+        let addrs: Vec<String> = self.boards.iter().map(|b| b.addr.to_string()).collect();
+        format!(
+            "{} on the agent{} at {}",
+            self.measured.describe(),
+            if addrs.len() > 1 { "s" } else { "" },
+            addrs.join(", ")
+        )
     }
 
     fn device(&self) -> Option<crate::device::DeviceInfo> {
-        self.client.as_ref().map(|c| c.device.clone())
+        self.boards.iter().find_map(|b| b.device().cloned())
     }
 }

@@ -142,18 +142,24 @@ fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
 }
 
 fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>> {
-    if let (Some(a), EvaluatorSpec::Measure { backend }) = (&cfg.agent, &cfg.evaluator) {
-        let key = crate::remote::auth::load_key(&a.key_file).with_context(|| {
-            format!(
-                "the agent key {} (--agent): create it on the board with `lts agent --init` and copy it here",
-                a.key_file.display()
-            )
-        })?;
-        return Ok(Box::new(evaluate::Remote {
+    if let (false, EvaluatorSpec::Measure { backend }) = (cfg.agents.is_empty(), &cfg.evaluator) {
+        let mut boards = Vec::new();
+        for a in &cfg.agents {
+            let key = crate::remote::auth::load_key(&a.key_file).with_context(|| {
+                format!(
+                    "the key {} of agent {}: create it on the board with `lts agent --init` and copy it here",
+                    a.key_file.display(),
+                    a.addr
+                )
+            })?;
+            boards.push(crate::remote::fleet::Board::new(
+                crate::remote::host::AgentAddr::parse(&a.addr)?,
+                key,
+            ));
+        }
+        return Ok(Box::new(evaluate::Fleet {
             measured: Measured::new(cfg, backend.clone()),
-            addr: crate::remote::host::AgentAddr::parse(&a.addr)?,
-            key,
-            client: None,
+            boards,
             run_id: run_id.to_string(),
         }));
     }
@@ -206,6 +212,87 @@ pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outco
     let mut s = Search::new(cfg, eval, run_dir, info, Vec::new(), opts);
     s.save_run_json()?;
     s.run()
+}
+
+/// A fleet run's folder (`lts search --agents` with several board classes): no `run.json` of
+/// its own, one class run per subfolder. Returns the class names, or `None` for a plain run.
+pub fn fleet_classes(dir: &Path) -> Result<Option<Vec<String>>> {
+    if dir.join(store::RUN_JSON).exists() {
+        return Ok(None);
+    }
+    let mut classes = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let e = e?;
+        if e.path().join(store::RUN_JSON).is_file() {
+            classes.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    classes.sort();
+    Ok((!classes.is_empty()).then_some(classes))
+}
+
+/// Runs (a new config) or resumes (`None`) one search per board class side by side, into
+/// `dir/<class>/`, then writes `dir/summary.md` linking the classes' summaries. A class that
+/// fails does not stop the others; the first failure is returned after all have ended.
+pub fn run_classes(
+    classes: Vec<(String, Option<SearchConfig>)>,
+    dir: &Path,
+) -> Result<Vec<(String, Outcome)>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let opts = RunOptions { quiet: true };
+    let results: Vec<(String, Result<Outcome>)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = classes
+            .into_iter()
+            .map(|(class, cfg)| {
+                let sub = dir.join(&class);
+                let opts = &opts;
+                let h = sc.spawn(move || match cfg {
+                    Some(cfg) => run_new(cfg, &sub, opts),
+                    None => resume(&sub, opts),
+                });
+                (class, h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(c, h)| {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the search of class {c} panicked")));
+                (c, r)
+            })
+            .collect()
+    });
+    let mut md = format!(
+        "# Fleet search `{}`\n\nOne search per board class, each on its own boards.\n\n| class | candidates | frontier | hypervolume | report |\n|---|---|---|---|---|\n",
+        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    );
+    let mut ok = Vec::new();
+    let mut first_err = None;
+    for (class, r) in results {
+        match r {
+            Ok(o) => {
+                md.push_str(&format!(
+                    "| {class} | {} | {} | {:.4} | [{class}/summary.md]({class}/summary.md) |\n",
+                    o.candidates,
+                    o.frontier.len(),
+                    o.hypervolume
+                ));
+                ok.push((class, o));
+            }
+            Err(e) => {
+                md.push_str(&format!(
+                    "| {class} | stopped: {e:#} | | | [{class}/summary.md]({class}/summary.md) |\n"
+                ));
+                first_err.get_or_insert(e.context(format!("class {class}")));
+            }
+        }
+    }
+    crate::util::write_atomic(&dir.join(store::SUMMARY_MD), md.as_bytes())?;
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(ok),
+    }
 }
 
 /// The run folder `--resume` names: the folder itself, or its `run.json`.
@@ -422,8 +509,7 @@ impl Search {
                     Algo::Lts => self.propose_lts(iteration, &mut rng),
                 }
             };
-            for p in proposals {
-                let rec = self.evaluate(&p, Stage::Short)?;
+            for rec in self.evaluate_all(&proposals, Stage::Short)? {
                 self.index.insert(rec.arch_id.clone(), self.cands.len());
                 self.cands.push(Candidate {
                     short: rec,
@@ -550,45 +636,64 @@ impl Search {
         out
     }
 
-    /// Measures a proposal (or takes the journal's record of it) and journals new records.
-    fn evaluate(&mut self, p: &Proposal, stage: Stage) -> Result<Record> {
-        if let Some(r) = self.recorded.remove(&(p.id.clone(), stage)) {
-            self.reused += 1;
-            return Ok(r);
+    /// Measures proposals (taking the journal's records where it has them), all at once when
+    /// the evaluator can (a fleet of board agents), journaling each record as soon as it
+    /// exists; the records come back in the proposals' order.
+    fn evaluate_all(&mut self, ps: &[Proposal], stage: Stage) -> Result<Vec<Record>> {
+        let mut out: Vec<Option<Record>> = ps
+            .iter()
+            .map(|p| self.recorded.remove(&(p.id.clone(), stage)))
+            .collect();
+        self.reused += out.iter().flatten().count();
+        let todo: Vec<usize> = (0..ps.len()).filter(|&i| out[i].is_none()).collect();
+        if todo.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
         }
         crate::signals::check()?;
-        let started_at = crate::util::now_rfc3339();
-        let eval = self
-            .eval
-            .evaluate(&p.arch, stage)
-            .with_context(|| format!("measuring candidate {} failed", p.id))?;
+        let archs: Vec<Arch> = todo.iter().map(|&i| ps[i].arch.clone()).collect();
+        let measured = matches!(self.cfg.evaluator, EvaluatorSpec::Measure { .. });
+        let Search {
+            eval,
+            dir,
+            cfg,
+            timed_ms,
+            measured_now,
+            ..
+        } = self;
+        eval.evaluate_batch(&archs, stage, &mut |k, ev, started_at| {
+            let p = &ps[todo[k]];
+            if measured {
+                // The cost model's "samples" are predictions, not time spent.
+                *timed_ms += ev.samples_ms.iter().sum::<f64>();
+            }
+            let rec = Record {
+                arch_id: p.id.clone(),
+                params: p.arch.params(),
+                flops_per_run: cfg.workload.flops(&p.arch),
+                arch: p.arch.clone(),
+                genome: p.genome.clone(),
+                iteration: p.iteration,
+                origin: p.origin,
+                parents: p.parents.clone(),
+                stage,
+                eval: ev,
+                started_at,
+                finished_at: crate::util::now_rfc3339(),
+            };
+            dir.append(&rec)?;
+            *measured_now += 1;
+            out[todo[k]] = Some(rec);
+            Ok(())
+        })?;
         if self.info.runtime.is_empty() {
             self.info.runtime = self.eval.describe();
             if let Some(d) = self.eval.device() {
                 self.info.device = d;
             }
         }
-        if matches!(self.cfg.evaluator, EvaluatorSpec::Measure { .. }) {
-            // The cost model's "samples" are predictions, not time spent.
-            self.timed_ms += eval.samples_ms.iter().sum::<f64>();
-        }
-        let rec = Record {
-            arch_id: p.id.clone(),
-            params: p.arch.params(),
-            flops_per_run: self.cfg.workload.flops(&p.arch),
-            arch: p.arch.clone(),
-            genome: p.genome.clone(),
-            iteration: p.iteration,
-            origin: p.origin,
-            parents: p.parents.clone(),
-            stage,
-            eval,
-            started_at,
-            finished_at: crate::util::now_rfc3339(),
-        };
-        self.dir.append(&rec)?;
-        self.measured_now += 1;
-        Ok(rec)
+        out.into_iter()
+            .map(|r| r.context("the evaluator skipped a candidate"))
+            .collect()
     }
 
     fn feasible(&self, r: &Record) -> bool {
@@ -669,17 +774,21 @@ impl Search {
             if need.is_empty() {
                 break;
             }
-            for i in need {
-                let r = &self.cands[i].short;
-                let p = Proposal {
-                    arch: r.arch.clone(),
-                    id: r.arch_id.clone(),
-                    genome: r.genome.clone(),
-                    origin: r.origin,
-                    parents: r.parents.clone(),
-                    iteration: r.iteration,
-                };
-                let full = self.evaluate(&p, Stage::Full)?;
+            let ps: Vec<Proposal> = need
+                .iter()
+                .map(|&i| {
+                    let r = &self.cands[i].short;
+                    Proposal {
+                        arch: r.arch.clone(),
+                        id: r.arch_id.clone(),
+                        genome: r.genome.clone(),
+                        origin: r.origin,
+                        parents: r.parents.clone(),
+                        iteration: r.iteration,
+                    }
+                })
+                .collect();
+            for (i, full) in need.into_iter().zip(self.evaluate_all(&ps, Stage::Full)?) {
                 self.cands[i].full = Some(full);
             }
         }
