@@ -140,6 +140,16 @@ impl Client {
         })
     }
 
+    /// One round trip of the smallest exchange (a `Collect` of a job the agent does not
+    /// have, answered `Unknown`): the protocol's own cost, for `cargo bench --bench agent`.
+    pub fn ping(&mut self) -> Result<Duration> {
+        let t = Instant::now();
+        match self.collect("ping", &mut |_| {})? {
+            None => Ok(t.elapsed()),
+            Some(_) => bail!("the agent answered a ping with a result"),
+        }
+    }
+
     /// The address it is connected to.
     pub fn addr(&self) -> &AgentAddr {
         &self.addr
