@@ -117,6 +117,53 @@ fn main() -> Result<()> {
         "smallest real job (gpt2-tiny, 8 tokens, 5 runs), {rounds} rounds interleaved: direct {l:.2} ms, through the agent {r:.2} ms: the link adds {:.2} ms per job",
         r - l
     );
+    serial_pings(&key)?;
     std::thread::sleep(Duration::from_millis(10));
+    Ok(())
+}
+
+/// The same ping over a pty pair from socat at 115200 baud (a pty does not pace bytes at the
+/// baud rate: this is the protocol's cost over a serial device, not the line's speed; at 115200
+/// baud a real line adds about 87 us per byte, some 10 ms for a ping's ~120 bytes each way).
+fn serial_pings(key: &Key) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (a, b) = (dir.path().join("board"), dir.path().join("host"));
+    let Ok(mut socat) = std::process::Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", a.display()))
+        .arg(format!("pty,raw,echo=0,link={}", b.display()))
+        .spawn()
+    else {
+        println!("serial: skipped (socat is not installed)");
+        return Ok(());
+    };
+    while !(a.exists() && b.exists()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let link = lts::remote::serial::SerialLink::open(a.to_str().unwrap(), 115_200)?;
+    let cfg = AgentConfig {
+        key: key.clone(),
+        limits: Limits {
+            max_params: lts::arch::DEFAULT_MAX_PARAMS,
+            max_seq_len: 4096,
+            max_memory: None,
+        },
+        once: false,
+        verbose: false,
+    };
+    std::thread::spawn(move || lts::remote::agent::serve_serial(link, cfg));
+    let addr = AgentAddr::parse(&format!("serial://{}?baud=115200", b.display()))?;
+    let t = Instant::now();
+    let mut c = Client::connect(&addr, key)?;
+    let connect = t.elapsed().as_secs_f64() * 1e3;
+    let pings: Vec<f64> = (0..500)
+        .map(|_| c.ping().expect("ping").as_secs_f64() * 1e6)
+        .collect();
+    println!(
+        "serial (pty, 115200 baud): connect + handshake + hello {connect:.1} ms; ping median {:.1} us (500 pings)",
+        median(pings)
+    );
+    drop(c);
+    let _ = socat.kill();
+    let _ = socat.wait();
     Ok(())
 }

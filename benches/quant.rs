@@ -65,9 +65,13 @@ fn shapes(preset: &str, schemes: &[Scheme], out: &Path) -> Result<()> {
         seq_len,
         work_ort: threads(),
         timed_ort: threads(),
+        // Fixed counts (no precision target): with 11 variants interleaved, a noisy machine
+        // would otherwise time up to 11 x max_duration_s.
         protocol: Protocol {
             min_runs: 10,
             min_duration_s: 1.0,
+            max_duration_s: 30.0,
+            target_ci_rel: 0.0,
             ..Protocol::default()
         },
         out: out.join(preset),

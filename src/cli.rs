@@ -179,7 +179,9 @@ the host (same --key path or LTS_AGENT_KEY_FILE there). The key never crosses th
 ends prove they hold it by HMAC-SHA256 challenge-response, and every frame after that carries
 an HMAC and a sequence number. Links: TCP. USB networking (RNDIS/ECM gadget), an SSH tunnel
 (`ssh -L 7207:127.0.0.1:7207 pi`) and `adb forward tcp:7207 tcp:7207` all give the host a TCP
-address; --listen 0.0.0.0:7207 exposes the agent on the LAN (only when you say so).
+address; --listen 0.0.0.0:7207 exposes the agent on the LAN (only when you say so). Serial
+(USB gadget serial, a UART): `lts agent --serial /dev/ttyGS0` on the board, and
+`--agent serial:///dev/ttyACM0?baud=115200` on the host; one host at a time.
 Jobs run one at a time; the board builds the graph from the job (the host never ships files),
 measures with its own clock and thermal sampling and returns the raw samples. A result is kept
 for a host that reconnects after a lost link.";
@@ -197,6 +199,13 @@ pub struct AgentArgs {
     /// forward); give 0.0.0.0:7207 or the board's address to accept hosts on the network.
     #[arg(long, default_value = "127.0.0.1:7207", value_name = "ADDR")]
     pub listen: String,
+    /// Serve over a serial line instead of TCP (USB CDC-ACM gadget serial, a UART), e.g.
+    /// /dev/ttyGS0 on the board; the host gives --agent serial:///dev/ttyACM0.
+    #[arg(long, value_name = "DEVICE", conflicts_with = "listen")]
+    pub serial: Option<String>,
+    /// Baud rate of --serial.
+    #[arg(long, default_value_t = crate::remote::serial::DEFAULT_BAUD, requires = "serial")]
+    pub baud: u32,
     /// Exit after the first job's result has been sent (for scripts).
     #[arg(long)]
     pub once: bool,

@@ -475,6 +475,21 @@ pub fn agent(args: &crate::cli::AgentArgs) -> Result<()> {
         max_memory: args.max_memory,
     };
     crate::signals::install()?;
+    let cfg = AgentConfig {
+        key,
+        limits,
+        once: args.once,
+        verbose: !args.quiet,
+    };
+    if let Some(dev) = &args.serial {
+        let link = crate::remote::serial::SerialLink::open(dev, args.baud)?;
+        eprintln!(
+            "lts agent listening on serial {dev} at {} baud (key {}; Ctrl-C stops)",
+            args.baud,
+            path.display()
+        );
+        return agent::serve_serial(link, cfg);
+    }
     let listener = std::net::TcpListener::bind(&args.listen).with_context(|| {
         format!(
             "cannot listen on {}: is another agent running there? choose another --listen",
@@ -486,15 +501,7 @@ pub fn agent(args: &crate::cli::AgentArgs) -> Result<()> {
         listener.local_addr()?,
         path.display()
     );
-    agent::serve_tcp(
-        listener,
-        AgentConfig {
-            key,
-            limits,
-            once: args.once,
-            verbose: !args.quiet,
-        },
-    )
+    agent::serve_tcp(listener, cfg)
 }
 
 /// The search configuration `lts search` describes (not used with --resume).

@@ -346,3 +346,82 @@ fn a_fleet_shares_a_search_and_survives_a_killed_board() {
     let run = std::fs::read_to_string(out.join("f/run.json")).unwrap();
     assert!(run.contains("on the agents at"), "{run}");
 }
+
+/// A pty pair from socat (`.ci/run` installs it; elsewhere the test says so and passes unless
+/// LTS_REQUIRE_SOCAT is set).
+fn pty_pair(dir: &Path) -> Option<(Child, PathBuf, PathBuf)> {
+    let (a, b) = (dir.join("board"), dir.join("host"));
+    let child = bin_socat()
+        .arg(format!("pty,raw,echo=0,link={}", a.display()))
+        .arg(format!("pty,raw,echo=0,link={}", b.display()))
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        assert!(
+            std::env::var_os("LTS_REQUIRE_SOCAT").is_none(),
+            "socat is missing: apt-get install socat"
+        );
+        eprintln!("serial test skipped: socat is not installed (apt-get install socat)");
+        return None;
+    };
+    for _ in 0..100 {
+        if a.exists() && b.exists() {
+            return Some((child, a, b));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("socat made no pty pair");
+}
+
+fn bin_socat() -> std::process::Command {
+    std::process::Command::new("socat")
+}
+
+#[test]
+fn jobs_run_over_a_serial_line_one_host_after_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut socat, board, host)) = pty_pair(dir.path()) else {
+        return;
+    };
+    let key = init_key(dir.path(), "k");
+    let other = init_key(dir.path(), "other");
+    let mut child = bin()
+        .args(["agent", "--key", key.to_str().unwrap(), "--serial"])
+        .arg(&board)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = format!("serial://{}?baud=115200", host.display());
+    let run = |k: &Path| {
+        let mut c = cargo_bin_cmd!("lts");
+        c.args([
+            "measure",
+            "--preset",
+            "gpt2-tiny",
+            "--seq-len",
+            "8",
+            "--min-runs",
+            "3",
+            "--min-duration-s",
+            "0.01",
+            "--json",
+            "--agent",
+            &addr,
+            "--key",
+            k.to_str().unwrap(),
+        ]);
+        c
+    };
+    run(&key).assert().success().stdout(contains("\"arch_id\""));
+    // A refused host, then an honest one: the agent resynchronises after the failed session.
+    run(&other)
+        .assert()
+        .failure()
+        .stderr(contains("keys differ"));
+    run(&key).assert().success().stdout(contains("\"arch_id\""));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = socat.kill();
+    let _ = socat.wait();
+}

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use super::auth::{self, Key};
 use super::frame::{Channel, Deadline, FrameError};
 use super::message::{Limits, Message};
+use super::serial::SerialLink;
 use crate::job::{self, JobResult};
 
 /// Finished jobs whose results an agent keeps for `Collect`.
@@ -131,6 +132,40 @@ impl Transport for TcpStream {
     }
 }
 
+impl Transport for SerialLink {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        SerialLink::try_clone(self)
+    }
+}
+
+/// Serves hosts over a serial line, one session after the other, until killed (or, with
+/// `--once`, until one job's result has been sent). After a failed session the buffered input
+/// is dropped so the next handshake starts clean.
+pub fn serve_serial(link: SerialLink, cfg: AgentConfig) -> Result<()> {
+    let shared = Arc::new(Shared::default());
+    loop {
+        crate::signals::check()?;
+        let r = serve_connection(link.try_clone()?, &cfg, &shared);
+        if let Err(e) = r {
+            let idle = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<auth::AuthError>(),
+                    Some(auth::AuthError::Frame(FrameError::Timeout))
+                )
+            });
+            if cfg.verbose && !idle {
+                eprintln!("lts agent: {}: {e:#}", link.path());
+            }
+            link.clear_input();
+        } else if cfg.verbose {
+            eprintln!("lts agent: {}: session closed", link.path());
+        }
+        if shared.finished.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
+}
+
 /// One host: handshake, hello, then messages until it leaves.
 fn serve_connection<S: Transport>(
     mut stream: S,
@@ -157,7 +192,9 @@ fn serve_connection<S: Transport>(
                 e => e.to_string(),
             })
             .and_then(|b| Message::decode(&b).map_err(|e| format!("{e:#}")));
-        let stop = got.is_err();
+        // A session ends with an error or the host's goodbye; over a serial line the next
+        // host's bytes must not be read by this thread.
+        let stop = !matches!(&got, Ok(m) if !matches!(m, Message::Bye));
         if tx.send(got).is_err() || stop {
             return;
         }

@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(classes(&f).len(), 2);
         for (bad, want) in [
             ("", "agent"),
-            ("[[agent]]\naddr = \"serial:///dev/tty\"\n", "tcp://"),
+            ("[[agent]]\naddr = \"udp://x:1\"\n", "tcp://"),
             ("[[agent]]\naddr = \"a\"\nclass = \"../x\"\n", "class"),
             (
                 "[[agent]]\naddr = \"a\"\n[[agent]]\naddr = \"a\"\n",

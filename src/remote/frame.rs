@@ -132,6 +132,13 @@ impl Deadline for &[u8] {
     }
 }
 
+impl<T: Deadline + ?Sized> Deadline for Box<T> {
+    /// Forwards to the boxed transport.
+    fn set_read_deadline(&mut self, remaining: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_deadline(remaining)
+    }
+}
+
 impl<T: Deadline + ?Sized> Deadline for &mut T {
     /// Forwards to the referenced transport.
     fn set_read_deadline(&mut self, remaining: Option<Duration>) -> io::Result<()> {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::auth::{self, Key};
-use super::frame::{Channel, FrameError};
+use std::io::{Read, Write};
+
+use super::frame::{Channel, Deadline, FrameError};
 use super::message::{Limits, Message};
 use crate::device::DeviceInfo;
 use crate::job::{Job, JobResult};
@@ -23,21 +25,53 @@ pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Waits between reconnection attempts after a lost link: 1, 2, 4, 8, 16 s, then give up.
 pub const BACKOFF_S: [u64; 5] = [1, 2, 4, 8, 16];
 
-/// Where an agent listens: `tcp://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 7207).
+/// Where an agent listens: `tcp://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 7207), or
+/// `serial:///dev/ttyACM0` (`?baud=115200` by default).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentAddr {
-    /// `HOST:PORT` as given.
-    pub host_port: String,
+pub enum AgentAddr {
+    /// A TCP address, `HOST:PORT`.
+    Tcp {
+        /// `HOST:PORT` as given.
+        host_port: String,
+    },
+    /// A serial device.
+    Serial {
+        /// The device path.
+        path: String,
+        /// Its baud rate.
+        baud: u32,
+    },
 }
 
 impl AgentAddr {
     /// Parses an agent address; errors say what is accepted.
     pub fn parse(s: &str) -> Result<AgentAddr> {
+        let usage = || {
+            anyhow::anyhow!(
+                "agent address `{s}`: give tcp://HOST:PORT (USB networking, an SSH tunnel or `adb forward` are TCP too) or serial:///dev/ttyACM0[?baud=115200]"
+            )
+        };
+        if let Some(rest) = s.strip_prefix("serial://") {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if !path.starts_with('/') {
+                return Err(usage());
+            }
+            let baud = match query {
+                "" => super::serial::DEFAULT_BAUD,
+                q => q
+                    .strip_prefix("baud=")
+                    .and_then(|b| b.parse().ok())
+                    .filter(|&b| b > 0)
+                    .ok_or_else(usage)?,
+            };
+            return Ok(AgentAddr::Serial {
+                path: path.to_string(),
+                baud,
+            });
+        }
         let rest = s.strip_prefix("tcp://").unwrap_or(s);
         if rest.is_empty() || rest.contains('/') || s.contains("://") && !s.starts_with("tcp://") {
-            bail!(
-                "agent address `{s}`: give tcp://HOST:PORT (USB networking, an SSH tunnel or `adb forward` are TCP too); serial links are not supported yet"
-            );
+            return Err(usage());
         }
         let host_port = if rest
             .rsplit_once(':')
@@ -47,28 +81,59 @@ impl AgentAddr {
         } else {
             format!("{rest}:{DEFAULT_PORT}")
         };
-        Ok(AgentAddr { host_port })
+        Ok(AgentAddr::Tcp { host_port })
     }
 
-    fn resolve(&self) -> Result<SocketAddr> {
-        self.host_port
+    fn resolve(host_port: &str) -> Result<SocketAddr> {
+        host_port
             .to_socket_addrs()
-            .with_context(|| format!("cannot resolve agent address {}", self.host_port))?
+            .with_context(|| format!("cannot resolve agent address {host_port}"))?
             .next()
-            .with_context(|| format!("agent address {} resolves to nothing", self.host_port))
+            .with_context(|| format!("agent address {host_port} resolves to nothing"))
+    }
+
+    /// Opens the byte stream to the agent.
+    fn open(&self) -> Result<Box<dyn Link>> {
+        Ok(match self {
+            AgentAddr::Tcp { host_port } => {
+                let sock = AgentAddr::resolve(host_port)?;
+                let stream =
+                    TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT).with_context(|| {
+                        format!(
+                            "cannot connect to the agent at {self}: is `lts agent` running there?"
+                        )
+                    })?;
+                stream.set_nodelay(true).ok();
+                stream.set_write_timeout(Some(SILENCE_TIMEOUT)).ok();
+                Box::new(stream)
+            }
+            AgentAddr::Serial { path, baud } => {
+                let link = super::serial::SerialLink::open(path, *baud)?;
+                // Whatever an earlier session left in the line.
+                link.clear_input();
+                Box::new(link)
+            }
+        })
     }
 }
 
 impl std::fmt::Display for AgentAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "tcp://{}", self.host_port)
+        match self {
+            AgentAddr::Tcp { host_port } => write!(f, "tcp://{host_port}"),
+            AgentAddr::Serial { path, baud } => write!(f, "serial://{path}?baud={baud}"),
+        }
     }
 }
+
+/// A byte stream to an agent: TCP or serial.
+pub trait Link: Read + Write + Deadline + Send {}
+impl<T: Read + Write + Deadline + Send> Link for T {}
 
 /// An authenticated connection to one agent.
 pub struct Client {
     addr: AgentAddr,
-    stream: TcpStream,
+    stream: Box<dyn Link>,
     chan: Channel,
     /// The board, as the agent described it on connect.
     pub device: DeviceInfo,
@@ -105,12 +170,7 @@ enum Ended {
 impl Client {
     /// Connects, authenticates both ends and reads the agent's hello.
     pub fn connect(addr: &AgentAddr, key: &Key) -> Result<Client> {
-        let sock = addr.resolve()?;
-        let mut stream = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT).with_context(|| {
-            format!("cannot connect to the agent at {addr}: is `lts agent` running there?")
-        })?;
-        stream.set_nodelay(true).ok();
-        stream.set_write_timeout(Some(SILENCE_TIMEOUT)).ok();
+        let mut stream = addr.open()?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let mut chan = auth::host_handshake(&mut stream, key, deadline)
             .with_context(|| format!("handshake with the agent at {addr}"))?;
@@ -343,18 +403,41 @@ pub fn run_job(
     )))
 }
 
+impl Drop for Client {
+    /// Says goodbye, so the agent ends the session at once (over a serial line, the next host
+    /// can then start its handshake).
+    fn drop(&mut self) {
+        let _ = self.send(&Message::Bye);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn addresses() {
-        let p = |s: &str| AgentAddr::parse(s).map(|a| a.host_port);
-        assert_eq!(p("tcp://pi.local:7300").unwrap(), "pi.local:7300");
-        assert_eq!(p("pi.local").unwrap(), "pi.local:7207");
-        assert_eq!(p("127.0.0.1:9").unwrap(), "127.0.0.1:9");
-        assert!(p("serial:///dev/ttyACM0").is_err());
-        assert!(p("").is_err());
-        assert!(p("tcp://a/b").is_err());
+        let p = |s: &str| AgentAddr::parse(s).map(|a| a.to_string());
+        assert_eq!(p("tcp://pi.local:7300").unwrap(), "tcp://pi.local:7300");
+        assert_eq!(p("pi.local").unwrap(), "tcp://pi.local:7207");
+        assert_eq!(p("127.0.0.1:9").unwrap(), "tcp://127.0.0.1:9");
+        assert_eq!(
+            p("serial:///dev/ttyACM0").unwrap(),
+            "serial:///dev/ttyACM0?baud=115200"
+        );
+        assert_eq!(
+            p("serial:///dev/ttyUSB1?baud=921600").unwrap(),
+            "serial:///dev/ttyUSB1?baud=921600"
+        );
+        for bad in [
+            "",
+            "tcp://a/b",
+            "udp://x:1",
+            "serial://ttyACM0",
+            "serial:///dev/x?baud=0",
+            "serial:///dev/x?speed=1",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -11,3 +11,4 @@ pub mod fleet;
 pub mod frame;
 pub mod host;
 pub mod message;
+pub mod serial;
