@@ -22,15 +22,15 @@ fn main() {
     let result = match &cli.command {
         Command::Params(a) => commands::params(a),
         Command::Export(a) => commands::export(a),
-        Command::Measure(a) => commands::measure(a),
-        Command::Search(a) => commands::search(a),
+        Command::Measure(a) => commands::measure::measure(a),
+        Command::Search(a) => commands::search::search(a),
         Command::Device(a) => commands::device(a),
         Command::Setup(a) => commands::setup(a),
         Command::Fetch(a) => commands::fetch(a),
-        Command::Eval(a) => commands::eval(a),
-        Command::Quantize(a) => commands::quantize(a),
-        Command::QuantBench(a) => commands::quant_bench(a),
-        Command::Agent(a) => commands::agent(a),
+        Command::Eval(a) => commands::eval::eval(a),
+        Command::Quantize(a) => commands::quantize::quantize(a),
+        Command::QuantBench(a) => commands::quantize::quant_bench(a),
+        Command::Agent(a) => commands::agent::agent(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

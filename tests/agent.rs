@@ -212,7 +212,7 @@ fn search_through_an_agent_records_its_device_and_runtime() {
         .unwrap()
         .contains("on the agent at tcp://127.0.0.1:"));
     assert_eq!(
-        run["config"]["agent"]["addr"].as_str().unwrap(),
+        run["config"]["agents"][0]["addr"].as_str().unwrap(),
         format!("tcp://127.0.0.1:{}", a.port)
     );
     assert!(!std::fs::read_to_string(out.join("r/run.json"))

@@ -297,6 +297,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_example_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("devices/fleet.toml");
+        let f = load(&p).unwrap();
+        assert_eq!(f[0].class, "pi5");
+    }
+
+    #[test]
     fn fleet_files_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("fleet.toml");

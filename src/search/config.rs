@@ -294,7 +294,7 @@ impl SearchConfig {
                 backend: BackendSpec::Ort(o),
             } => o.validate()?,
             // Adapter, precision and timer are checked against the GPU before the run folder
-            // is created (`commands::search`); nothing about them is wrong on every machine.
+            // is created (`commands::search::search`); nothing about them is wrong on every machine.
             EvaluatorSpec::Measure {
                 backend: BackendSpec::Wgpu(_),
             } => {}

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::device::DeviceInfo;
 
+pub mod classes;
 pub mod config;
 pub mod evaluate;
 pub mod pareto;
@@ -212,87 +213,6 @@ pub fn run_new(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outco
     let mut s = Search::new(cfg, eval, run_dir, info, Vec::new(), opts);
     s.save_run_json()?;
     s.run()
-}
-
-/// A fleet run's folder (`lts search --agents` with several board classes): no `run.json` of
-/// its own, one class run per subfolder. Returns the class names, or `None` for a plain run.
-pub fn fleet_classes(dir: &Path) -> Result<Option<Vec<String>>> {
-    if dir.join(store::RUN_JSON).exists() {
-        return Ok(None);
-    }
-    let mut classes = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let e = e?;
-        if e.path().join(store::RUN_JSON).is_file() {
-            classes.push(e.file_name().to_string_lossy().into_owned());
-        }
-    }
-    classes.sort();
-    Ok((!classes.is_empty()).then_some(classes))
-}
-
-/// Runs (a new config) or resumes (`None`) one search per board class side by side, into
-/// `dir/<class>/`, then writes `dir/summary.md` linking the classes' summaries. A class that
-/// fails does not stop the others; the first failure is returned after all have ended.
-pub fn run_classes(
-    classes: Vec<(String, Option<SearchConfig>)>,
-    dir: &Path,
-) -> Result<Vec<(String, Outcome)>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let opts = RunOptions { quiet: true };
-    let results: Vec<(String, Result<Outcome>)> = std::thread::scope(|sc| {
-        let handles: Vec<_> = classes
-            .into_iter()
-            .map(|(class, cfg)| {
-                let sub = dir.join(&class);
-                let opts = &opts;
-                let h = sc.spawn(move || match cfg {
-                    Some(cfg) => run_new(cfg, &sub, opts),
-                    None => resume(&sub, opts),
-                });
-                (class, h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(c, h)| {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the search of class {c} panicked")));
-                (c, r)
-            })
-            .collect()
-    });
-    let mut md = format!(
-        "# Fleet search `{}`\n\nOne search per board class, each on its own boards.\n\n| class | candidates | frontier | hypervolume | report |\n|---|---|---|---|---|\n",
-        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    );
-    let mut ok = Vec::new();
-    let mut first_err = None;
-    for (class, r) in results {
-        match r {
-            Ok(o) => {
-                md.push_str(&format!(
-                    "| {class} | {} | {} | {:.4} | [{class}/summary.md]({class}/summary.md) |\n",
-                    o.candidates,
-                    o.frontier.len(),
-                    o.hypervolume
-                ));
-                ok.push((class, o));
-            }
-            Err(e) => {
-                md.push_str(&format!(
-                    "| {class} | stopped: {e:#} | | | [{class}/summary.md]({class}/summary.md) |\n"
-                ));
-                first_err.get_or_insert(e.context(format!("class {class}")));
-            }
-        }
-    }
-    crate::util::write_atomic(&dir.join(store::SUMMARY_MD), md.as_bytes())?;
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(ok),
-    }
 }
 
 /// The run folder `--resume` names: the folder itself, or its `run.json`.
@@ -509,7 +429,8 @@ impl Search {
                     Algo::Lts => self.propose_lts(iteration, &mut rng),
                 }
             };
-            for rec in self.evaluate_all(&proposals, Stage::Short)? {
+            let (recs, done) = self.evaluate_all(&proposals, Stage::Short);
+            for rec in recs.into_iter().flatten() {
                 self.index.insert(rec.arch_id.clone(), self.cands.len());
                 self.cands.push(Candidate {
                     short: rec,
@@ -517,6 +438,7 @@ impl Search {
                 });
                 self.progress.inc(1);
             }
+            done?;
             self.finalize()?;
             if iteration == 0 {
                 self.set_hv_reference();
@@ -638,8 +560,10 @@ impl Search {
 
     /// Measures proposals (taking the journal's records where it has them), all at once when
     /// the evaluator can (a fleet of board agents), journaling each record as soon as it
-    /// exists; the records come back in the proposals' order.
-    fn evaluate_all(&mut self, ps: &[Proposal], stage: Stage) -> Result<Vec<Record>> {
+    /// exists; the records come back in the proposals' order. When the batch stops early (a
+    /// signal, a failed measurement), the records it has are returned with the error, so the
+    /// reports written on the way out hold every candidate the journal holds.
+    fn evaluate_all(&mut self, ps: &[Proposal], stage: Stage) -> (Vec<Option<Record>>, Result<()>) {
         let mut out: Vec<Option<Record>> = ps
             .iter()
             .map(|p| self.recorded.remove(&(p.id.clone(), stage)))
@@ -647,9 +571,11 @@ impl Search {
         self.reused += out.iter().flatten().count();
         let todo: Vec<usize> = (0..ps.len()).filter(|&i| out[i].is_none()).collect();
         if todo.is_empty() {
-            return Ok(out.into_iter().flatten().collect());
+            return (out, Ok(()));
         }
-        crate::signals::check()?;
+        if let Err(e) = crate::signals::check() {
+            return (out, Err(e.into()));
+        }
         let archs: Vec<Arch> = todo.iter().map(|&i| ps[i].arch.clone()).collect();
         let measured = matches!(self.cfg.evaluator, EvaluatorSpec::Measure { .. });
         let Search {
@@ -660,7 +586,7 @@ impl Search {
             measured_now,
             ..
         } = self;
-        eval.evaluate_batch(&archs, stage, &mut |k, ev, started_at| {
+        let r = eval.evaluate_batch(&archs, stage, &mut |k, ev, started_at| {
             let p = &ps[todo[k]];
             if measured {
                 // The cost model's "samples" are predictions, not time spent.
@@ -684,16 +610,21 @@ impl Search {
             *measured_now += 1;
             out[todo[k]] = Some(rec);
             Ok(())
-        })?;
-        if self.info.runtime.is_empty() {
+        });
+        if self.info.runtime.is_empty() && out.iter().any(Option::is_some) {
             self.info.runtime = self.eval.describe();
             if let Some(d) = self.eval.device() {
                 self.info.device = d;
             }
         }
-        out.into_iter()
-            .map(|r| r.context("the evaluator skipped a candidate"))
-            .collect()
+        let r = r.and_then(|()| {
+            anyhow::ensure!(
+                out.iter().all(Option::is_some),
+                "the evaluator skipped a candidate"
+            );
+            Ok(())
+        });
+        (out, r)
     }
 
     fn feasible(&self, r: &Record) -> bool {
@@ -788,9 +719,13 @@ impl Search {
                     }
                 })
                 .collect();
-            for (i, full) in need.into_iter().zip(self.evaluate_all(&ps, Stage::Full)?) {
-                self.cands[i].full = Some(full);
+            let (fulls, done) = self.evaluate_all(&ps, Stage::Full);
+            for (i, full) in need.into_iter().zip(fulls) {
+                if full.is_some() {
+                    self.cands[i].full = full;
+                }
             }
+            done?;
         }
         self.front = self.compute_front();
         debug_assert!(self.front.iter().all(|&i| self.cands[i].full.is_some()));

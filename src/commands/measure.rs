@@ -1,0 +1,219 @@
+//! `lts measure`: the jobs its flags describe, timed here or on a board's agent.
+
+use super::agent::measure_on_agent;
+use super::*;
+
+fn protocol_from(args: &MeasureArgs) -> Protocol {
+    let mut p = Protocol::default();
+    if let Some(v) = args.warmup_s {
+        p.warmup_s = v;
+    }
+    if let Some(v) = args.min_runs {
+        p.min_runs = v;
+    }
+    if let Some(v) = args.min_duration_s {
+        p.min_duration_s = v;
+    }
+    if let Some(v) = args.max_runs {
+        p.max_runs = v;
+    }
+    if let Some(v) = args.max_duration_s {
+        p.max_duration_s = v;
+    }
+    if let Some(v) = args.cv_threshold {
+        p.cv_threshold = v;
+    }
+    p.target_ci_rel = args.target_ci;
+    p
+}
+
+/// Builds the jobs `lts measure` describes, one per `--backend` (same arch, weights, inputs and
+/// protocol).
+pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
+    let base = measure_job(args)?;
+    let mut backends = args.backend.clone();
+    backends.dedup();
+    if backends.is_empty() {
+        bail!("--backend needs at least one of ort, wgpu");
+    }
+    let schemes = match &args.quant {
+        Some(list) => {
+            crate::quant::Scheme::parse_list(list, crate::quant::scheme::DEFAULT_PERCENTILE)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => vec![base.quant.clone()],
+    };
+    if backends.contains(&MeasureBackend::Wgpu) && schemes.iter().flatten().any(|q| !q.is_fp32()) {
+        bail!("--quant: quantized graphs run on ONNX Runtime only; drop wgpu from --backend");
+    }
+    let mut jobs = Vec::new();
+    for b in backends {
+        for q in &schemes {
+            jobs.push(Job {
+                backend: match b {
+                    MeasureBackend::Ort => base.backend.clone(),
+                    MeasureBackend::Wgpu => BackendSpec::Wgpu(args.gpu.options()),
+                },
+                quant: q.clone(),
+                ..base.clone()
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// Builds the ONNX Runtime job `lts measure` describes (see [`measure_jobs`]).
+pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
+    let (arch, weights, file, quant) = match &args.onnx {
+        Some(path) => {
+            // Decoded once: execution reuses it (graph::OnnxFile::open).
+            let info = graph::OnnxFile::open(path)?.info.clone();
+            let file = (info.kind, info.logits);
+            (
+                info.arch,
+                WeightsSpec::Onnx { path: path.clone() },
+                Some(file),
+                info.quant,
+            )
+        }
+        None => {
+            let arch: Arch = args.arch.resolve()?;
+            let w = weights_spec(&args.arch, &args.weights);
+            (arch, w, None, None)
+        }
+    };
+    let profile = load_profile(&args.profile)?;
+    let mut ort = OrtOptions {
+        opt_level: args.opt_level,
+        ..OrtOptions::default()
+    };
+    if let Some(p) = &profile {
+        ort = p.apply_ort(ort);
+    }
+    if let Some(n) = args.threads {
+        ort.intra_threads = n;
+    }
+    if let Some(n) = args.inter_threads {
+        ort.inter_threads = n;
+    }
+    if args.no_spin {
+        ort.allow_spinning = false;
+    }
+    // Before any weights or graph are built.
+    ort.validate()?;
+    let (mut workload, note) = workload_from(args.mode, arch.n_positions, &args.lengths)?;
+    workload.batch = args.batch;
+    workload.seed = args.input_seed;
+    if let (Some(path), Some((GraphKind::Prefill, logits)), Mode::Prefill) =
+        (&args.onnx, file, args.mode)
+    {
+        // An exported prefill graph computes the logits it was exported with.
+        match args.lengths.logits {
+            Some(l) if l != logits => bail!(
+                "{} was exported with --logits {}: drop --logits {} or export again with it",
+                path.display(),
+                logits.as_str(),
+                l.as_str()
+            ),
+            _ => workload.logits = logits,
+        }
+    }
+    workload.check(&arch)?;
+    // Before anything is built or loaded (execute checks again, for jobs from elsewhere).
+    MemoryLimit::resolve(args.max_memory)
+        .check(estimate_memory(&arch, &workload), "this workload")?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    Ok(Job {
+        quant,
+        arch,
+        weights,
+        workload,
+        protocol: protocol_from(args),
+        backend: BackendSpec::Ort(ort),
+        max_params: args.max_params,
+        max_memory: args.max_memory,
+        thermal: profile
+            .as_ref()
+            .map(|p| p.thermal.clone())
+            .unwrap_or_default(),
+        device_profile: profile.map(|p| p.name),
+    })
+}
+
+/// `lts measure`.
+pub fn measure(args: &MeasureArgs) -> Result<()> {
+    let jobs = measure_jobs(args)?;
+    if let Some(path) = &args.onnx {
+        let kind = graph::OnnxFile::open(path)?.info.kind;
+        let needed = job::graphs_for(&jobs[0].workload);
+        if needed.len() == 1 && needed[0].0 != kind {
+            bail!(
+                "{} is a {kind:?} graph: pass --mode {}",
+                path.display(),
+                kind.as_str()
+            );
+        }
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    if let Some(addr) = &args.agent {
+        results = measure_on_agent(addr, args.key.as_ref(), &jobs, args.json)?;
+    }
+    let jobs = if args.agent.is_some() {
+        Vec::new()
+    } else {
+        jobs
+    };
+    // Quantized variants on ONNX Runtime alone: one interleaved loop, so drift hits all alike.
+    let interleave = jobs.len() > 1
+        && jobs
+            .iter()
+            .all(|j| matches!(j.backend, BackendSpec::Ort(_)));
+    if interleave {
+        results = job::execute_interleaved(&jobs).context("measuring the --quant variants")?;
+        if !args.json {
+            for (i, r) in results.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", report::terminal::measurement_table(r));
+            }
+        }
+    }
+    for job in jobs.iter().filter(|_| !interleave) {
+        let r = job::execute(job)
+            .with_context(|| format!("measuring with --backend {}", job.backend.name()))?;
+        if !args.json {
+            if !results.is_empty() {
+                println!();
+            }
+            print!("{}", report::terminal::measurement_table(&r));
+        }
+        results.push(r);
+    }
+    let json = if results.len() == 1 {
+        serde_json::to_string_pretty(&results[0])?
+    } else {
+        serde_json::to_string_pretty(&results)?
+    };
+    if let Some(path) = &args.out {
+        write_atomic(path, json.as_bytes())?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        if results.len() > 1 {
+            println!();
+            print!("{}", report::terminal::backend_comparison(&results));
+        }
+        if let Some(path) = &args.out {
+            println!("full result with raw samples: {}", path.display());
+        } else {
+            println!("(raw samples: --json or --out FILE)");
+        }
+    }
+    Ok(())
+}
