@@ -425,3 +425,23 @@ fn jobs_run_over_a_serial_line_one_host_after_the_other() {
     let _ = socat.kill();
     let _ = socat.wait();
 }
+
+#[test]
+fn once_exits_after_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let mut a = agent(&key, 0, &["--once"]);
+    measure(a.port, &key).assert().success();
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = a.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "--once did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -86,7 +86,7 @@ pub fn agent(args: &crate::cli::AgentArgs) -> Result<()> {
         max_seq_len: args.max_seq_len,
         max_memory: args.max_memory,
     };
-    crate::signals::install()?;
+    // No Ctrl-C handler: the first Ctrl-C ends the agent (it holds nothing to write).
     let cfg = AgentConfig {
         key,
         limits,

@@ -85,37 +85,33 @@ impl Shared {
 /// sent).
 pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
     let shared = Arc::new(Shared::default());
-    // Non-blocking accept, polled, so that Ctrl-C and `--once` are noticed between hosts.
-    listener
-        .set_nonblocking(true)
-        .context("cannot configure the listening socket")?;
+    // Blocking accept: no polling thread wakes up while a job is being timed. Ctrl-C ends the
+    // process (the agent keeps nothing that must be written); `--once` wakes the accept with a
+    // connection of its own once the result is out.
+    let own = listener
+        .local_addr()
+        .context("the listening socket has no address")?;
     loop {
+        let (stream, peer) = listener.accept().context("accepting a connection")?;
         if shared.finished.load(Ordering::SeqCst) {
             return Ok(());
         }
-        crate::signals::check()?;
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                stream.set_nonblocking(false)?;
-                stream.set_nodelay(true).ok();
-                // A host that stops reading must not block this connection's thread forever.
-                stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
-                let (cfg, shared) = (cfg.clone(), Arc::clone(&shared));
-                std::thread::spawn(move || {
-                    let r = serve_connection(stream, &cfg, &shared);
-                    if cfg.verbose {
-                        match r {
-                            Ok(()) => eprintln!("lts agent: {peer}: closed"),
-                            Err(e) => eprintln!("lts agent: {peer}: {e:#}"),
-                        }
-                    }
-                });
+        stream.set_nodelay(true).ok();
+        // A host that stops reading must not block this connection's thread forever.
+        stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
+        let (cfg, shared) = (cfg.clone(), Arc::clone(&shared));
+        std::thread::spawn(move || {
+            let r = serve_connection(stream, &cfg, &shared);
+            if cfg.verbose {
+                match &r {
+                    Ok(()) => eprintln!("lts agent: {peer}: closed"),
+                    Err(e) => eprintln!("lts agent: {peer}: {e:#}"),
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+            if shared.finished.load(Ordering::SeqCst) {
+                let _ = TcpStream::connect(own);
             }
-            Err(e) => return Err(e).context("accepting a connection"),
-        }
+        });
     }
 }
 
