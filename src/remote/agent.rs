@@ -55,7 +55,9 @@ type Outcome = std::result::Result<Box<JobResult>, String>;
 #[derive(Default)]
 struct Shared {
     /// Held while a job runs: measurements never overlap.
-    running: Mutex<Option<(String, Instant)>>,
+    /// Jobs accepted and not finished (waiting for the board, or running), with when they
+    /// were accepted.
+    running: Mutex<HashMap<String, Instant>>,
     /// Finished jobs, oldest first.
     done: Mutex<(HashMap<String, Outcome>, VecDeque<String>)>,
     /// Set with `--once` after the first result went out.
@@ -211,6 +213,12 @@ fn serve_connection<S: Transport>(
                     send(&mut chan, &mut stream, outcome_message(&id, done))?;
                     continue;
                 }
+                if running_since(shared, &id).is_some() {
+                    // The same job sent again (a host that reconnected): wait for the copy
+                    // already accepted instead of measuring twice.
+                    await_job(&id, shared, &mut chan, &mut stream)?;
+                    continue;
+                }
                 if let Err(e) = cfg.limits.admit(&job) {
                     send(&mut chan, &mut stream, error(Some(&id), &format!("{e:#}")))?;
                     continue;
@@ -224,12 +232,12 @@ fn serve_connection<S: Transport>(
             Message::Collect { id } => {
                 let reply = match shared.finished_job(&id) {
                     Some(done) => outcome_message(&id, done),
-                    None => match running(shared) {
-                        Some((rid, since)) if rid == id => Message::Progress {
+                    None => match running_since(shared, &id) {
+                        Some(since) => Message::Progress {
                             id,
                             elapsed_s: since.elapsed().as_secs_f64(),
                         },
-                        _ => Message::Unknown { id },
+                        None => Message::Unknown { id },
                     },
                 };
                 send(&mut chan, &mut stream, reply)?;
@@ -251,12 +259,37 @@ fn serve_connection<S: Transport>(
     }
 }
 
-fn running(shared: &Shared) -> Option<(String, Instant)> {
+fn running_since(shared: &Shared, id: &str) -> Option<Instant> {
     shared
         .running
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .clone()
+        .get(id)
+        .copied()
+}
+
+/// Waits for job `id`, accepted on another connection, with heartbeats, then sends its
+/// outcome.
+fn await_job<S: Write>(
+    id: &str,
+    shared: &Shared,
+    chan: &mut Channel,
+    stream: &mut S,
+) -> Result<()> {
+    loop {
+        if let Some(done) = shared.finished_job(id) {
+            return send(chan, stream, outcome_message(id, done));
+        }
+        let Some(since) = running_since(shared, id) else {
+            return send(chan, stream, Message::Unknown { id: id.to_string() });
+        };
+        let beat = Message::Progress {
+            id: id.to_string(),
+            elapsed_s: since.elapsed().as_secs_f64(),
+        };
+        send(chan, stream, beat)?;
+        std::thread::sleep(HEARTBEAT);
+    }
 }
 
 fn error(id: Option<&str>, message: &str) -> Message {
@@ -296,21 +329,29 @@ fn run_job<S: Write>(
     let (done_tx, done_rx) = mpsc::channel::<Outcome>();
     let (id_owned, shared2, verbose) = (id.to_string(), Arc::clone(shared), cfg.verbose);
     let started = Instant::now();
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string(), started);
     std::thread::spawn(move || {
         // One measurement at a time on this board.
         static BOARD: Mutex<()> = Mutex::new(());
         let _board = BOARD.lock().unwrap_or_else(|e| e.into_inner());
         crate::signals::clear_cancel();
-        *shared2.running.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((id_owned.clone(), Instant::now()));
         if verbose {
             eprintln!("lts agent: job {id_owned}: {}", job.arch.id());
         }
         let outcome = job::execute(&job)
             .map(Box::new)
             .map_err(|e| format!("{e:#}"));
-        *shared2.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Kept before it leaves the running set, so a Collect never falls in between.
         shared2.keep(&id_owned, outcome.clone());
+        shared2
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id_owned);
         let _ = done_tx.send(outcome);
     });
     let mut host_gone = false;
