@@ -412,8 +412,8 @@ pub struct SearchArgs {
     /// run quantizes only the members that have no variants yet.
     #[arg(long, value_name = "SCHEMES")]
     pub quantize: Option<String>,
-    /// Measure the candidates on a board's `lts agent` (tcp://HOST:PORT; see `lts agent
-    /// --help`) instead of this machine; a lost link is retried with backoff and the result
+    /// Measure the candidates on a board's `lts agent` (tcp://HOST:PORT or serial://DEVICE;
+    /// see `lts agent --help`) instead of this machine; a lost link is retried with backoff and the result
     /// the board kept is collected, so nothing is measured twice.
     #[arg(long, value_name = "ADDR")]
     pub agent: Option<String>,
@@ -562,9 +562,9 @@ pub struct MeasureArgs {
     /// sequences first.
     #[arg(long, value_name = "SCHEMES", conflicts_with = "onnx")]
     pub quant: Option<String>,
-    /// Measure on a board's `lts agent` (tcp://HOST:PORT; see `lts agent --help`) instead of
-    /// this machine: the job travels, the board builds the graph and times it. Seeded weights
-    /// only (the host never ships files).
+    /// Measure on a board's `lts agent` (tcp://HOST:PORT or serial:///dev/ttyACM0; see `lts
+    /// agent --help`) instead of this machine: the job travels, the board builds the graph and
+    /// times it. Seeded weights only (the host never ships files).
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["onnx", "gguf"])]
     pub agent: Option<String>,
     /// The agent's key file, with --agent (default: ~/.config/lts/agent.key).
