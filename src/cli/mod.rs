@@ -413,8 +413,8 @@ pub struct SearchArgs {
     #[arg(long, value_name = "SCHEMES")]
     pub quantize: Option<String>,
     /// Measure the candidates on a board's `lts agent` (tcp://HOST:PORT or serial://DEVICE;
-    /// see `lts agent --help`) instead of this machine; a lost link is retried with backoff and the result
-    /// the board kept is collected, so nothing is measured twice.
+    /// see `lts agent --help`) instead of this machine; a lost link is retried with backoff and
+    /// the result the board kept is collected, so nothing is measured twice.
     #[arg(long, value_name = "ADDR")]
     pub agent: Option<String>,
     /// Measure on a fleet of board agents listed in a TOML file (`[[agent]]` tables with
