@@ -324,6 +324,8 @@ impl Client {
                 }
                 Message::Unknown { id: u } if u == id => return Ok(None),
                 Message::Progress { id: p, elapsed_s } if p == id => {
+                    // Ctrl-C on the host stops the polling, as it stops `wait`.
+                    crate::signals::check()?;
                     progress(elapsed_s);
                     std::thread::sleep(Duration::from_secs(1));
                 }
