@@ -62,7 +62,14 @@ fn main() -> anyhow::Result<()> {
             cfg.algo = algo;
             cfg.seed = seed;
             let dir = root.path().join(format!("{algo:?}-{seed}"));
-            let outcome = search::run_new(cfg, &dir, &RunOptions { quiet: true })?;
+            let outcome = search::run_new(
+                cfg,
+                &dir,
+                &RunOptions {
+                    quiet: true,
+                    ..RunOptions::default()
+                },
+            )?;
             let info: RunInfo = serde_json::from_slice(&std::fs::read(dir.join("run.json"))?)?;
             runs.push(Run {
                 algo,

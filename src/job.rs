@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, ParamCounts, DEFAULT_MAX_PARAMS};
 use crate::backend::ort::{Ort, OrtGenerator, OrtOptions, OrtRunner};
+use crate::backend::simulated::{CostModelOptions, SleepRunner};
 use crate::backend::wgpu::model::{runtime_info, WgpuRunner};
 use crate::backend::wgpu::{Gpu, WgpuOptions};
 use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
@@ -58,14 +59,19 @@ pub enum BackendSpec {
     Ort(OrtOptions),
     /// Our WGSL kernels through wgpu.
     Wgpu(WgpuOptions),
+    /// The analytic cost model: each run sleeps its modelled time; measures nothing
+    /// ([`crate::backend::simulated`]).
+    #[serde(rename = "cost-model")]
+    CostModel(CostModelOptions),
 }
 
 impl BackendSpec {
-    /// Short name for tables and CSV columns: `ort` or `wgpu`.
+    /// Short name for tables and CSV columns: `ort`, `wgpu` or `cost-model`.
     pub fn name(&self) -> &'static str {
         match self {
             BackendSpec::Ort(_) => "ort",
             BackendSpec::Wgpu(_) => "wgpu",
+            BackendSpec::CostModel(_) => "cost-model",
         }
     }
 }
@@ -456,64 +462,83 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     check_job(job)?;
     let started_at = crate::util::now_rfc3339();
     let first_token = FirstTokenLog::default();
-    let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) =
-        match &job.backend {
-            BackendSpec::Ort(opts) => {
-                let ort = Ort::load()?;
-                let (model, source, emission_ms) = build_ort_model(job)?;
-                let bytes = model.bytes();
-                let m = thermal::around(&job.thermal, || {
-                    measure::run_protocol(&job.protocol, || {
-                        // Our handles on the model are dropped once the sessions hold it,
-                        // before the first run.
-                        let OrtModel { graphs, files } = model;
-                        let mut sessions = Vec::with_capacity(graphs.len());
-                        for g in graphs {
-                            sessions.push(ort.session_with_files(&g, &files, opts)?);
-                        }
-                        drop(files);
-                        ort_runner(sessions, job, first_token.clone())
-                    })
-                })?;
-                (ort.info().clone(), source, emission_ms, bytes, m)
+    let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) = match &job
+        .backend
+    {
+        BackendSpec::Ort(opts) => {
+            let ort = Ort::load()?;
+            let (model, source, emission_ms) = build_ort_model(job)?;
+            let bytes = model.bytes();
+            let m = thermal::around(&job.thermal, || {
+                measure::run_protocol(&job.protocol, || {
+                    // Our handles on the model are dropped once the sessions hold it,
+                    // before the first run.
+                    let OrtModel { graphs, files } = model;
+                    let mut sessions = Vec::with_capacity(graphs.len());
+                    for g in graphs {
+                        sessions.push(ort.session_with_files(&g, &files, opts)?);
+                    }
+                    drop(files);
+                    ort_runner(sessions, job, first_token.clone())
+                })
+            })?;
+            (ort.info().clone(), source, emission_ms, bytes, m)
+        }
+        BackendSpec::Wgpu(opts) => {
+            if let Some(q) = job.quant.as_ref().filter(|q| !q.is_fp32()) {
+                bail!("--quant {q}: quantized graphs run on ONNX Runtime only (--backend ort)");
             }
-            BackendSpec::Wgpu(opts) => {
-                if let Some(q) = job.quant.as_ref().filter(|q| !q.is_fp32()) {
-                    bail!("--quant {q}: quantized graphs run on ONNX Runtime only (--backend ort)");
-                }
-                let gpu = Gpu::shared(opts.adapter)?;
-                let precision = gpu.resolve_precision(opts.precision)?;
-                // A generation is timed by the wall clock: device timestamps cannot cover the
-                // host-side argmax between steps.
-                let timer = match job.workload.mode {
-                    Mode::Generate => crate::backend::wgpu::GpuTimer::Wall,
-                    _ => gpu.resolve_timer(opts.timer)?,
-                };
-                let (weights, source, emission_ms) = build_weights(job)?;
-                let mut gpu_weight_bytes = 0;
-                let m = thermal::around(&job.thermal, || {
-                    measure::run_protocol(&job.protocol, || {
-                        let runner = WgpuRunner::new(
-                            gpu.clone(),
-                            &job.arch,
-                            &weights,
-                            &job.workload,
-                            opts,
-                            first_token.clone(),
-                        )?;
-                        gpu_weight_bytes = runner.model().weight_bytes();
-                        Ok(Box::new(runner) as Box<dyn Runner>)
-                    })
-                })?;
-                (
-                    runtime_info(&gpu, precision, timer),
-                    source,
-                    emission_ms,
-                    gpu_weight_bytes,
-                    m,
-                )
+            let gpu = Gpu::shared(opts.adapter)?;
+            let precision = gpu.resolve_precision(opts.precision)?;
+            // A generation is timed by the wall clock: device timestamps cannot cover the
+            // host-side argmax between steps.
+            let timer = match job.workload.mode {
+                Mode::Generate => crate::backend::wgpu::GpuTimer::Wall,
+                _ => gpu.resolve_timer(opts.timer)?,
+            };
+            let (weights, source, emission_ms) = build_weights(job)?;
+            let mut gpu_weight_bytes = 0;
+            let m = thermal::around(&job.thermal, || {
+                measure::run_protocol(&job.protocol, || {
+                    let runner = WgpuRunner::new(
+                        gpu.clone(),
+                        &job.arch,
+                        &weights,
+                        &job.workload,
+                        opts,
+                        first_token.clone(),
+                    )?;
+                    gpu_weight_bytes = runner.model().weight_bytes();
+                    Ok(Box::new(runner) as Box<dyn Runner>)
+                })
+            })?;
+            (
+                runtime_info(&gpu, precision, timer),
+                source,
+                emission_ms,
+                gpu_weight_bytes,
+                m,
+            )
+        }
+        BackendSpec::CostModel(opts) => {
+            if let Some(q) = job.quant.as_ref().filter(|q| !q.is_fp32()) {
+                bail!("--quant {q}: the cost model cannot tell a quantized graph from fp32");
             }
-        };
+            let m = thermal::around(&job.thermal, || {
+                measure::run_protocol(&job.protocol, || {
+                    let r = SleepRunner::new(opts, &job.arch, &job.workload, first_token.clone())?;
+                    Ok(Box::new(r) as Box<dyn Runner>)
+                })
+            })?;
+            (
+                opts.runtime_info(),
+                "none (cost model)".into(),
+                0.0,
+                job.arch.params().total.saturating_mul(4),
+                m,
+            )
+        }
+    };
     result_of(
         job,
         Built {
@@ -547,8 +572,10 @@ fn check_job(job: &Job) -> Result<()> {
         .check(estimate_memory(&job.arch, &job.workload), "this workload")?;
     job.protocol.validate()?;
     job.thermal.validate()?;
-    if let BackendSpec::Ort(o) = &job.backend {
-        o.validate()?;
+    match &job.backend {
+        BackendSpec::Ort(o) => o.validate()?,
+        BackendSpec::CostModel(o) => o.validate()?,
+        BackendSpec::Wgpu(_) => {}
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! agent that keeps serving honest hosts while bad peers (wrong key, garbage, oversized frames,
 //! a slow-loris that never finishes a frame) are refused.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,52 +13,22 @@ use assert_cmd::cargo::cargo_bin_cmd;
 use predicates::prelude::*;
 use predicates::str::contains;
 
-/// A running agent, killed on drop.
-struct Agent {
-    child: Child,
-    port: u16,
-}
+#[path = "common/agents.rs"]
+mod agents;
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use agents::{fleet_file, measure_args, spawn_agent, Agent};
 
 fn bin() -> std::process::Command {
     std::process::Command::new(assert_cmd::cargo::cargo_bin!("lts"))
 }
 
 fn init_key(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(name);
-    cargo_bin_cmd!("lts")
-        .args(["agent", "--init", "--key", key.to_str().unwrap()])
-        .assert()
-        .success();
-    key
+    agents::init_key(assert_cmd::cargo::cargo_bin!("lts"), dir, name)
 }
 
-/// Starts `lts agent` on an ephemeral loopback port; `extra` flags are added.
+/// Starts `lts agent` on loopback (`port` 0: an ephemeral one); `extra` flags are added.
 fn agent(key: &Path, port: u16, extra: &[&str]) -> Agent {
-    let mut child = bin()
-        .args(["agent", "--key", key.to_str().unwrap(), "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let port = first
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
-    // Keep draining the agent's log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Agent { child, port }
+    spawn_agent(assert_cmd::cargo::cargo_bin!("lts"), key, port, extra)
 }
 
 fn measure(port: u16, key: &Path) -> assert_cmd::Command {
@@ -67,21 +37,11 @@ fn measure(port: u16, key: &Path) -> assert_cmd::Command {
 
 fn measure_preset(port: u16, key: &Path, preset: &str) -> assert_cmd::Command {
     let mut c = cargo_bin_cmd!("lts");
-    c.args([
-        "measure",
-        "--preset",
+    c.args(measure_args(
         preset,
-        "--seq-len",
-        "8",
-        "--min-runs",
-        "3",
-        "--min-duration-s",
-        "0.01",
-        "--json",
-        "--agent",
-    ])
-    .arg(format!("tcp://127.0.0.1:{port}"))
-    .args(["--key", key.to_str().unwrap()]);
+        &format!("tcp://127.0.0.1:{port}"),
+        key,
+    ));
     c
 }
 
@@ -266,14 +226,7 @@ fn a_fleet_shares_a_search_and_survives_a_killed_board() {
     let key = init_key(dir.path(), "k");
     let agents: Vec<Agent> = (0..3).map(|_| agent(&key, 0, &[])).collect();
     let fleet = dir.path().join("fleet.toml");
-    let mut toml = String::new();
-    for a in &agents {
-        toml.push_str(&format!(
-            "[[agent]]\naddr = \"tcp://127.0.0.1:{}\"\nclass = \"loop\"\n",
-            a.port
-        ));
-    }
-    std::fs::write(&fleet, toml).unwrap();
+    fleet_file(&fleet, &agents.iter().collect::<Vec<_>>(), "loop");
     let out = dir.path().join("runs");
     let host = bin()
         .args([
@@ -395,22 +348,7 @@ fn jobs_run_over_a_serial_line_one_host_after_the_other() {
     let addr = format!("serial://{}?baud=115200", host.display());
     let run = |k: &Path| {
         let mut c = cargo_bin_cmd!("lts");
-        c.args([
-            "measure",
-            "--preset",
-            "gpt2-tiny",
-            "--seq-len",
-            "8",
-            "--min-runs",
-            "3",
-            "--min-duration-s",
-            "0.01",
-            "--json",
-            "--agent",
-            &addr,
-            "--key",
-            k.to_str().unwrap(),
-        ]);
+        c.args(measure_args("gpt2-tiny", &addr, k));
         c
     };
     run(&key).assert().success().stdout(contains("\"arch_id\""));
@@ -444,4 +382,63 @@ fn once_exits_after_one_job() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_fleet_dry_run_with_the_cost_model_sleeps_on_the_boards() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let agents: Vec<Agent> = (0..2).map(|_| agent(&key, 0, &[])).collect();
+    let fleet = dir.path().join("fleet.toml");
+    fleet_file(&fleet, &agents.iter().collect::<Vec<_>>(), "dry");
+    let out = dir.path().join("runs");
+    let host = cargo_bin_cmd!("lts")
+        .args([
+            "search",
+            "--backend",
+            "cost-model",
+            "--cost-gflops",
+            "200",
+            "--population",
+            "6",
+            "--iterations",
+            "1",
+            "--mutations",
+            "2",
+            "--crossovers",
+            "2",
+            "--seq-len",
+            "16",
+            "--quiet",
+            "--run-id",
+            "d",
+            "--out",
+            out.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--agents",
+        ])
+        .arg(&fleet)
+        .assert()
+        .success();
+    drop(host);
+    let run = std::fs::read_to_string(out.join("d/run.json")).unwrap();
+    assert!(run.contains("on the agents at"), "{run}");
+    // Each record is the board's protocol over runs that slept the modelled time: the
+    // median is the cost model's latency (FLOPs / 200 GFLOP/s), a little above it.
+    let journal = std::fs::read_to_string(out.join("d/measurements.jsonl")).unwrap();
+    assert!(journal.lines().count() >= 6);
+    for line in journal.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let flops = v["flops_per_run"].as_f64().unwrap();
+        let median = v["eval"]["stats"]["median_ms"].as_f64().unwrap();
+        let model = flops / 200e9 * 1e3;
+        assert!(
+            median >= model * 0.999 && median < model + 5.0,
+            "median {median} ms, model {model} ms"
+        );
+        assert!(v["eval"]["measurement"]["timed_runs"].as_u64().unwrap() >= 1);
+    }
+    let summary = std::fs::read_to_string(out.join("d/summary.md")).unwrap();
+    assert!(summary.to_lowercase().contains("cost model"), "{summary}");
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`ort`]: ONNX Runtime through the `ort` crate, library loaded at run time ([`ortlib`]).
 //! - [`wgpu`]: our own WGSL compute shaders through wgpu (Vulkan, Metal, DX12, GL).
+//! - [`simulated`]: the analytic cost model, each run sleeping its modelled time (fleet dry
+//!   runs; measures nothing).
 //!
 //! Both time the same seeded inputs ([`crate::workload::inputs`]) under the same protocol.
 
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod ort;
 pub mod ortlib;
+pub mod simulated;
 pub mod wgpu;
 
 /// Greedy sampling: the index of the largest logit of `row` (the first one on ties), the token

@@ -97,6 +97,7 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
 pub fn search(args: &SearchArgs) -> Result<()> {
     let opts = RunOptions {
         quiet: args.quiet || args.json,
+        ..RunOptions::default()
     };
     // Ctrl-C / SIGTERM finish the current journal record, write the reports and exit 130/143.
     crate::signals::install()?;
@@ -107,6 +108,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                 let outcomes = crate::search::classes::run_classes(
                     classes.into_iter().map(|c| (c, None)).collect(),
                     &dir,
+                    opts.quiet,
                 )?;
                 return print_class_outcomes(&outcomes, args.json);
             }
@@ -133,7 +135,10 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                     gpu.resolve_precision(o.precision)?;
                     gpu.resolve_timer(o.timer)?;
                 }
-                EvaluatorSpec::CostModel { .. } => {}
+                EvaluatorSpec::Measure {
+                    backend: BackendSpec::CostModel(_),
+                }
+                | EvaluatorSpec::CostModel { .. } => {}
             }
             let dir = args.out.join(run_id_for(args, &cfg));
             if let Some(fleet) = &args.agents {
@@ -237,7 +242,7 @@ fn search_fleet(
             dir.display()
         );
     }
-    let outcomes = crate::search::classes::run_classes(runs, dir)?;
+    let outcomes = crate::search::classes::run_classes(runs, dir, opts.quiet)?;
     print_class_outcomes(&outcomes, args.json)
 }
 

@@ -319,6 +319,9 @@ fn load(cfg: &EvalConfig, source: &ModelSource, arch: &Arch) -> Result<Loaded> {
                 runtime,
             }
         }
+        BackendSpec::CostModel(_) => {
+            bail!("perplexity needs a model that computes: use --backend ort or wgpu")
+        }
     })
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Boards of one class share the candidates: each board's worker takes the next job from a
 //! common queue, so a fast board measures more of them, and each candidate is measured on one
-//! board. A board whose link fails puts its job back at the head of the queue (another board of
+//! board. The queue holds the longest jobs first (longest-processing-time scheduling), so that
+//! the boards finish a batch close together. A board whose link fails puts its job back at the head of the queue (another board of
 //! the class takes it at once) and reconnects with backoff ([`BACKOFF_S`]); a job it had
 //! finished before the link dropped is not measured again when it comes back to it (the agent
 //! answers a known job id from its result cache). The batch fails only when a job fails on a
@@ -16,6 +17,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
 use super::auth::Key;
@@ -110,6 +112,8 @@ pub struct Board {
     pub jobs_done: usize,
     /// Gave up on it (every reconnection attempt failed).
     pub lost: bool,
+    /// Its line in the search's progress display (hidden until [`Board::show_in`]).
+    bar: ProgressBar,
 }
 
 impl Board {
@@ -121,6 +125,35 @@ impl Board {
             client: None,
             jobs_done: 0,
             lost: false,
+            bar: ProgressBar::hidden(),
+        }
+    }
+
+    /// Gives the board a line of `display`: its address, what it does now (connecting, the job
+    /// it measures and for how long, reconnecting, lost) and the jobs it finished.
+    pub fn show_in(&mut self, display: &MultiProgress) {
+        let bar = display.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix}  {msg}").expect("valid template"),
+        );
+        bar.set_prefix(self.addr.to_string());
+        bar.enable_steady_tick(Duration::from_millis(250));
+        self.bar = bar;
+        self.status("idle");
+    }
+
+    /// Sets the board's line: `what`, then its count of finished jobs.
+    fn status(&self, what: &str) {
+        self.bar
+            .set_message(format!("{what}  ({} jobs done)", self.jobs_done));
+    }
+
+    /// Prints `line` above the progress display, or plainly when there is none.
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
         }
     }
 
@@ -134,6 +167,10 @@ impl Board {
         let mut last = None;
         for attempt in 0..=BACKOFF_S.len() {
             if attempt > 0 {
+                self.status(&format!(
+                    "cannot connect, trying again in {} s",
+                    BACKOFF_S[attempt - 1]
+                ));
                 let until = std::time::Instant::now() + Duration::from_secs(BACKOFF_S[attempt - 1]);
                 while std::time::Instant::now() < until {
                     if stop() {
@@ -142,6 +179,7 @@ impl Board {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
+            self.status("connecting");
             match Client::connect(&self.addr, &self.key) {
                 Ok(c) => {
                     self.client = Some(c);
@@ -158,7 +196,6 @@ enum Event {
     Done(usize, Box<JobResult>, String),
     Failed(usize, anyhow::Error),
     Lost(String, anyhow::Error),
-    Requeued(String, usize),
 }
 
 /// Measures `jobs` (id, job) on `boards` in parallel, handing each result to `done` (its index,
@@ -172,7 +209,11 @@ pub fn run_batch(
     if jobs.is_empty() {
         return Ok(());
     }
-    let queue = Mutex::new((0..jobs.len()).collect::<VecDeque<usize>>());
+    // Longest first (by FLOPs of a run; a batch shares its protocol): the batch ends when its
+    // last job does, and short jobs at the end fill the boards that finish early.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].1.workload.flops(&jobs[i].1.arch)));
+    let queue = Mutex::new(order.into_iter().collect::<VecDeque<usize>>());
     let finished = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let total = jobs.len();
@@ -204,15 +245,8 @@ pub fn run_batch(
                     failure = Some(e.context(format!("job {}", jobs[i].0)));
                     abort.store(true, Ordering::SeqCst);
                 }
-                Event::Requeued(addr, i) => {
-                    eprintln!(
-                        "lts: lost the link to {addr}; job {} goes to another board",
-                        jobs[i].0
-                    )
-                }
                 Event::Lost(addr, e) => {
                     lost += 1;
-                    eprintln!("lts: giving up on the agent at {addr}: {e:#}");
                     if lost == workers && failure.is_none() {
                         failure = Some(anyhow::anyhow!(
                             "every board of the fleet is lost (last: {addr}: {e:#}); what was measured is kept: resume when the boards are back"
@@ -264,16 +298,33 @@ fn worker(
                     .unwrap_or_else(|e| e.into_inner())
                     .push_front(i);
                 board.lost = true;
+                board.status(&format!("lost: {e:#}"));
+                board.say(format!(
+                    "lts: giving up on the agent at {}: {e:#}",
+                    board.addr
+                ));
                 let _ = tx.send(Event::Lost(board.addr.to_string(), e));
                 return;
             }
         }
         let (id, job) = &jobs[i];
         let started = crate::util::now_rfc3339();
+        // Ids are `RUN:ARCH:STAGE`: the run is the same for every line.
+        let what = format!(
+            "measuring {}",
+            id.split_once(':').map_or(id.as_str(), |(_, r)| r)
+        );
+        board.status(&what);
+        let bar = board.bar.clone();
+        let done_before = board.jobs_done;
         let client = board.client.as_mut().expect("connected above");
-        match client.run(id, job, &mut |_| {}) {
+        let outcome = client.run(id, job, &mut |s| {
+            bar.set_message(format!("{what}, {s:.0} s  ({done_before} jobs done)"))
+        });
+        match outcome {
             Ok(r) => {
                 board.jobs_done += 1;
+                board.status("idle");
                 let _ = tx.send(Event::Done(i, Box::new(r), started));
             }
             Err(e) if is_link_lost(&e) => {
@@ -282,13 +333,24 @@ fn worker(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push_front(i);
-                let _ = tx.send(Event::Requeued(board.addr.to_string(), i));
+                board.status("link lost, reconnecting");
+                board.say(format!(
+                    "lts: lost the link to {}; job {id} goes to another board",
+                    board.addr
+                ));
             }
             Err(e) => {
+                board.status("failed");
                 let _ = tx.send(Event::Failed(i, e));
                 return;
             }
         }
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
 

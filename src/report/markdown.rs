@@ -93,6 +93,9 @@ pub fn summary(
     );
     let measured = match c.evaluator {
         EvaluatorSpec::Measure { .. } => "measured",
+        EvaluatorSpec::CostModel { .. } if !c.agents.is_empty() => {
+            "evaluated by the cost model on the boards, a fleet dry run (NO measurement: each run slept FLOPs / assumed throughput)"
+        }
         EvaluatorSpec::CostModel { .. } => {
             "evaluated by the cost model (NO measurement: latencies are FLOPs / assumed throughput)"
         }

@@ -151,6 +151,10 @@ pub fn measurement_table(r: &JobResult) -> String {
             r.runtime.version,
             r.runtime.providers.join("; ")
         ),
+        crate::job::BackendSpec::CostModel(o) => format!(
+            "cost model at {} GFLOP/s: runs slept their modelled time, NOT measured",
+            o.gflops
+        ),
     };
     let _ = writeln!(s, "{}, batch {}  |  {backend}", w.describe(), w.batch);
     let _ = writeln!(

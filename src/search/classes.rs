@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use super::{resume, run_new, store, Outcome, RunOptions, SearchConfig};
 
@@ -27,21 +28,33 @@ pub fn fleet_classes(dir: &Path) -> Result<Option<Vec<String>>> {
 /// Runs (a new config) or resumes (`None`) one search per board class side by side, into
 /// `dir/<class>/`, then writes `dir/summary.md` linking the classes' summaries. A class that
 /// fails does not stop the others; the first failure is returned after all have ended.
+///
+/// Unless `quiet`, the classes share one progress display on stderr: a bar per class and a
+/// line per board.
 pub fn run_classes(
     classes: Vec<(String, Option<SearchConfig>)>,
     dir: &Path,
+    quiet: bool,
 ) -> Result<Vec<(String, Outcome)>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let opts = RunOptions { quiet: true };
+    let display = MultiProgress::with_draw_target(if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
     let results: Vec<(String, Result<Outcome>)> = std::thread::scope(|sc| {
         let handles: Vec<_> = classes
             .into_iter()
             .map(|(class, cfg)| {
                 let sub = dir.join(&class);
-                let opts = &opts;
+                let opts = RunOptions {
+                    quiet,
+                    display: Some(display.clone()),
+                    label: Some(class.clone()),
+                };
                 let h = sc.spawn(move || match cfg {
-                    Some(cfg) => run_new(cfg, &sub, opts),
-                    None => resume(&sub, opts),
+                    Some(cfg) => run_new(cfg, &sub, &opts),
+                    None => resume(&sub, &opts),
                 });
                 (class, h)
             })

@@ -277,10 +277,6 @@ impl SearchConfig {
         for a in &self.agents {
             crate::remote::host::AgentAddr::parse(&a.addr)?;
             anyhow::ensure!(
-                matches!(self.evaluator, EvaluatorSpec::Measure { .. }),
-                "--agent measures on a board: drop --backend cost-model"
-            );
-            anyhow::ensure!(
                 self.quantize.is_empty(),
                 "--quantize with --agent is not supported yet (the quantized variants would be timed on this machine): drop one of them"
             );
@@ -298,6 +294,13 @@ impl SearchConfig {
             EvaluatorSpec::Measure {
                 backend: BackendSpec::Wgpu(_),
             } => {}
+            // The search names the cost model as its own evaluator kind; a job backend of that
+            // name appears only in the jobs a fleet is sent.
+            EvaluatorSpec::Measure {
+                backend: BackendSpec::CostModel(_),
+            } => anyhow::bail!(
+                "run.json: evaluator `measure` with backend `cost-model` is written as evaluator `cost-model`"
+            ),
         }
         Ok(())
     }
@@ -318,7 +321,10 @@ impl SearchConfig {
             } => anyhow::bail!(
                 "--quantize: quantized graphs run on ONNX Runtime only; drop --quantize or use --backend ort"
             ),
-            EvaluatorSpec::CostModel { .. } => anyhow::bail!(
+            EvaluatorSpec::CostModel { .. }
+            | EvaluatorSpec::Measure {
+                backend: BackendSpec::CostModel(_),
+            } => anyhow::bail!(
                 "--quantize needs measured latencies (the cost model cannot tell a quantized graph from fp32); drop --quantize or use --backend ort"
             ),
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
 use crate::arch::Arch;
+use crate::backend::simulated::{modelled_memory, CostModelOptions};
 use crate::job::{self, BackendSpec, Job, WeightsSpec, Workload};
 use crate::measure::{Measurement, Protocol, Stats};
 use crate::quant::Scheme;
@@ -80,6 +81,8 @@ pub trait Evaluator {
     fn device(&self) -> Option<crate::device::DeviceInfo> {
         None
     }
+    /// Adds lines of its own to the search's progress display (a fleet: one per board).
+    fn show_progress(&mut self, _display: &indicatif::MultiProgress) {}
 }
 
 /// Real measurement through a backend ([`job::execute`]).
@@ -158,10 +161,16 @@ impl Measured {
             _ => format!("{} {}", r.runtime.name, r.runtime.version),
         });
         let m = r.measurement;
+        // A board that slept its modelled time used no memory for the model: report the
+        // model's, as the cost model does on this machine.
+        let peak_memory_bytes = match r.backend {
+            BackendSpec::CostModel(_) => Some(modelled_memory(&r.arch, &r.workload)),
+            _ => m.memory.gpu_buffer_bytes.or(m.memory.peak_delta_bytes),
+        };
         Evaluation {
             stats: m.stats.clone(),
             samples_ms: m.samples_ms.clone(),
-            peak_memory_bytes: m.memory.gpu_buffer_bytes.or(m.memory.peak_delta_bytes),
+            peak_memory_bytes,
             valid: m.valid,
             session_creation_ms: m.session_creation_ms,
             graph_emission_ms: r.graph_emission_ms,
@@ -196,20 +205,15 @@ pub struct CostModel {
 
 impl Evaluator for CostModel {
     fn evaluate(&mut self, arch: &Arch, _stage: Stage) -> Result<Evaluation> {
-        let flops = self.workload.flops(arch) as f64;
-        let ms = flops / (self.gflops * 1e9) * 1e3;
-        // Positions that get logits.
-        let tokens = match (self.workload.mode, self.workload.logits) {
-            (job::Mode::Prefill, crate::workload::Logits::All) => self.workload.seq_len,
-            _ => 1,
-        };
-        let memory =
-            arch.params().total * 4 + (self.workload.batch * tokens * arch.vocab_size * 4) as u64;
+        let ms = CostModelOptions {
+            gflops: self.gflops,
+        }
+        .run_ms(arch, &self.workload);
         let samples = vec![ms; 3];
         Ok(Evaluation {
             stats: Stats::from_samples(&samples, 0.05, 14.826, 0.95),
             samples_ms: samples,
-            peak_memory_bytes: Some(memory),
+            peak_memory_bytes: Some(modelled_memory(arch, &self.workload)),
             valid: true,
             session_creation_ms: 0.0,
             graph_emission_ms: 0.0,
@@ -285,5 +289,11 @@ impl Evaluator for Fleet {
 
     fn device(&self) -> Option<crate::device::DeviceInfo> {
         self.boards.iter().find_map(|b| b.device().cloned())
+    }
+
+    fn show_progress(&mut self, display: &indicatif::MultiProgress) {
+        for b in &mut self.boards {
+            b.show_in(display);
+        }
     }
 }

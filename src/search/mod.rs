@@ -27,13 +27,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::device::DeviceInfo;
+use crate::job::BackendSpec;
 
 pub mod classes;
 pub mod config;
@@ -56,6 +57,11 @@ use store::{CandidateRow, Origin, Record, RunDir};
 pub struct RunOptions {
     /// No progress bar and no per-iteration lines.
     pub quiet: bool,
+    /// The progress display this run's bars join (a fleet's classes share one, each with its
+    /// own lines); `None`: a display of its own on stderr.
+    pub display: Option<MultiProgress>,
+    /// Names this run's bar (its board class) when several runs share a display.
+    pub label: Option<String>,
 }
 
 /// A proposed, not yet measured candidate.
@@ -143,7 +149,16 @@ fn iteration_rng(seed: u64, iteration: usize) -> Xoshiro256PlusPlus {
 }
 
 fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>> {
-    if let (false, EvaluatorSpec::Measure { backend }) = (cfg.agents.is_empty(), &cfg.evaluator) {
+    if !cfg.agents.is_empty() {
+        // A fleet dry run: the boards sleep each job's modelled time.
+        let backend = match &cfg.evaluator {
+            EvaluatorSpec::Measure { backend } => backend.clone(),
+            EvaluatorSpec::CostModel { gflops } => {
+                BackendSpec::CostModel(crate::backend::simulated::CostModelOptions {
+                    gflops: *gflops,
+                })
+            }
+        };
         let mut boards = Vec::new();
         for a in &cfg.agents {
             let key = crate::remote::auth::load_key(&a.key_file).with_context(|| {
@@ -159,7 +174,7 @@ fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>
             ));
         }
         return Ok(Box::new(evaluate::Fleet {
-            measured: Measured::new(cfg, backend.clone()),
+            measured: Measured::new(cfg, backend),
             boards,
             run_id: run_id.to_string(),
         }));
@@ -173,18 +188,32 @@ fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>
     })
 }
 
-fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    if quiet {
+/// The search's bar (candidates measured of the budget), in `opts`'s display or a new one on
+/// stderr (hidden when quiet or not a terminal), with the display it is in.
+fn progress_bar(total: usize, opts: &RunOptions) -> (ProgressBar, MultiProgress) {
+    let display = opts.display.clone().unwrap_or_else(|| {
+        MultiProgress::with_draw_target(if opts.quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        })
+    });
+    let pb = ProgressBar::new(total as u64);
+    if opts.quiet {
         pb.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        display.add(pb.clone());
     }
     pb.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates, ETA {eta}  {msg}",
+            "{spinner} {prefix}[{elapsed_precise}] {bar:30} {pos}/{len} candidates, ETA {eta}  {msg}",
         )
         .expect("valid template"),
     );
-    pb
+    if let Some(l) = &opts.label {
+        pb.set_prefix(format!("{l} "));
+    }
+    (pb, display)
 }
 
 /// Starts a new run in `dir` and runs it to the end.
@@ -313,7 +342,7 @@ fn complete_outcome(dir: &Path, info: &RunInfo) -> Result<Outcome> {
 impl Search {
     fn new(
         cfg: SearchConfig,
-        eval: Box<dyn Evaluator>,
+        mut eval: Box<dyn Evaluator>,
         dir: RunDir,
         info: RunInfo,
         journal: Vec<Record>,
@@ -323,7 +352,10 @@ impl Search {
             .into_iter()
             .map(|r| ((r.arch_id.clone(), r.stage), r))
             .collect();
-        let progress = progress_bar(cfg.budget(), opts.quiet);
+        let (progress, display) = progress_bar(cfg.budget(), opts);
+        if !progress.is_hidden() {
+            eval.show_progress(&display);
+        }
         Search {
             eval,
             dir,
