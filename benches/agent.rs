@@ -38,6 +38,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// An in-process agent's settings: the default limits, serving until the bench ends.
+fn agent_config(key: &Key) -> AgentConfig {
+    AgentConfig {
+        key: key.clone(),
+        limits: Limits {
+            max_params: lts::arch::DEFAULT_MAX_PARAMS,
+            max_seq_len: 4096,
+            max_memory: None,
+        },
+        once: false,
+        verbose: false,
+    }
+}
+
 #[path = "../tests/common/agents.rs"]
 mod agents;
 
@@ -57,16 +71,7 @@ fn link() -> Result<()> {
     let key = Key::generate();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = AgentAddr::parse(&listener.local_addr()?.to_string())?;
-    let cfg = AgentConfig {
-        key: key.clone(),
-        limits: Limits {
-            max_params: lts::arch::DEFAULT_MAX_PARAMS,
-            max_seq_len: 4096,
-            max_memory: None,
-        },
-        once: false,
-        verbose: false,
-    };
+    let cfg = agent_config(&key);
     std::thread::spawn(move || serve_tcp(listener, cfg));
 
     let connects: Vec<f64> = (0..20)
@@ -164,16 +169,7 @@ fn serial_pings(key: &Key) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let link = lts::remote::serial::SerialLink::open(a.to_str().unwrap(), 115_200)?;
-    let cfg = AgentConfig {
-        key: key.clone(),
-        limits: Limits {
-            max_params: lts::arch::DEFAULT_MAX_PARAMS,
-            max_seq_len: 4096,
-            max_memory: None,
-        },
-        once: false,
-        verbose: false,
-    };
+    let cfg = agent_config(key);
     std::thread::spawn(move || lts::remote::agent::serve_serial(link, cfg));
     let addr = AgentAddr::parse(&format!("serial://{}?baud=115200", b.display()))?;
     let t = Instant::now();

@@ -364,7 +364,8 @@ pub struct SearchArgs {
     pub profile: ProfileArgs,
     /// ort: measure with ONNX Runtime. wgpu: measure with our WGSL kernels on a GPU.
     /// cost-model: latency = FLOPs / --cost-gflops, NO measurement (preview a space in
-    /// seconds; never read its numbers as latencies).
+    /// seconds; never read its numbers as latencies). With --agent/--agents, a fleet dry run:
+    /// the boards' runs sleep the modelled time under the real protocol.
     #[arg(long, value_enum, default_value = "ort")]
     pub backend: SearchBackend,
     #[command(flatten)]

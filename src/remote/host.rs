@@ -160,6 +160,18 @@ pub fn is_link_lost(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<LinkLost>().is_some())
 }
 
+/// One answer of the agent about a job.
+enum Answer {
+    /// A heartbeat: it still runs.
+    Progress,
+    /// Its result.
+    Done(Box<JobResult>),
+    /// The agent does not have it.
+    Unknown,
+    /// The link failed.
+    Lost(anyhow::Error),
+}
+
 /// How a job on an agent ended.
 enum Ended {
     Done(Box<JobResult>),
@@ -252,43 +264,58 @@ impl Client {
         self.chan.send(&mut self.stream, &m.encode())
     }
 
+    /// Reads the agent's next answer about job `id` (a heartbeat is handed to `progress`, after
+    /// a check for Ctrl-C on the host: the board finishes and keeps the result). Job errors and
+    /// refusals are errors; `during` says what the host was doing, for an unexpected message.
+    fn next_answer(
+        &mut self,
+        id: &str,
+        progress: &mut dyn FnMut(f64),
+        during: &str,
+    ) -> Result<Answer> {
+        let bytes = match self
+            .chan
+            .recv(&mut self.stream, Instant::now() + SILENCE_TIMEOUT)
+        {
+            Ok(b) => b,
+            Err(e) => return Ok(Answer::Lost(e.into())),
+        };
+        match Message::decode(&bytes)? {
+            Message::Progress { id: p, elapsed_s } if p == id => {
+                crate::signals::check()?;
+                progress(elapsed_s);
+                Ok(Answer::Progress)
+            }
+            Message::Result { id: r, result } if r == id => Ok(Answer::Done(result)),
+            Message::Unknown { id: u } if u == id => Ok(Answer::Unknown),
+            Message::Error {
+                id: Some(e),
+                message,
+            } if e == id => bail!(
+                "the agent at {} could not run job {id}: {message}",
+                self.addr
+            ),
+            Message::Error { id: None, message } => {
+                bail!("the agent at {} refused: {message}", self.addr)
+            }
+            other => bail!(
+                "the agent at {} sent an unexpected `{}` message {during}",
+                self.addr,
+                other.kind()
+            ),
+        }
+    }
+
     /// Waits for the end of job `id`, calling `progress` with each heartbeat.
     fn wait(&mut self, id: &str, progress: &mut dyn FnMut(f64)) -> Result<Ended> {
         loop {
-            let bytes = match self
-                .chan
-                .recv(&mut self.stream, Instant::now() + SILENCE_TIMEOUT)
-            {
-                Ok(b) => b,
-                Err(e) => return Ok(Ended::Lost(e.into())),
-            };
-            match Message::decode(&bytes)? {
-                Message::Progress { id: p, elapsed_s } if p == id => {
-                    // Ctrl-C on the host: stop waiting (the board finishes and keeps the result).
-                    crate::signals::check()?;
-                    progress(elapsed_s)
-                }
-                Message::Result { id: r, result } if r == id => return Ok(Ended::Done(result)),
-                Message::Error {
-                    id: Some(e),
-                    message,
-                } if e == id => {
-                    bail!(
-                        "the agent at {} could not run job {id}: {message}",
-                        self.addr
-                    )
-                }
-                Message::Error { id: None, message } => {
-                    bail!("the agent at {} refused: {message}", self.addr)
-                }
-                Message::Unknown { id: u } if u == id => {
+            match self.next_answer(id, progress, &format!("while job {id} ran"))? {
+                Answer::Progress => {}
+                Answer::Done(r) => return Ok(Ended::Done(r)),
+                Answer::Lost(e) => return Ok(Ended::Lost(e)),
+                Answer::Unknown => {
                     bail!("the agent at {} no longer has job {id}", self.addr)
                 }
-                other => bail!(
-                    "the agent at {} sent an unexpected `{}` message while job {id} ran",
-                    self.addr,
-                    other.kind()
-                ),
             }
         }
     }
@@ -305,44 +332,17 @@ impl Client {
     }
 
     /// Asks for the result of job `id` after a reconnect: the result, `None` when the agent
-    /// does not have it, or it waits while the job still runs.
+    /// does not have it, or it waits (asking again every second) while the job still runs.
     fn collect(&mut self, id: &str, progress: &mut dyn FnMut(f64)) -> Result<Option<Ended>> {
         loop {
             if let Err(e) = self.send(&Message::Collect { id: id.to_string() }) {
                 return Ok(Some(Ended::Lost(e.into())));
             }
-            let bytes = match self
-                .chan
-                .recv(&mut self.stream, Instant::now() + SILENCE_TIMEOUT)
-            {
-                Ok(b) => b,
-                Err(e) => return Ok(Some(Ended::Lost(e.into()))),
-            };
-            match Message::decode(&bytes)? {
-                Message::Result { id: r, result } if r == id => {
-                    return Ok(Some(Ended::Done(result)))
-                }
-                Message::Unknown { id: u } if u == id => return Ok(None),
-                Message::Progress { id: p, elapsed_s } if p == id => {
-                    // Ctrl-C on the host stops the polling, as it stops `wait`.
-                    crate::signals::check()?;
-                    progress(elapsed_s);
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Message::Error {
-                    id: Some(e),
-                    message,
-                } if e == id => {
-                    bail!(
-                        "the agent at {} could not run job {id}: {message}",
-                        self.addr
-                    )
-                }
-                other => bail!(
-                    "the agent at {} answered `{}` to a collect",
-                    self.addr,
-                    other.kind()
-                ),
+            match self.next_answer(id, progress, "to a collect")? {
+                Answer::Done(r) => return Ok(Some(Ended::Done(r))),
+                Answer::Lost(e) => return Ok(Some(Ended::Lost(e))),
+                Answer::Unknown => return Ok(None),
+                Answer::Progress => std::thread::sleep(Duration::from_secs(1)),
             }
         }
     }
