@@ -31,6 +31,21 @@ fn agent(key: &Path, port: u16, extra: &[&str]) -> Agent {
     spawn_agent(assert_cmd::cargo::cargo_bin!("lts"), key, port, extra)
 }
 
+/// The end of a quiet `lts search` command line: run id, results folder and key.
+fn run_args(out: &Path, run_id: &str, key: &Path) -> Vec<String> {
+    [
+        "--quiet",
+        "--run-id",
+        run_id,
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--key".to_string(), key.to_str().unwrap().to_string()])
+    .collect()
+}
+
 fn measure(port: u16, key: &Path) -> assert_cmd::Command {
     measure_preset(port, key, "gpt2-tiny")
 }
@@ -154,15 +169,10 @@ fn search_through_an_agent_records_its_device_and_runtime() {
             "0.05",
             "--full-max-duration-s",
             "0.5",
-            "--quiet",
-            "--run-id",
-            "r",
-            "--out",
-            out.to_str().unwrap(),
-            "--agent",
         ])
+        .args(run_args(&out, "r", &key))
+        .arg("--agent")
         .arg(format!("tcp://127.0.0.1:{}", a.port))
-        .args(["--key", key.to_str().unwrap()])
         .assert()
         .success();
     let run: serde_json::Value =
@@ -252,15 +262,9 @@ fn a_fleet_shares_a_search_and_survives_a_killed_board() {
             "0.05",
             "--full-max-duration-s",
             "2",
-            "--quiet",
-            "--run-id",
-            "f",
-            "--out",
-            out.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--agents",
         ])
+        .args(run_args(&out, "f", &key))
+        .arg("--agents")
         .arg(&fleet)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -409,15 +413,9 @@ fn a_fleet_dry_run_with_the_cost_model_sleeps_on_the_boards() {
             "2",
             "--seq-len",
             "16",
-            "--quiet",
-            "--run-id",
-            "d",
-            "--out",
-            out.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--agents",
         ])
+        .args(run_args(&out, "d", &key))
+        .arg("--agents")
         .arg(&fleet)
         .assert()
         .success();
