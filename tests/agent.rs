@@ -440,3 +440,84 @@ fn a_fleet_dry_run_with_the_cost_model_sleeps_on_the_boards() {
     let summary = std::fs::read_to_string(out.join("d/summary.md")).unwrap();
     assert!(summary.to_lowercase().contains("cost model"), "{summary}");
 }
+
+#[test]
+fn a_fleet_search_resumes_after_the_host_is_killed() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let agents: Vec<Agent> = (0..3).map(|_| agent(&key, 0, &[])).collect();
+    // Two board classes: `one` with one board, `two` with two.
+    let fleet = dir.path().join("fleet.toml");
+    let mut toml = String::new();
+    for (a, class) in agents.iter().zip(["one", "two", "two"]) {
+        toml.push_str(&format!(
+            "[[agent]]\naddr = \"{}\"\nclass = \"{class}\"\n",
+            a.addr()
+        ));
+    }
+    std::fs::write(&fleet, toml).unwrap();
+    let out = dir.path().join("runs");
+    let search = |kill_after: Option<usize>| {
+        let mut c = bin();
+        c.args(["search", "--backend", "cost-model", "--cost-gflops", "400"])
+            .args(["--population", "6", "--iterations", "1", "--seq-len", "16"])
+            .args(["--mutations", "2", "--crossovers", "2"])
+            .args(run_args(&out, "k", &key))
+            .arg("--agents")
+            .arg(&fleet);
+        if let Some(n) = kill_after {
+            c.env("LTS_TEST_KILL_AFTER", n.to_string());
+        }
+        c.output().unwrap()
+    };
+    // The host dies (SIGKILL) after a class journaled its 4th record.
+    let o = search(Some(4));
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let journal = |class: &str| {
+        std::fs::read_to_string(out.join("k").join(class).join("measurements.jsonl"))
+            .unwrap_or_default()
+    };
+    let before = [journal("one"), journal("two")];
+    assert!(before.iter().any(|j| j.lines().count() == 4), "{before:?}");
+    // A new host process resumes both classes from the folder alone.
+    let o = bin()
+        .args(["search", "--resume"])
+        .arg(out.join("k"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (class, before) in ["one", "two"].iter().zip(&before) {
+        let after = journal(class);
+        // What was measured before the kill is kept as it was, and nothing is measured twice.
+        assert!(after.starts_with(before.as_str()), "class {class}");
+        let mut seen = std::collections::HashSet::new();
+        for line in after.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let key = (v["arch_id"].to_string(), v["stage"].to_string());
+            assert!(
+                seen.insert(key.clone()),
+                "class {class}: measured twice: {key:?}"
+            );
+        }
+        let run: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("k").join(class).join("run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(run["status"], "complete", "class {class}");
+        assert_eq!(
+            run["resumed_at"].as_array().unwrap().len(),
+            1,
+            "class {class}"
+        );
+    }
+    assert!(std::fs::read_to_string(out.join("k/summary.md"))
+        .unwrap()
+        .contains("two/summary.md"));
+}
