@@ -521,3 +521,85 @@ fn a_fleet_search_resumes_after_the_host_is_killed() {
         .unwrap()
         .contains("two/summary.md"));
 }
+
+#[test]
+fn quantized_variants_are_timed_on_the_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let mut a = bin()
+        .args([
+            "agent",
+            "--key",
+            key.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::io::BufReader::new(a.stderr.take().unwrap());
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in log.lines().map_while(Result::ok) {
+                if l.contains("listening on") {
+                    let _ = tx.send(l.clone());
+                }
+                lines.lock().unwrap().push(l);
+            }
+        });
+    }
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let port: u16 = first
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let out = dir.path().join("runs");
+    cargo_bin_cmd!("lts")
+        .args([
+            "search",
+            "--space",
+            "quick",
+            "--population",
+            "4",
+            "--iterations",
+            "0",
+        ])
+        .args([
+            "--seq-len",
+            "16",
+            "--short-min-runs",
+            "3",
+            "--full-min-runs",
+            "3",
+        ])
+        .args([
+            "--full-min-duration-s",
+            "0.05",
+            "--full-max-duration-s",
+            "0.5",
+        ])
+        .args(["--quantize", "int8-dynamic"])
+        .args(run_args(&out, "q", &key))
+        .arg("--agent")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .assert()
+        .success();
+    let rows = std::fs::read_to_string(out.join("q/quant.csv")).unwrap();
+    let front = std::fs::read_to_string(out.join("q/frontier.csv")).unwrap();
+    assert_eq!(rows.lines().count(), front.lines().count(), "{rows}");
+    for row in rows.lines().skip(1) {
+        assert!(row.contains("int8-dynamic"), "{row}");
+    }
+    let _ = a.kill();
+    let _ = a.wait();
+    // Every member's fp32 graph and its variant were timed together on the board.
+    let log = lines.lock().unwrap().join("\n");
+    let variants = log.matches("(2 variants)").count();
+    assert_eq!(variants, front.lines().count() - 1, "{log}");
+}

@@ -121,8 +121,15 @@ pub fn search(args: &SearchArgs) -> Result<()> {
             let cfg = search_config(args)?;
             // Fail before creating the folder when the runtime is missing.
             match &cfg.evaluator {
-                // On a board's agent, the board needs the runtime, not this machine.
-                EvaluatorSpec::Measure { .. } if !cfg.agents.is_empty() => {}
+                // On a board's agent, the board needs the runtime, not this machine; the
+                // fidelity of --quantize's variants is judged here, though.
+                EvaluatorSpec::Measure { .. } if !cfg.agents.is_empty() => {
+                    if !cfg.quantize.is_empty() {
+                        Ort::load().context(
+                            "--quantize judges each variant's fidelity on this machine, with ONNX Runtime",
+                        )?;
+                    }
+                }
                 EvaluatorSpec::Measure {
                     backend: BackendSpec::Ort(_),
                 } => {

@@ -20,9 +20,8 @@ use anyhow::{Context, Result};
 
 use super::auth::{self, Key};
 use super::frame::{Channel, Deadline, FrameError};
-use super::message::{Limits, Message};
+use super::message::{Done, Limits, Message, Work};
 use super::serial::SerialLink;
-use crate::job::{self, JobResult};
 
 /// Finished jobs whose results an agent keeps for `Collect`.
 pub const RESULTS_KEPT: usize = 256;
@@ -48,8 +47,8 @@ pub struct AgentConfig {
     pub verbose: bool,
 }
 
-/// A finished job: its result, or why it failed.
-type Outcome = std::result::Result<Box<JobResult>, String>;
+/// A finished job: its result(s), or why it failed.
+type Outcome = std::result::Result<Done, String>;
 
 /// State shared by the connections of one agent.
 #[derive(Default)]
@@ -207,56 +206,72 @@ fn serve_connection<S: Transport>(
             }
             Err(_) => return Ok(()),
         };
-        match msg {
-            Message::Job { id, job } => {
-                if let Some(done) = shared.finished_job(&id) {
-                    send(&mut chan, &mut stream, outcome_message(&id, done))?;
-                    continue;
-                }
-                if running_since(shared, &id).is_some() {
-                    // The same job sent again (a host that reconnected): wait for the copy
-                    // already accepted instead of measuring twice.
-                    await_job(&id, shared, &mut chan, &mut stream)?;
-                    continue;
-                }
-                if let Err(e) = cfg.limits.admit(&job) {
-                    send(&mut chan, &mut stream, error(Some(&id), &format!("{e:#}")))?;
-                    continue;
-                }
-                run_job(&id, *job, cfg, shared, &mut chan, &mut stream, &rx)?;
-                if cfg.once {
-                    shared.finished.store(true, Ordering::SeqCst);
+        let (id, mut work) = match msg {
+            Message::Job { id, job } => (id, Work::One(job)),
+            Message::Variants { id, jobs } => (id, Work::Variants(jobs)),
+            other => {
+                if handle_other(other, shared, &mut chan, &mut stream)? {
                     return Ok(());
                 }
+                continue;
             }
-            Message::Collect { id } => {
-                let reply = match shared.finished_job(&id) {
-                    Some(done) => outcome_message(&id, done),
-                    None => match running_since(shared, &id) {
-                        Some(since) => Message::Progress {
-                            id,
-                            elapsed_s: since.elapsed().as_secs_f64(),
-                        },
-                        None => Message::Unknown { id },
-                    },
-                };
-                send(&mut chan, &mut stream, reply)?;
-            }
-            Message::Cancel { id } => {
-                send(
-                    &mut chan,
-                    &mut stream,
-                    error(Some(&id), "no such job is running"),
-                )?;
-            }
-            Message::Bye => return Ok(()),
-            other => {
-                let m = format!("a host does not send `{}` messages", other.kind());
-                send(&mut chan, &mut stream, error(None, &m))?;
-                anyhow::bail!("{m}");
-            }
+        };
+        if let Some(done) = shared.finished_job(&id) {
+            send(&mut chan, &mut stream, outcome_message(&id, done))?;
+            continue;
+        }
+        if running_since(shared, &id).is_some() {
+            // The same job sent again (a host that reconnected): wait for the copy already
+            // accepted instead of measuring twice.
+            await_job(&id, shared, &mut chan, &mut stream)?;
+            continue;
+        }
+        if let Err(e) = cfg.limits.admit_work(&mut work) {
+            send(&mut chan, &mut stream, error(Some(&id), &format!("{e:#}")))?;
+            continue;
+        }
+        run_job(&id, work, cfg, shared, &mut chan, &mut stream, &rx)?;
+        if cfg.once {
+            shared.finished.store(true, Ordering::SeqCst);
+            return Ok(());
         }
     }
+}
+
+/// A message other than a job: `Collect` (the result, a heartbeat while it runs, or
+/// `Unknown`), `Cancel` of a job not running here, `Bye` (returns true: the session ends), or
+/// a message hosts never send (an error frame, then an error).
+fn handle_other<S: Write>(
+    msg: Message,
+    shared: &Shared,
+    chan: &mut Channel,
+    stream: &mut S,
+) -> Result<bool> {
+    match msg {
+        Message::Collect { id } => {
+            let reply = match shared.finished_job(&id) {
+                Some(done) => outcome_message(&id, done),
+                None => match running_since(shared, &id) {
+                    Some(since) => Message::Progress {
+                        id,
+                        elapsed_s: since.elapsed().as_secs_f64(),
+                    },
+                    None => Message::Unknown { id },
+                },
+            };
+            send(chan, stream, reply)?;
+        }
+        Message::Cancel { id } => {
+            send(chan, stream, error(Some(&id), "no such job is running"))?;
+        }
+        Message::Bye => return Ok(true),
+        other => {
+            let m = format!("a host does not send `{}` messages", other.kind());
+            send(chan, stream, error(None, &m))?;
+            anyhow::bail!("{m}");
+        }
+    }
+    Ok(false)
 }
 
 fn running_since(shared: &Shared, id: &str) -> Option<Instant> {
@@ -301,10 +316,7 @@ fn error(id: Option<&str>, message: &str) -> Message {
 
 fn outcome_message(id: &str, o: Outcome) -> Message {
     match o {
-        Ok(result) => Message::Result {
-            id: id.to_string(),
-            result,
-        },
+        Ok(done) => done.message(id),
         Err(e) => error(Some(id), &e),
     }
 }
@@ -319,7 +331,7 @@ fn send<S: Write>(chan: &mut Channel, stream: &mut S, m: Message) -> Result<()> 
 /// whether or not the host is still there to receive it.
 fn run_job<S: Write>(
     id: &str,
-    job: job::Job,
+    work: Work,
     cfg: &AgentConfig,
     shared: &Arc<Shared>,
     chan: &mut Channel,
@@ -340,11 +352,9 @@ fn run_job<S: Write>(
         let _board = BOARD.lock().unwrap_or_else(|e| e.into_inner());
         crate::signals::clear_cancel();
         if verbose {
-            eprintln!("lts agent: job {id_owned}: {}", job.arch.id());
+            eprintln!("lts agent: job {id_owned}: {}", work.arch_id());
         }
-        let outcome = job::execute(&job)
-            .map(Box::new)
-            .map_err(|e| format!("{e:#}"));
+        let outcome = work.execute().map_err(|e| format!("{e:#}"));
         // Kept before it leaves the running set, so a Collect never falls in between.
         shared2.keep(&id_owned, outcome.clone());
         shared2

@@ -21,7 +21,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
 use super::auth::Key;
-use super::host::{is_link_lost, AgentAddr, Client, BACKOFF_S};
+use super::host::{self, is_link_lost, AgentAddr, Client, BACKOFF_S};
+use super::message::{Done, Work};
 use crate::job::{Job, JobResult};
 
 /// One `[[agent]]` of a fleet file.
@@ -352,6 +353,61 @@ impl Drop for Board {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// Times `jobs`, variants of one model that differ only in their graphs, together on one
+/// board (`lts search --quantize`: fp32 and its quantized schemes in one interleaved loop), as
+/// job `id`. The first board not lost takes it; a board whose link cannot be restored (after
+/// [`BACKOFF_S`]) is given up and the next one tries.
+pub fn run_variants(boards: &mut [Board], id: &str, jobs: Vec<Job>) -> Result<Vec<JobResult>> {
+    let work = Work::Variants(jobs);
+    let mut last = None;
+    for board in boards.iter_mut().filter(|b| !b.lost) {
+        let what = format!(
+            "timing variants {}",
+            id.split_once(':').map_or(id, |(_, r)| r)
+        );
+        board.status(&what);
+        let (bar, done_before) = (board.bar.clone(), board.jobs_done);
+        let r = host::run_work(
+            &mut board.client,
+            &board.addr,
+            &board.key,
+            id,
+            &work,
+            &mut |s| bar.set_message(format!("{what}, {s:.0} s  ({done_before} jobs done)")),
+        );
+        match r {
+            Ok(Done::Many(results)) => {
+                board.jobs_done += 1;
+                board.status("idle");
+                return Ok(results);
+            }
+            Ok(Done::One(_)) => bail!(
+                "the agent at {} answered variants job {id} with one result",
+                board.addr
+            ),
+            Err(e) if is_link_lost(&e) => {
+                board.client = None;
+                board.lost = true;
+                board.status("lost");
+                board.say(format!(
+                    "lts: giving up on the agent at {}: {e:#}",
+                    board.addr
+                ));
+                last = Some(e);
+            }
+            Err(e) => {
+                board.status("failed");
+                return Err(e);
+            }
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| anyhow::anyhow!("no board is left"))
+        .context(format!(
+            "every board of the fleet is lost while timing {id}; what was measured is kept: resume when the boards are back"
+        )))
 }
 
 #[cfg(test)]

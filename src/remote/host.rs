@@ -11,7 +11,7 @@ use super::auth::{self, Key};
 use std::io::{Read, Write};
 
 use super::frame::{Channel, Deadline, FrameError};
-use super::message::{Limits, Message};
+use super::message::{Done, Limits, Message, Work};
 use crate::device::DeviceInfo;
 use crate::job::{Job, JobResult};
 
@@ -164,8 +164,8 @@ pub fn is_link_lost(e: &anyhow::Error) -> bool {
 enum Answer {
     /// A heartbeat: it still runs.
     Progress,
-    /// Its result.
-    Done(Box<JobResult>),
+    /// Its result(s).
+    Done(Done),
     /// The agent does not have it.
     Unknown,
     /// The link failed.
@@ -174,7 +174,7 @@ enum Answer {
 
 /// How a job on an agent ended.
 enum Ended {
-    Done(Box<JobResult>),
+    Done(Done),
     /// The link failed (the job may still be running on the board).
     Lost(anyhow::Error),
 }
@@ -227,9 +227,9 @@ impl Client {
         &self.addr
     }
 
-    fn finish(&self, ended: Ended) -> Result<JobResult> {
+    fn finish(&self, ended: Ended) -> Result<Done> {
         match ended {
-            Ended::Done(r) => Ok(*r),
+            Ended::Done(d) => Ok(d),
             Ended::Lost(e) => Err(LinkLost {
                 addr: self.addr.to_string(),
                 cause: format!("{e:#}"),
@@ -241,21 +241,28 @@ impl Client {
     /// Runs job `id` on the agent and waits for its result; a failed link is a [`LinkLost`]
     /// error.
     pub fn run(&mut self, id: &str, job: &Job, progress: &mut dyn FnMut(f64)) -> Result<JobResult> {
-        let ended = self.run_once(id, job, progress)?;
+        let done = self.run_work(id, &Work::One(Box::new(job.clone())), progress)?;
+        one_result(done, &self.addr, id)
+    }
+
+    /// Runs `work` as job `id` on the agent and waits for its result(s); a failed link is a
+    /// [`LinkLost`] error.
+    pub fn run_work(
+        &mut self,
+        id: &str,
+        work: &Work,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Done> {
+        let ended = self.run_once(id, work, progress)?;
         self.finish(ended)
     }
 
     /// After a reconnect: the result of job `id` if the agent kept it (waiting while it still
     /// runs), else runs it.
-    pub fn resume(
-        &mut self,
-        id: &str,
-        job: &Job,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<JobResult> {
+    pub fn resume(&mut self, id: &str, work: &Work, progress: &mut dyn FnMut(f64)) -> Result<Done> {
         let ended = match self.collect(id, progress)? {
             Some(e) => e,
-            None => self.run_once(id, job, progress)?,
+            None => self.run_once(id, work, progress)?,
         };
         self.finish(ended)
     }
@@ -286,7 +293,8 @@ impl Client {
                 progress(elapsed_s);
                 Ok(Answer::Progress)
             }
-            Message::Result { id: r, result } if r == id => Ok(Answer::Done(result)),
+            Message::Result { id: r, result } if r == id => Ok(Answer::Done(Done::One(result))),
+            Message::Results { id: r, results } if r == id => Ok(Answer::Done(Done::Many(results))),
             Message::Unknown { id: u } if u == id => Ok(Answer::Unknown),
             Message::Error {
                 id: Some(e),
@@ -320,12 +328,9 @@ impl Client {
         }
     }
 
-    /// Sends job `id` and waits for its result.
-    fn run_once(&mut self, id: &str, job: &Job, progress: &mut dyn FnMut(f64)) -> Result<Ended> {
-        if let Err(e) = self.send(&Message::Job {
-            id: id.to_string(),
-            job: Box::new(job.clone()),
-        }) {
+    /// Sends `work` as job `id` and waits for its result.
+    fn run_once(&mut self, id: &str, work: &Work, progress: &mut dyn FnMut(f64)) -> Result<Ended> {
+        if let Err(e) = self.send(&work.message(id)) {
             return Ok(Ended::Lost(e.into()));
         }
         self.wait(id, progress)
@@ -361,6 +366,37 @@ pub fn run_job(
     job: &Job,
     progress: &mut dyn FnMut(f64),
 ) -> Result<JobResult> {
+    let done = run_work(
+        client,
+        addr,
+        key,
+        id,
+        &Work::One(Box::new(job.clone())),
+        progress,
+    )?;
+    one_result(done, addr, id)
+}
+
+/// The one result of a single job.
+fn one_result(done: Done, addr: &AgentAddr, id: &str) -> Result<JobResult> {
+    match done {
+        Done::One(r) => Ok(*r),
+        Done::Many(rs) => bail!(
+            "the agent at {addr} answered job {id} with {} results instead of one",
+            rs.len()
+        ),
+    }
+}
+
+/// [`run_job`] for any [`Work`]: one job or variants timed together.
+pub fn run_work(
+    client: &mut Option<Client>,
+    addr: &AgentAddr,
+    key: &Key,
+    id: &str,
+    work: &Work,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Done> {
     let mut lost: Option<anyhow::Error> = None;
     let mut sent = false;
     for attempt in 0..=BACKOFF_S.len() {
@@ -380,10 +416,10 @@ pub fn run_job(
         };
         let c = client.insert(c);
         let r = if sent {
-            c.resume(id, job, progress)
+            c.resume(id, work, progress)
         } else {
             sent = true;
-            c.run(id, job, progress)
+            c.run_work(id, work, progress)
         };
         match r {
             Err(e) if is_link_lost(&e) => {

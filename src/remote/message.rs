@@ -62,6 +62,15 @@ pub enum Message {
         /// What to measure.
         job: Box<Job>,
     },
+    /// Host: measure `jobs`, variants of one model that differ only in their graphs (fp32 and
+    /// its quantized schemes), together in one interleaved loop
+    /// ([`crate::job::execute_interleaved`]); answered by `Results`.
+    Variants {
+        /// Chosen by the host; a later `Collect` names it.
+        id: String,
+        /// The variants, 1 to [`MAX_VARIANTS`].
+        jobs: Vec<Job>,
+    },
     /// Agent: job `id` is running (a heartbeat, every second).
     Progress {
         /// The job.
@@ -75,6 +84,13 @@ pub enum Message {
         id: String,
         /// Its result, raw samples included.
         result: Box<JobResult>,
+    },
+    /// Agent: the measurements of variants job `id`, in the order of its jobs.
+    Results {
+        /// The job.
+        id: String,
+        /// One result per variant, raw samples included.
+        results: Vec<JobResult>,
     },
     /// Either side: something went wrong (with the job it concerns, when one does).
     Error {
@@ -115,8 +131,10 @@ impl Message {
             serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("malformed message: {e}"))?;
         match &m {
             Message::Job { id, .. }
+            | Message::Variants { id, .. }
             | Message::Progress { id, .. }
             | Message::Result { id, .. }
+            | Message::Results { id, .. }
             | Message::Cancel { id }
             | Message::Collect { id }
             | Message::Unknown { id } => check_id(id)?,
@@ -131,13 +149,87 @@ impl Message {
         match self {
             Message::Hello { .. } => "hello",
             Message::Job { .. } => "job",
+            Message::Variants { .. } => "variants",
             Message::Progress { .. } => "progress",
             Message::Result { .. } => "result",
+            Message::Results { .. } => "results",
             Message::Error { .. } => "error",
             Message::Cancel { .. } => "cancel",
             Message::Collect { .. } => "collect",
             Message::Unknown { .. } => "unknown",
             Message::Bye => "bye",
+        }
+    }
+}
+
+/// Most variants one `Variants` job may time together (their models are all in memory).
+pub const MAX_VARIANTS: usize = 16;
+
+/// What a host asks a board to measure: one job, or variants timed together.
+#[derive(Clone, Debug)]
+pub enum Work {
+    /// One job ([`Message::Job`]).
+    One(Box<Job>),
+    /// Variants of one model in one interleaved loop ([`Message::Variants`]).
+    Variants(Vec<Job>),
+}
+
+/// What a board measured: one result, or one per variant.
+#[derive(Clone, Debug)]
+pub enum Done {
+    /// The result of a [`Work::One`].
+    One(Box<JobResult>),
+    /// The results of a [`Work::Variants`], in its order.
+    Many(Vec<JobResult>),
+}
+
+impl Work {
+    /// The message that sends it as job `id`.
+    pub fn message(&self, id: &str) -> Message {
+        match self {
+            Work::One(job) => Message::Job {
+                id: id.to_string(),
+                job: job.clone(),
+            },
+            Work::Variants(jobs) => Message::Variants {
+                id: id.to_string(),
+                jobs: jobs.clone(),
+            },
+        }
+    }
+
+    /// The arch it measures, for logs.
+    pub fn arch_id(&self) -> String {
+        match self {
+            Work::One(job) => job.arch.id(),
+            Work::Variants(jobs) => jobs.first().map_or_else(String::new, |j| {
+                format!("{} ({} variants)", j.arch.id(), jobs.len())
+            }),
+        }
+    }
+
+    /// Measures it on this machine ([`crate::job::execute`] or
+    /// [`crate::job::execute_interleaved`]).
+    pub fn execute(&self) -> Result<Done> {
+        Ok(match self {
+            Work::One(job) => Done::One(Box::new(crate::job::execute(job)?)),
+            Work::Variants(jobs) => Done::Many(crate::job::execute_interleaved(jobs)?),
+        })
+    }
+}
+
+impl Done {
+    /// The message that answers job `id` with it.
+    pub fn message(self, id: &str) -> Message {
+        match self {
+            Done::One(result) => Message::Result {
+                id: id.to_string(),
+                result,
+            },
+            Done::Many(results) => Message::Results {
+                id: id.to_string(),
+                results,
+            },
         }
     }
 }
@@ -188,13 +280,41 @@ impl Limits {
                 self.max_seq_len
             );
         }
-        let limit = match (self.max_memory, job.max_memory) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        MemoryLimit::resolve(limit).check(estimate_memory(&job.arch, w), "the job's workload")?;
+        MemoryLimit::resolve(self.memory_limit(job.max_memory))
+            .check(estimate_memory(&job.arch, w), "the job's workload")?;
         job.protocol.validate()?;
         job.thermal.validate()?;
+        Ok(())
+    }
+
+    /// The smaller of this agent's `--max-memory` and a job's own limit.
+    pub fn memory_limit(&self, job: Option<u64>) -> Option<u64> {
+        match (self.max_memory, job) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Refuses work this agent must not run ([`Limits::admit`] for each job; 1 to
+    /// [`MAX_VARIANTS`] variants) and applies this agent's memory limit to every job (the
+    /// variants' models, held together, are checked against it when they are built).
+    pub fn admit_work(&self, work: &mut Work) -> Result<()> {
+        let jobs: &mut [Job] = match work {
+            Work::One(job) => std::slice::from_mut(&mut **job),
+            Work::Variants(jobs) => {
+                if jobs.is_empty() || jobs.len() > MAX_VARIANTS {
+                    bail!(
+                        "a variants job holds {} jobs: send 1 to {MAX_VARIANTS}",
+                        jobs.len()
+                    );
+                }
+                jobs
+            }
+        };
+        for job in jobs {
+            self.admit(job)?;
+            job.max_memory = self.memory_limit(job.max_memory);
+        }
         Ok(())
     }
 }
@@ -239,6 +359,14 @@ mod tests {
             Message::Job {
                 id: "run-1:gpt2-abc:short".into(),
                 job: Box::new(job("gpt2-tiny")),
+            },
+            Message::Variants {
+                id: "run-1:gpt2-abc:quant".into(),
+                jobs: vec![job("gpt2-tiny"), job("gpt2-tiny")],
+            },
+            Message::Results {
+                id: "a".into(),
+                results: Vec::new(),
             },
             Message::Progress {
                 id: "a".into(),
@@ -309,6 +437,26 @@ mod tests {
         assert!(format!("{:#}", tight.admit(&job("gpt2-tiny")).unwrap_err()).contains("memory"));
     }
 
+    #[test]
+    fn variants_are_bounded_and_get_the_agents_memory_limit() {
+        let l = limits();
+        let mut w = Work::Variants(vec![job("gpt2-tiny"); 2]);
+        l.admit_work(&mut w).unwrap();
+        let Work::Variants(jobs) = &w else {
+            unreachable!()
+        };
+        assert!(jobs.iter().all(|j| j.max_memory == Some(1 << 30)));
+        for n in [0, MAX_VARIANTS + 1] {
+            let e = l
+                .admit_work(&mut Work::Variants(vec![job("gpt2-tiny"); n]))
+                .unwrap_err();
+            assert!(e.to_string().contains("variants job holds"), "{e}");
+        }
+        // One variant above the limits refuses the whole job.
+        let mut w = Work::Variants(vec![job("gpt2-tiny"), job("gpt2-small")]);
+        assert!(format!("{:#}", l.admit_work(&mut w).unwrap_err()).contains("parameters"));
+    }
+
     mod fuzz {
         use super::super::super::frame::testutil::{apply, fuzz_config, mutations};
         use super::*;
@@ -327,6 +475,11 @@ mod tests {
                 }
                 .encode(),
                 Message::Collect { id: "a".into() }.encode(),
+                Message::Variants {
+                    id: "r:gpt2-1:quant".into(),
+                    jobs: vec![job("gpt2-tiny")],
+                }
+                .encode(),
                 Message::Error {
                     id: Some("a".into()),
                     message: "x".into(),

@@ -276,10 +276,6 @@ impl SearchConfig {
         self.validate_quantize()?;
         for a in &self.agents {
             crate::remote::host::AgentAddr::parse(&a.addr)?;
-            anyhow::ensure!(
-                self.quantize.is_empty(),
-                "--quantize with --agent is not supported yet (the quantized variants would be timed on this machine): drop one of them"
-            );
         }
         match &self.evaluator {
             EvaluatorSpec::CostModel { gflops } => anyhow::ensure!(

@@ -83,6 +83,12 @@ pub trait Evaluator {
     }
     /// Adds lines of its own to the search's progress display (a fleet: one per board).
     fn show_progress(&mut self, _display: &indicatif::MultiProgress) {}
+    /// Times `jobs`, variants of one model that differ only in their graphs (fp32 and its
+    /// quantized schemes), together in one interleaved loop, as job `name`: on this machine
+    /// ([`job::execute_interleaved`]) or on a board.
+    fn measure_variants(&mut self, _name: &str, jobs: Vec<Job>) -> Result<Vec<job::JobResult>> {
+        job::execute_interleaved(&jobs)
+    }
 }
 
 /// Real measurement through a backend ([`job::execute`]).
@@ -295,5 +301,10 @@ impl Evaluator for Fleet {
         for b in &mut self.boards {
             b.show_in(display);
         }
+    }
+
+    fn measure_variants(&mut self, name: &str, jobs: Vec<Job>) -> Result<Vec<job::JobResult>> {
+        let id = format!("{}:{name}", self.run_id);
+        crate::remote::fleet::run_variants(&mut self.boards, &id, jobs)
     }
 }

@@ -48,7 +48,11 @@ impl Search {
                 .chain(schemes.iter().cloned().map(Some))
                 .map(|q| measured.job(&arch, Stage::Full, q))
                 .collect();
-            let mut results = job::execute_interleaved(&jobs)
+            // On this machine, or on a board of the fleet (fidelity is judged here either
+            // way: it depends on the weights and the graphs, not on the board).
+            let mut results = self
+                .eval
+                .measure_variants(&format!("{id}:quant"), jobs)
                 .with_context(|| format!("timing the quantized variants of {id}"))?
                 .into_iter();
             let fp32_result = results.next().context("no fp32 result")?;
