@@ -123,7 +123,9 @@ pub fn search(args: &SearchArgs) -> Result<()> {
             match &cfg.evaluator {
                 // On a board's agent, the board needs the runtime, not this machine; the
                 // fidelity of --quantize's variants is judged here, though.
-                EvaluatorSpec::Measure { .. } if !cfg.agents.is_empty() => {
+                EvaluatorSpec::Measure { .. }
+                    if !cfg.agents.is_empty() || args.agents.is_some() =>
+                {
                     if !cfg.quantize.is_empty() {
                         Ort::load().context(
                             "--quantize judges each variant's fidelity on this machine, with ONNX Runtime",
