@@ -31,6 +31,26 @@ fn agent(key: &Path, port: u16, extra: &[&str]) -> Agent {
     spawn_agent(assert_cmd::cargo::cargo_bin!("lts"), key, port, extra)
 }
 
+/// A small real search of the `quick` space: 4 candidates, 16-token prefill, short protocols
+/// (the iteration flags are each test's).
+const QUICK: &[&str] = &[
+    "search",
+    "--space",
+    "quick",
+    "--population",
+    "4",
+    "--seq-len",
+    "16",
+    "--short-min-runs",
+    "3",
+    "--full-min-runs",
+    "3",
+    "--full-min-duration-s",
+    "0.05",
+    "--full-max-duration-s",
+    "0.5",
+];
+
 /// The end of a quiet `lts search` command line: run id, results folder and key.
 fn run_args(out: &Path, run_id: &str, key: &Path) -> Vec<String> {
     [
@@ -147,29 +167,8 @@ fn search_through_an_agent_records_its_device_and_runtime() {
     let a = agent(&key, 0, &[]);
     let out = dir.path().join("runs");
     cargo_bin_cmd!("lts")
-        .args([
-            "search",
-            "--space",
-            "quick",
-            "--population",
-            "4",
-            "--iterations",
-            "1",
-            "--mutations",
-            "2",
-            "--crossovers",
-            "2",
-            "--seq-len",
-            "16",
-            "--short-min-runs",
-            "3",
-            "--full-min-runs",
-            "3",
-            "--full-min-duration-s",
-            "0.05",
-            "--full-max-duration-s",
-            "0.5",
-        ])
+        .args(QUICK)
+        .args(["--iterations", "1", "--mutations", "2", "--crossovers", "2"])
         .args(run_args(&out, "r", &key))
         .arg("--agent")
         .arg(format!("tcp://127.0.0.1:{}", a.port))
@@ -526,64 +525,12 @@ fn a_fleet_search_resumes_after_the_host_is_killed() {
 fn quantized_variants_are_timed_on_the_board() {
     let dir = tempfile::tempdir().unwrap();
     let key = init_key(dir.path(), "k");
-    let mut a = bin()
-        .args([
-            "agent",
-            "--key",
-            key.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = std::io::BufReader::new(a.stderr.take().unwrap());
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in log.lines().map_while(Result::ok) {
-                if l.contains("listening on") {
-                    let _ = tx.send(l.clone());
-                }
-                lines.lock().unwrap().push(l);
-            }
-        });
-    }
-    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let port: u16 = first
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let a = agent(&key, 0, &[]);
+    let port = a.port;
     let out = dir.path().join("runs");
     cargo_bin_cmd!("lts")
-        .args([
-            "search",
-            "--space",
-            "quick",
-            "--population",
-            "4",
-            "--iterations",
-            "0",
-        ])
-        .args([
-            "--seq-len",
-            "16",
-            "--short-min-runs",
-            "3",
-            "--full-min-runs",
-            "3",
-        ])
-        .args([
-            "--full-min-duration-s",
-            "0.05",
-            "--full-max-duration-s",
-            "0.5",
-        ])
+        .args(QUICK)
+        .args(["--iterations", "0"])
         .args(["--quantize", "int8-dynamic"])
         .args(run_args(&out, "q", &key))
         .arg("--agent")
@@ -596,10 +543,8 @@ fn quantized_variants_are_timed_on_the_board() {
     for row in rows.lines().skip(1) {
         assert!(row.contains("int8-dynamic"), "{row}");
     }
-    let _ = a.kill();
-    let _ = a.wait();
     // Every member's fp32 graph and its variant were timed together on the board.
-    let log = lines.lock().unwrap().join("\n");
+    let log = a.log.lock().unwrap().join("\n");
     let variants = log.matches("(2 variants)").count();
     assert_eq!(variants, front.lines().count() - 1, "{log}");
 }

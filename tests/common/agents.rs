@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A running agent process, killed (SIGKILL) on drop.
 pub struct Agent {
@@ -13,6 +14,8 @@ pub struct Agent {
     pub child: Child,
     /// The loopback port it listens on.
     pub port: u16,
+    /// The lines it logged on stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Agent {
@@ -46,8 +49,8 @@ pub fn init_key(bin: &Path, dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Starts `bin agent --key KEY --listen 127.0.0.1:PORT EXTRA...` (port 0: an ephemeral one)
-/// and reads the port it listens on from its first log line; its later log is drained so it
-/// never blocks on a full pipe.
+/// and reads the port it listens on from its first log line; its later lines are kept in
+/// [`Agent::log`] (so it never blocks on a full pipe).
 pub fn spawn_agent(bin: &Path, key: &Path, port: u16, extra: &[&str]) -> Agent {
     let mut child = Command::new(bin)
         .args(["agent", "--key"])
@@ -66,8 +69,14 @@ pub fn spawn_agent(bin: &Path, key: &Path, port: u16, extra: &[&str]) -> Agent {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in the agent's first line {first:?}"));
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Agent { child, port }
+    let log = Arc::new(Mutex::new(vec![first]));
+    let keep = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            keep.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+        }
+    });
+    Agent { child, port, log }
 }
 
 /// Writes a fleet file listing `agents`, all of board class `class`.
