@@ -5,7 +5,7 @@
 //! Every connection has its own thread, so a peer that never finishes its handshake (or sends
 //! garbage, or a frame above the cap) costs one thread until its deadline and never blocks
 //! the others; it gets one error frame and is dropped. A job keeps running when its host
-//! disconnects: the result stays in a small cache ([`RESULTS_KEPT`] jobs) for the host to
+//! disconnects: the result stays in a small cache ([`RESULTS_KEPT`] results) for the host to
 //! `Collect` after it reconnects, instead of measuring again.
 
 use std::collections::{HashMap, VecDeque};
@@ -23,7 +23,8 @@ use super::frame::{Channel, Deadline, FrameError};
 use super::message::{Done, Limits, Message, Work};
 use super::serial::SerialLink;
 
-/// Finished jobs whose results an agent keeps for `Collect`.
+/// Results an agent keeps for `Collect` (of its latest jobs; a variants job counts one per
+/// variant), so the cache's memory is bounded whatever the hosts send.
 pub const RESULTS_KEPT: usize = 256;
 /// Time a peer has to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,14 +65,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// Keeps job `id`'s outcome, forgetting the oldest jobs while more than [`RESULTS_KEPT`]
+    /// results are held (a variants job holds one per variant; the newest job always stays).
     fn keep(&self, id: &str, outcome: Outcome) {
+        let held = |o: &Outcome| o.as_ref().map_or(1, Done::results);
         let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
         if d.0.insert(id.to_string(), outcome).is_none() {
             d.1.push_back(id.to_string());
         }
-        while d.1.len() > RESULTS_KEPT {
+        let mut total: usize = d.0.values().map(held).sum();
+        while total > RESULTS_KEPT && d.1.len() > 1 {
             if let Some(old) = d.1.pop_front() {
-                d.0.remove(&old);
+                total -= d.0.remove(&old).as_ref().map_or(0, held);
             }
         }
     }
@@ -401,5 +406,57 @@ fn run_job<S: Write>(
                 host_gone = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobResult;
+
+    #[test]
+    fn the_result_cache_is_bounded_by_results_not_jobs() {
+        let shared = Shared::default();
+        // 200 failed single jobs, then 5 variants jobs of 16 results each: 280 results.
+        for i in 0..200 {
+            shared.keep(&format!("one-{i}"), Err("x".into()));
+        }
+        // One real result (a cost-model job: its runs sleep microseconds), 16 times.
+        let job = crate::job::Job {
+            arch: crate::arch::Arch::preset("gpt2-tiny").unwrap(),
+            weights: crate::job::WeightsSpec::Random { seed: 0 },
+            workload: crate::workload::Workload {
+                seq_len: 8,
+                ..Default::default()
+            },
+            protocol: crate::measure::Protocol {
+                warmup_s: 0.0,
+                min_runs: 1,
+                min_duration_s: 0.0,
+                ..Default::default()
+            },
+            backend: crate::job::BackendSpec::CostModel(
+                crate::backend::simulated::CostModelOptions { gflops: 1e6 },
+            ),
+            max_params: crate::arch::DEFAULT_MAX_PARAMS,
+            max_memory: None,
+            thermal: Default::default(),
+            device_profile: None,
+            quant: None,
+        };
+        let r: JobResult = crate::job::execute(&job).unwrap();
+        let many = || Ok(Done::Many(vec![r.clone(); 16]));
+        for i in 0..5 {
+            shared.keep(&format!("many-{i}"), many());
+        }
+        let held: usize = {
+            let d = shared.done.lock().unwrap();
+            d.0.values()
+                .map(|o| o.as_ref().map_or(1, Done::results))
+                .sum()
+        };
+        assert!(held <= RESULTS_KEPT, "{held}");
+        assert!(shared.finished_job("many-4").is_some(), "the newest stays");
+        assert!(shared.finished_job("one-0").is_none(), "the oldest goes");
     }
 }

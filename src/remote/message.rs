@@ -219,6 +219,14 @@ impl Work {
 }
 
 impl Done {
+    /// How many results it holds (an empty variants answer counts as one).
+    pub fn results(&self) -> usize {
+        match self {
+            Done::One(_) => 1,
+            Done::Many(r) => r.len().max(1),
+        }
+    }
+
     /// The message that answers job `id` with it.
     pub fn message(self, id: &str) -> Message {
         match self {
