@@ -1,6 +1,6 @@
 //! `lts agent`, the board side: accepts hosts, authenticates them ([`super::auth`]), and runs
 //! the jobs they send one at a time (measurements never overlap on a board), answering with
-//! heartbeats while a job runs and its [`JobResult`] at the end.
+//! heartbeats while a job runs and its [`crate::job::JobResult`] at the end.
 //!
 //! Every connection has its own thread, so a peer that never finishes its handshake (or sends
 //! garbage, or a frame above the cap) costs one thread until its deadline and never blocks

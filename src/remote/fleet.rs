@@ -4,11 +4,13 @@
 //! Boards of one class share the candidates: each board's worker takes the next job from a
 //! common queue, so a fast board measures more of them, and each candidate is measured on one
 //! board. The queue holds the longest jobs first (longest-processing-time scheduling), so that
-//! the boards finish a batch close together. A board whose link fails puts its job back at the head of the queue (another board of
-//! the class takes it at once) and reconnects with backoff ([`BACKOFF_S`]); a job it had
-//! finished before the link dropped is not measured again when it comes back to it (the agent
-//! answers a known job id from its result cache). The batch fails only when a job fails on a
-//! board (refused by its limits, or an error in the measurement) or when every board is lost.
+//! the boards finish a batch close together. A board whose link fails puts its job back at the
+//! head of the queue (another board of the class takes it at once) and reconnects with backoff
+//! ([`BACKOFF_S`]); a job it had finished before the link dropped is not measured again when it
+//! comes back to it (the agent answers a known job id from its result cache). The batch fails
+//! only when a job fails on a board (refused by its limits, or an error in the measurement) or
+//! when every board is lost. Each board has a line in the search's progress display
+//! ([`Board::show_in`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
