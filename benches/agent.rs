@@ -200,7 +200,8 @@ fn fleet() -> Result<()> {
     let search = |n: usize, with_agents: bool| -> Result<(f64, String)> {
         let id = format!("n{n}{}", if with_agents { "" } else { "-local" });
         let fleet = dir.path().join(format!("{id}.toml"));
-        agents::fleet_file(&fleet, &boards.iter().take(n).collect::<Vec<_>>(), "loop");
+        let entries: Vec<_> = boards.iter().take(n).map(|b| (b, "loop")).collect();
+        agents::fleet_file(&fleet, &entries);
         let mut c = std::process::Command::new(bin);
         c.args([
             "search",

@@ -66,6 +66,15 @@ fn run_args(out: &Path, run_id: &str, key: &Path) -> Vec<String> {
     .collect()
 }
 
+/// One agent per entry of `classes` and `DIR/fleet.toml` listing them with those classes.
+fn fleet_of(dir: &Path, key: &Path, classes: &[&str]) -> (Vec<Agent>, PathBuf) {
+    let agents: Vec<Agent> = classes.iter().map(|_| agent(key, 0, &[])).collect();
+    let fleet = dir.join("fleet.toml");
+    let entries: Vec<(&Agent, &str)> = agents.iter().zip(classes.iter().copied()).collect();
+    fleet_file(&fleet, &entries);
+    (agents, fleet)
+}
+
 fn measure(port: u16, key: &Path) -> assert_cmd::Command {
     measure_preset(port, key, "gpt2-tiny")
 }
@@ -74,6 +83,7 @@ fn measure_preset(port: u16, key: &Path, preset: &str) -> assert_cmd::Command {
     let mut c = cargo_bin_cmd!("lts");
     c.args(measure_args(
         preset,
+        "0.01",
         &format!("tcp://127.0.0.1:{port}"),
         key,
     ));
@@ -197,21 +207,12 @@ fn a_killed_agent_restarted_in_time_loses_no_job() {
     let port = first.port;
     // A long measurement, so the kill lands mid-job.
     let host = bin()
-        .args([
-            "measure",
-            "--preset",
+        .args(measure_args(
             "gpt2-tiny",
-            "--seq-len",
-            "8",
-            "--min-runs",
             "3",
-            "--min-duration-s",
-            "3",
-            "--json",
-            "--agent",
-        ])
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .args(["--key", key.to_str().unwrap()])
+            &format!("tcp://127.0.0.1:{port}"),
+            &key,
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -233,9 +234,7 @@ fn a_killed_agent_restarted_in_time_loses_no_job() {
 fn a_fleet_shares_a_search_and_survives_a_killed_board() {
     let dir = tempfile::tempdir().unwrap();
     let key = init_key(dir.path(), "k");
-    let agents: Vec<Agent> = (0..3).map(|_| agent(&key, 0, &[])).collect();
-    let fleet = dir.path().join("fleet.toml");
-    fleet_file(&fleet, &agents.iter().collect::<Vec<_>>(), "loop");
+    let (agents, fleet) = fleet_of(dir.path(), &key, &["loop"; 3]);
     let out = dir.path().join("runs");
     let host = bin()
         .args([
@@ -351,7 +350,7 @@ fn jobs_run_over_a_serial_line_one_host_after_the_other() {
     let addr = format!("serial://{}?baud=115200", host.display());
     let run = |k: &Path| {
         let mut c = cargo_bin_cmd!("lts");
-        c.args(measure_args("gpt2-tiny", &addr, k));
+        c.args(measure_args("gpt2-tiny", "0.01", &addr, k));
         c
     };
     run(&key).assert().success().stdout(contains("\"arch_id\""));
@@ -391,9 +390,7 @@ fn once_exits_after_one_job() {
 fn a_fleet_dry_run_with_the_cost_model_sleeps_on_the_boards() {
     let dir = tempfile::tempdir().unwrap();
     let key = init_key(dir.path(), "k");
-    let agents: Vec<Agent> = (0..2).map(|_| agent(&key, 0, &[])).collect();
-    let fleet = dir.path().join("fleet.toml");
-    fleet_file(&fleet, &agents.iter().collect::<Vec<_>>(), "dry");
+    let (_agents, fleet) = fleet_of(dir.path(), &key, &["dry"; 2]);
     let out = dir.path().join("runs");
     let host = cargo_bin_cmd!("lts")
         .args([
@@ -445,17 +442,8 @@ fn a_fleet_search_resumes_after_the_host_is_killed() {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let key = init_key(dir.path(), "k");
-    let agents: Vec<Agent> = (0..3).map(|_| agent(&key, 0, &[])).collect();
     // Two board classes: `one` with one board, `two` with two.
-    let fleet = dir.path().join("fleet.toml");
-    let mut toml = String::new();
-    for (a, class) in agents.iter().zip(["one", "two", "two"]) {
-        toml.push_str(&format!(
-            "[[agent]]\naddr = \"{}\"\nclass = \"{class}\"\n",
-            a.addr()
-        ));
-    }
-    std::fs::write(&fleet, toml).unwrap();
+    let (_agents, fleet) = fleet_of(dir.path(), &key, &["one", "two", "two"]);
     let out = dir.path().join("runs");
     let search = |kill_after: Option<usize>| {
         let mut c = bin();

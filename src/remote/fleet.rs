@@ -364,11 +364,11 @@ impl Drop for Board {
 pub fn run_variants(boards: &mut [Board], id: &str, jobs: Vec<Job>) -> Result<Vec<JobResult>> {
     let work = Work::Variants(jobs);
     let mut last = None;
+    let what = format!(
+        "timing variants {}",
+        id.split_once(':').map_or(id, |(_, r)| r)
+    );
     for board in boards.iter_mut().filter(|b| !b.lost) {
-        let what = format!(
-            "timing variants {}",
-            id.split_once(':').map_or(id, |(_, r)| r)
-        );
         board.status(&what);
         let (bar, done_before) = (board.bar.clone(), board.jobs_done);
         let r = host::run_work(

@@ -79,10 +79,10 @@ pub fn spawn_agent(bin: &Path, key: &Path, port: u16, extra: &[&str]) -> Agent {
     Agent { child, port, log }
 }
 
-/// Writes a fleet file listing `agents`, all of board class `class`.
-pub fn fleet_file(path: &Path, agents: &[&Agent], class: &str) {
+/// Writes a fleet file listing `agents`, each with its board class.
+pub fn fleet_file(path: &Path, agents: &[(&Agent, &str)]) {
     let mut toml = String::new();
-    for a in agents {
+    for (a, class) in agents {
         toml.push_str(&format!(
             "[[agent]]\naddr = \"{}\"\nclass = \"{class}\"\n",
             a.addr()
@@ -91,9 +91,9 @@ pub fn fleet_file(path: &Path, agents: &[&Agent], class: &str) {
     std::fs::write(path, toml).expect("fleet file written");
 }
 
-/// `lts measure` arguments of a small job (8-token prefill, 3 runs at least) on `preset`, as
-/// JSON, through the agent at `addr` with `key`.
-pub fn measure_args(preset: &str, addr: &str, key: &Path) -> Vec<String> {
+/// `lts measure` arguments of a small job (8-token prefill, 3 runs and `min_duration_s` at
+/// least) on `preset`, as JSON, through the agent at `addr` with `key`.
+pub fn measure_args(preset: &str, min_duration_s: &str, addr: &str, key: &Path) -> Vec<String> {
     let mut a: Vec<String> = [
         "measure",
         "--preset",
@@ -103,7 +103,7 @@ pub fn measure_args(preset: &str, addr: &str, key: &Path) -> Vec<String> {
         "--min-runs",
         "3",
         "--min-duration-s",
-        "0.01",
+        min_duration_s,
         "--json",
         "--agent",
         addr,
