@@ -161,15 +161,13 @@ pub struct JobResult {
 }
 
 /// The ONNX graphs a workload runs, with the logits each computes: prefill or decode alone, or
-/// for generate a last-position prefill and a decode graph.
+/// for generate one last-position decode graph that runs the prompt on an empty past and then
+/// each step ([`crate::backend::ort::OrtGenerator`]): one session, so the weights (and ONNX
+/// Runtime's pre-packed copies of them) are held once, as a deployment holds them.
 pub fn graphs_for(workload: &Workload) -> Vec<(GraphKind, Logits)> {
     match workload.mode {
         Mode::Prefill => vec![(GraphKind::Prefill, workload.logits)],
-        Mode::Decode => vec![(GraphKind::Decode, Logits::Last)],
-        Mode::Generate => vec![
-            (GraphKind::Prefill, Logits::Last),
-            (GraphKind::Decode, Logits::Last),
-        ],
+        Mode::Decode | Mode::Generate => vec![(GraphKind::Decode, Logits::Last)],
     }
 }
 
@@ -204,6 +202,13 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
     if let (WeightsSpec::Onnx { path }, [(kind, logits)]) = (&job.weights, &wanted[..]) {
         let file = exported(path, &job.arch)?;
         let info = &file.info;
+        // Generation needs a last-position decode graph: any other exported graph of the model
+        // (a prefill file, or a decode file with every position's logits, as files written
+        // before generation ran on one graph are) gives its weights, and the graph is emitted.
+        let usable = info.kind == *kind && info.logits == *logits;
+        if job.workload.mode == Mode::Generate && !usable {
+            return build_from_weights(job, quant, &wanted);
+        }
         if info.quant.as_ref() != quant {
             bail!(
                 "{} holds {} graphs but the job asks for {}: give the fp32 file to quantize it, or drop --quant",
@@ -235,12 +240,22 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
         };
         return Ok((model, format!("onnx file {}", path.display()), 0.0));
     }
+    build_from_weights(job, quant, &wanted)
+}
+
+/// The graphs `wanted` emitted from the job's weights ([`build_weights`]), quantized with
+/// `quant` when given.
+fn build_from_weights(
+    job: &Job,
+    quant: Option<&Scheme>,
+    wanted: &[(GraphKind, Logits)],
+) -> Result<(OrtModel, String, f64)> {
     if let Some(scheme) = quant {
-        return build_quantized(job, scheme, &wanted);
+        return build_quantized(job, scheme, wanted);
     }
     let (w, source, load_ms) = build_weights(job)?;
     let t0 = Instant::now();
-    let (models, files) = graph::build_models_external(&job.arch, w, &wanted)?;
+    let (models, files) = graph::build_models_external(&job.arch, w, wanted)?;
     let graphs = models.iter().map(graph::to_bytes).collect();
     let ms = load_ms + t0.elapsed().as_secs_f64() * 1e3;
     Ok((OrtModel { graphs, files }, source, ms))
@@ -446,7 +461,6 @@ fn ort_runner(
             Box::new(OrtRunner::new(next()?, &job.arch, &job.workload)?) as Box<dyn Runner>
         }
         Mode::Generate => Box::new(OrtGenerator::new(
-            next()?,
             next()?,
             &job.arch,
             &job.workload,

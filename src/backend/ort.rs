@@ -340,26 +340,30 @@ impl Runner for OrtRunner {
     }
 }
 
-/// End-to-end generation (`--mode generate`): one [`Runner::run`] is a prefill of the prompt with
-/// the last-position logits graph, then `new_tokens` decode steps, each feeding the previous
-/// step's greedy (argmax) token and the `present.*` cache of the step before as
-/// `past_key_values.*`. The time to the first token (prefill + its argmax) of each run is logged.
+/// End-to-end generation (`--mode generate`) on one last-position decode graph, as a deployment
+/// runs it (HF optimum's merged decoder, ONNX Runtime GenAI): one [`Runner::run`] feeds the
+/// prompt with an empty past (`past_seq = 0`: the graph is then a last-position prefill), then
+/// `new_tokens` decode steps, each feeding the previous step's greedy (argmax) token and the
+/// `present.*` cache of the step before as `past_key_values.*`. One session holds the weights
+/// (and ONNX Runtime's pre-packed copies of them) once; a prefill session beside a decode
+/// session held them twice. The time to the first token (prefill + its argmax) of each run is
+/// logged.
 pub struct OrtGenerator {
-    prefill: Session,
-    decode: Session,
+    session: Session,
     prompt: DynValue,
-    n_layer: usize,
+    /// The empty cache of the first step, `[batch, n_kv_head, 0, head_dim]` per layer, key
+    /// then value.
+    empty_past: Vec<DynValue>,
     new_tokens: usize,
     first_token: FirstTokenLog,
     generated: Vec<i64>,
 }
 
 impl OrtGenerator {
-    /// Wraps a last-position prefill session and a decode session of the same model with the
-    /// seeded prompt of `workload` (`seq_len` tokens, `new_tokens` steps).
+    /// Wraps a session of the last-position decode graph of `arch` with the seeded prompt of
+    /// `workload` (`seq_len` tokens, `new_tokens` steps).
     pub fn new(
-        prefill: Session,
-        decode: Session,
+        session: Session,
         arch: &Arch,
         workload: &Workload,
         first_token: FirstTokenLog,
@@ -368,11 +372,17 @@ impl OrtGenerator {
             bail!("OrtGenerator needs a generate workload");
         }
         let (ids, _) = crate::workload::inputs(arch, workload);
+        let mut empty_past = Vec::with_capacity(2 * arch.n_layer);
+        for i in 0..arch.n_layer {
+            for _ in ["key", "value"] {
+                let shape = (workload.batch, arch.n_kv_head[i], 0, arch.head_dim(i));
+                empty_past.push(Tensor::from_array(Array4::<f32>::zeros(shape))?.into_dyn());
+            }
+        }
         Ok(OrtGenerator {
-            prefill,
-            decode,
+            session,
             prompt: Tensor::from_array(ids)?.into_dyn(),
-            n_layer: arch.n_layer,
+            empty_past,
             new_tokens: workload.new_tokens,
             first_token,
             generated: Vec::new(),
@@ -386,6 +396,37 @@ impl OrtGenerator {
         let batch = self.generated.len() / steps;
         // Stored step-major: step s holds the batch's tokens at [s * batch ..].
         Array2::from_shape_fn((batch, steps), |(b, s)| self.generated[s * batch + b])
+    }
+
+    /// One step: `ids` on top of `past` (key, value per layer), returning the greedy tokens and
+    /// the present cache.
+    fn step(
+        session: &mut Session,
+        ids: &DynValue,
+        past: &[DynValue],
+    ) -> Result<(Array2<i64>, Vec<DynValue>)> {
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(1 + past.len());
+        inputs.push(("input_ids".into(), SessionInputValue::from(ids)));
+        for (j, v) in past.iter().enumerate() {
+            let part = if j % 2 == 0 { "key" } else { "value" };
+            inputs.push((
+                format!("past_key_values.{}.{part}", j / 2).into(),
+                SessionInputValue::from(v),
+            ));
+        }
+        let mut out = session.run(inputs)?;
+        let next = argmax_last(&out["logits"])?;
+        let mut present = Vec::with_capacity(past.len());
+        for j in 0..past.len() {
+            let part = if j % 2 == 0 { "key" } else { "value" };
+            let name = format!("present.{}.{part}", j / 2);
+            present.push(
+                out.remove(&name)
+                    .with_context(|| format!("no output {name}"))?,
+            );
+        }
+        Ok((next, present))
     }
 }
 
@@ -405,53 +446,19 @@ pub fn argmax_last(logits: &DynValue) -> Result<Array2<i64>> {
 impl Runner for OrtGenerator {
     fn run(&mut self) -> Result<Option<Duration>> {
         let start = Instant::now();
-        let mut out = self
-            .prefill
-            .run(vec![(
-                Cow::Borrowed("input_ids"),
-                SessionInputValue::from(&self.prompt),
-            )])
+        let (mut next, mut past) = Self::step(&mut self.session, &self.prompt, &self.empty_past)
             .context("ONNX Runtime prefill failed")?;
-        let mut next = argmax_last(&out["logits"])?;
         self.generated.clear();
         self.generated.extend(next.iter());
         self.first_token
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(start.elapsed());
-        let take = |out: &mut ort::session::SessionOutputs<'_>| -> Result<Vec<DynValue>> {
-            let mut cache = Vec::with_capacity(2 * self.n_layer);
-            for i in 0..self.n_layer {
-                for part in ["key", "value"] {
-                    cache.push(
-                        out.remove(format!("present.{i}.{part}"))
-                            .with_context(|| format!("no output present.{i}.{part}"))?,
-                    );
-                }
-            }
-            Ok(cache)
-        };
-        let mut past = take(&mut out)?;
-        drop(out);
         for step in 0..self.new_tokens {
             let ids = Tensor::from_array(next)?.into_dyn();
-            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-                Vec::with_capacity(1 + past.len());
-            inputs.push(("input_ids".into(), SessionInputValue::from(&ids)));
-            for (j, v) in past.iter().enumerate() {
-                let part = if j % 2 == 0 { "key" } else { "value" };
-                inputs.push((
-                    format!("past_key_values.{}.{part}", j / 2).into(),
-                    SessionInputValue::from(v),
-                ));
-            }
-            let mut out = self
-                .decode
-                .run(inputs)
+            (next, past) = Self::step(&mut self.session, &ids, &past)
                 .with_context(|| format!("ONNX Runtime decode step {} failed", step + 1))?;
-            next = argmax_last(&out["logits"])?;
             self.generated.extend(next.iter());
-            past = take(&mut out)?;
         }
         Ok(None)
     }

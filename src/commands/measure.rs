@@ -149,8 +149,9 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
     let jobs = measure_jobs(args)?;
     if let Some(path) = &args.onnx {
         let kind = graph::OnnxFile::open(path)?.info.kind;
+        // Generation takes any graph of the model (its weights give the graph it needs).
         let needed = job::graphs_for(&jobs[0].workload);
-        if needed.len() == 1 && needed[0].0 != kind {
+        if jobs[0].workload.mode != job::Mode::Generate && needed[0].0 != kind {
             bail!(
                 "{} is a {kind:?} graph: pass --mode {}",
                 path.display(),

@@ -13,7 +13,7 @@ pub(super) struct Common {
     pub(super) pos: String,
     /// Additive causal mask, f32 `[seq, total_seq]` (0 where allowed, -inf elsewhere).
     pub(super) mask: String,
-    /// Logits of the last position only ([`Logits::Last`] prefill graphs).
+    /// Logits of the last position only ([`Logits::Last`] graphs).
     pub(super) last_only: bool,
 }
 

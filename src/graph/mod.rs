@@ -89,10 +89,12 @@ pub fn save(model: &ModelProto, path: &Path) -> Result<()> {
 /// the I/O contract and the math). Fails when the weights do not fit the arch or the model would
 /// not fit in one protobuf (2 GiB).
 ///
-/// `logits` chooses which positions of a prefill graph get logits: [`Logits::Last`] slices the
+/// `logits` chooses which positions of the new chunk get logits: [`Logits::Last`] slices the
 /// last position before the final norm and the LM head (output `[batch, 1, vocab]`, what
-/// producing the first token needs), [`Logits::All`] keeps every position (`[batch, seq,
-/// vocab]`, for scoring text). Decode graphs compute one position either way and ignore it.
+/// producing the next token needs), [`Logits::All`] keeps every position (`[batch, seq,
+/// vocab]`, for scoring text). A decode graph with last-position logits is also the whole
+/// generation graph (HF optimum's merged decoder, ONNX Runtime GenAI's one graph): fed an empty
+/// past (`past_seq = 0`) it is a last-position prefill, so one session holds the weights once.
 pub fn build_model(
     arch: &Arch,
     weights: &Weights,
@@ -146,7 +148,7 @@ fn assemble(
         initializers,
         ..Default::default()
     };
-    let last_only = kind == GraphKind::Prefill && logits == Logits::Last;
+    let last_only = logits == Logits::Last;
     let common = layers::common(&mut b, kind, last_only);
     match arch.family {
         Family::Gpt2 => gpt2::gpt2(&mut b, arch, kind, &common),
