@@ -433,8 +433,17 @@ impl Arch {
         self.d_model / self.n_head[i]
     }
 
-    /// Parses and validates JSON.
+    /// Parses and validates JSON. The `workload` and `workload_source` keys `lts export` writes
+    /// beside the arch in `<arch-id>.arch.json` (see [`crate::workload::RecordedWorkload`]) are
+    /// not part of the arch and are skipped.
     pub fn from_json(text: &str) -> anyhow::Result<Arch> {
+        use crate::workload::{WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
+        if let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(text) {
+            // Both removed (`|`, not `||`).
+            if v.remove(WORKLOAD_KEY).is_some() | v.remove(WORKLOAD_SOURCE_KEY).is_some() {
+                return Ok(serde_json::from_value(v.into())?);
+            }
+        }
         Ok(serde_json::from_str(text)?)
     }
 

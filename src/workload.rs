@@ -273,6 +273,57 @@ impl Workload {
     }
 }
 
+/// Key of the workload an exported file was made for, in its ONNX `metadata_props` and in its
+/// `<arch-id>.arch.json` (the JSON of a [`Workload`]).
+pub const WORKLOAD_KEY: &str = "workload";
+/// Key saying where that workload came from ([`RecordedWorkload::source`]).
+pub const WORKLOAD_SOURCE_KEY: &str = "workload_source";
+
+/// The workload an exported file (`lts export`, `lts quantize`) was made for: the one its
+/// candidate was timed on in a search, or the workload flags (or defaults) of a plain export.
+/// `lts measure --onnx` times it unless a flag says otherwise.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecordedWorkload {
+    /// The workload.
+    pub workload: Workload,
+    /// Where it came from: `the search's workload, run r1`, `lts export's defaults`, ...
+    pub source: String,
+}
+
+impl RecordedWorkload {
+    /// The `(key, value)` pairs that record it in a file's metadata ([`WORKLOAD_KEY`],
+    /// [`WORKLOAD_SOURCE_KEY`]).
+    pub fn metadata(&self) -> [(&'static str, String); 2] {
+        [
+            (
+                WORKLOAD_KEY,
+                serde_json::to_string(&self.workload).expect("a workload serializes"),
+            ),
+            (WORKLOAD_SOURCE_KEY, self.source.clone()),
+        ]
+    }
+
+    /// Reads it back from a file's metadata values: `None` when the file records no workload
+    /// (written before lts recorded one), an error when the recorded one is not a workload.
+    pub fn from_metadata(
+        workload: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Option<RecordedWorkload>> {
+        let Some(json) = workload else {
+            return Ok(None);
+        };
+        let workload: Workload = serde_json::from_str(json).map_err(|e| {
+            anyhow::anyhow!(
+                "its `{WORKLOAD_KEY}` metadata is not a workload ({e}): export the file again"
+            )
+        })?;
+        Ok(Some(RecordedWorkload {
+            workload,
+            source: source.unwrap_or("its metadata").to_string(),
+        }))
+    }
+}
+
 /// What a workload needs in memory, in bytes, by part (see [`estimate_memory`]).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {

@@ -234,8 +234,12 @@ fn export_then_measure_the_file_and_decode_mode() {
     };
     run(&["--onnx", prefill.to_str().unwrap()]).success();
     run(&["--onnx", decode.to_str().unwrap(), "--mode", "decode"]).success();
-    // Wrong mode for the file: a clear message.
+    // Without --mode a decode graph times decode (it was exported for prefill: a note).
     run(&["--onnx", decode.to_str().unwrap()])
+        .success()
+        .stderr(contains("is a decode graph but was exported for prefill"));
+    // Wrong mode for the file: a clear message.
+    run(&["--onnx", decode.to_str().unwrap(), "--mode", "prefill"])
         .failure()
         .code(1)
         .stderr(contains("--mode decode"));
@@ -262,6 +266,74 @@ fn export_then_measure_the_file_and_decode_mode() {
         .failure()
         .code(1)
         .stderr(contains("not an ONNX file"));
+}
+
+/// `lts export` without a run records the workload flags it was given, and `lts measure
+/// --onnx` times that by default; a file that records none (written before lts recorded one)
+/// keeps the old default, with a note saying so (issue 21, item 6).
+#[test]
+fn plain_export_records_its_workload_and_older_files_get_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    lts(&[
+        "export",
+        "--preset",
+        "gpt2-tiny",
+        "--kind",
+        "prefill",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--out",
+        d,
+    ])
+    .assert()
+    .success()
+    .stdout(contains(
+        "workload: prefill 8 (last-position logits) (lts export's workload flags)",
+    ));
+    let file = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
+        .unwrap();
+    let quick = [
+        "--min-runs",
+        "2",
+        "--min-duration-s",
+        "0",
+        "--warmup-s",
+        "0",
+        "--json",
+    ];
+    let measure = |f: &Path| {
+        let mut args = vec!["measure", "--onnx", f.to_str().unwrap()];
+        args.extend_from_slice(&quick);
+        lts(&args)
+    };
+    let v = json_of(&mut measure(&file));
+    assert_eq!(
+        (&v["workload"]["seq_len"], &v["workload"]["batch"]),
+        (&8.into(), &2.into())
+    );
+    // The same graph without the workload in its metadata, as older versions wrote it.
+    let (mut model, info) = lts::graph::read::decode(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(info.workload.is_some());
+    model
+        .metadata_props
+        .retain(|p| !p.key().starts_with("workload"));
+    let old = dir.path().join("old.onnx");
+    lts::graph::save(&model, &old).unwrap();
+    let out = measure(&old).assert().success().get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("records no workload"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // gpt2-tiny has 64 positions: min(192, 64), batch 1.
+    assert_eq!(
+        (&v["workload"]["seq_len"], &v["workload"]["batch"]),
+        (&64.into(), &1.into())
+    );
 }
 
 #[test]

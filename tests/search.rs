@@ -623,3 +623,111 @@ fn quantize_refuses_what_cannot_work() {
         .code(2)
         .stderr(contains("--quantize"));
 }
+
+/// An exported winner keeps the workload it was chosen on (issue 21, item 6): `lts export
+/// --from RUN` records the search's workload (ONNX metadata, arch.json), `lts measure --onnx`
+/// times it by default (the quick space's seq 64, not measure's own 192) with a note when a
+/// flag overrides it, and `lts quantize --from RUN` calibrates and records it too.
+#[test]
+fn exported_winner_keeps_the_workload_it_was_chosen_on() {
+    let root = tempfile::tempdir().unwrap();
+    lts()
+        .args(COST)
+        .args(["--out", root.path().to_str().unwrap(), "--run-id", "w1"])
+        .assert()
+        .success();
+    let dir = root.path().join("w1");
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let searched = json(&dir.join("run.json"))["config"]["workload"].clone();
+    assert_eq!(
+        (&searched["mode"], &searched["seq_len"]),
+        (&"prefill".into(), &64.into())
+    );
+    let id = ids(&dir, "frontier.csv")[0].clone();
+    let out = root.path().join("export");
+    let from = ["--from", dir.to_str().unwrap(), "--arch-id", &id];
+    lts()
+        .arg("export")
+        .args(from)
+        .args(["--out", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(contains(
+            "workload: prefill 64 (last-position logits) (the search's workload, run w1)",
+        ));
+    let arch_json = out.join(format!("{id}.arch.json"));
+    assert_eq!(json(&arch_json)["workload"], searched);
+    // arch.json stays an arch file.
+    lts()
+        .args(["params", "--arch", arch_json.to_str().unwrap()])
+        .assert()
+        .success();
+
+    let quick = [
+        "--min-runs",
+        "2",
+        "--min-duration-s",
+        "0",
+        "--warmup-s",
+        "0",
+    ];
+    let measure = |file: &Path, extra: &[&str]| {
+        let mut c = lts();
+        c.args(["measure", "--onnx", file.to_str().unwrap()])
+            .args(quick)
+            .args(extra);
+        c
+    };
+    let measured = |file: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut c = measure(file, extra);
+        let out = c
+            .arg("--json")
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let prefill = out.join(format!("{id}.prefill.onnx"));
+    assert_eq!(measured(&prefill, &[])["workload"], searched);
+    // A flag overrides the recorded workload, with a note naming both.
+    measure(&prefill, &["--seq-len", "32"])
+        .assert()
+        .success()
+        .stderr(contains(format!(
+            "note: {} was exported for seq-len 64 (the search's workload, run w1); timing seq-len 32 as --seq-len asks",
+            prefill.display()
+        )));
+    // A mode the graph cannot time: an error naming the fix.
+    refused(
+        &mut measure(&prefill, &["--mode", "decode"]),
+        "cannot time --mode decode: pass --mode prefill",
+    );
+    // The decode graph beside it times one token after the search's 64 positions.
+    let decode = measured(&out.join(format!("{id}.decode.onnx")), &[]);
+    assert_eq!(
+        (&decode["workload"]["mode"], &decode["workload"]["seq_len"]),
+        (&"decode".into(), &64.into())
+    );
+
+    // `lts quantize --from RUN`: windows of the search's length, the workload recorded.
+    let q = root.path().join("q");
+    let out = lts()
+        .arg("quantize")
+        .args(from)
+        .args(["--scheme", "int8-dynamic", "--calib", "1", "--eval", "1"])
+        .args(["--prefill-only", "--json", "--out", q.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(contains("windows of 64 tokens"))
+        .get_output()
+        .stdout
+        .clone();
+    let results: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(results[0]["workload"]["workload"], searched);
+    let file = std::path::PathBuf::from(results[0]["files"][0].as_str().unwrap());
+    assert_eq!(measured(&file, &[])["workload"], searched);
+}

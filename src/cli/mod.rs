@@ -263,7 +263,8 @@ pub struct LengthArgs {
     #[arg(long, conflicts_with = "prompt_len")]
     pub seq_len: Option<usize>,
     /// Prefill logits: last (the last position only, what the first token needs; default) or
-    /// all (every position, as scoring text needs). `lts measure --onnx`: the file's.
+    /// all (every position, as scoring text needs). `lts measure --onnx`: the file's;
+    /// `lts export`: also what the prefill graph computes.
     #[arg(long, value_parser = choice::<Logits>())]
     pub logits: Option<Logits>,
     /// Generation: prompt tokens (default min(128, n_positions / 2)).
@@ -485,11 +486,18 @@ pub struct ExportArgs {
     /// Which graph(s): prefill (input_ids -> logits, present) and/or decode (+ past_key_values).
     #[arg(long, value_enum, default_value = "both")]
     pub kind: ExportKind,
-    /// Prefill logits: last (`[batch, 1, vocab]`, the last position only: what producing the
-    /// first token needs, and what `lts measure` times by default) or all (`[batch, seq,
-    /// vocab]`: every position, for scoring text / perplexity).
-    #[arg(long, value_parser = choice::<Logits>(), default_value = "last")]
-    pub logits: Logits,
+    /// The workload the files are meant for, recorded in them (ONNX metadata `workload`,
+    /// arch.json) and timed by `lts measure --onnx` unless its flags say otherwise. Default:
+    /// with --from, the search's; else prefill. --logits also chooses what the prefill graph
+    /// computes: last (`[batch, 1, vocab]`, default) or all (`[batch, seq, vocab]`, for
+    /// perplexity).
+    #[arg(long, value_parser = choice::<Mode>())]
+    pub mode: Option<Mode>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
+    /// Batch size of the recorded workload (default: the search's, else 1).
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Output directory (created). Files: <arch-id>.prefill.onnx, <arch-id>.decode.onnx,
     /// <arch-id>.arch.json and, for homogeneous archs, <arch-id>.config.json (Hugging Face).
     #[arg(long, short, default_value = "results/export")]
@@ -543,16 +551,18 @@ pub struct MeasureArgs {
     /// prefill: one prompt of --seq-len tokens; decode: one token after a KV cache of --seq-len;
     /// generate: a prompt of --prompt-len tokens then --new-tokens greedy decode steps with the
     /// growing KV cache, timed end to end and reported also as time to first token and tokens/s.
-    #[arg(long, value_parser = choice::<Mode>(), default_value = "prefill")]
-    pub mode: Mode,
+    /// Default prefill; with --onnx, the workload the file was exported for (a flag given
+    /// overrides that part of it, with a note).
+    #[arg(long, value_parser = choice::<Mode>())]
+    pub mode: Option<Mode>,
     #[command(flatten)]
     pub lengths: LengthArgs,
-    /// Batch size (LTS: 1).
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Seed of the generated inputs.
-    #[arg(long, default_value_t = 0)]
-    pub input_seed: u64,
+    /// Batch size (LTS: 1; with --onnx default the file's).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Seed of the generated inputs (default 0; with --onnx the file's).
+    #[arg(long)]
+    pub input_seed: Option<u64>,
     /// Runtime(s): ort, wgpu, or ort,wgpu to time both on the same weights and inputs and
     /// print them side by side.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ort")]
@@ -735,7 +745,7 @@ pub struct CalibArgs {
     #[arg(long, default_value_t = 8)]
     pub eval: usize,
     /// Tokens per calibration / evaluation sequence (and of quant-bench's timed prefill;
-    /// default min(128, n_positions)).
+    /// default min(128, n_positions); `lts quantize --from/--onnx`: the recorded workload's).
     #[arg(long)]
     pub seq_len: Option<usize>,
     /// Seed of the calibration and evaluation tokens (without --text).
@@ -764,10 +774,10 @@ pub struct QuantizeArgs {
     pub scheme: String,
     #[command(flatten)]
     pub calib: CalibArgs,
-    /// Logits of the written prefill graph: last (default, what `lts measure` times) or all
-    /// (for `lts eval`).
-    #[arg(long, value_parser = choice::<Logits>(), default_value = "last")]
-    pub logits: Logits,
+    /// Logits of the written prefill graph: last (what `lts measure` times) or all (for
+    /// `lts eval`). Default: the workload of the run (--from) or file (--onnx), else last.
+    #[arg(long, value_parser = choice::<Logits>())]
+    pub logits: Option<Logits>,
     /// Write only the prefill graphs (no decode graph: faster, about half the disk).
     #[arg(long)]
     pub prefill_only: bool,

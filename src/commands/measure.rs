@@ -1,6 +1,7 @@
 //! `lts measure`: the jobs its flags describe, timed here or on a board's agent.
 
 use super::agent::measure_on_agent;
+use super::recorded::{self, FileGraph, WorkloadFlags};
 use super::*;
 
 fn protocol_from(args: &MeasureArgs) -> Protocol {
@@ -66,22 +67,34 @@ pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
 
 /// Builds the ONNX Runtime job `lts measure` describes (see [`measure_jobs`]).
 pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
-    let (arch, weights, file, quant) = match &args.onnx {
+    let flags = WorkloadFlags {
+        mode: args.mode,
+        lengths: args.lengths.clone(),
+        batch: args.batch,
+        seed: args.input_seed,
+    };
+    let (arch, weights, quant, (workload, notes)) = match &args.onnx {
         Some(path) => {
             // Decoded once: execution reuses it (graph::OnnxFile::open).
             let info = graph::OnnxFile::open(path)?.info.clone();
-            let file = (info.kind, info.logits);
+            let file = FileGraph {
+                name: path.display().to_string(),
+                kind: info.kind,
+                logits: info.logits,
+            };
+            let resolved = recorded::for_measured_file(&info, &file, &flags)?;
             (
                 info.arch,
                 WeightsSpec::Onnx { path: path.clone() },
-                Some(file),
                 info.quant,
+                resolved,
             )
         }
         None => {
             let arch: Arch = args.arch.resolve()?;
             let w = weights_spec(&args.arch, &args.weights);
-            (arch, w, None, None)
+            let r = recorded::resolve(None, &flags, arch.n_positions, None)?;
+            (arch, w, None, (r.workload, r.notes))
         }
     };
     let profile = load_profile(&args.profile)?;
@@ -103,30 +116,14 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
     }
     // Before any weights or graph are built.
     ort.validate()?;
-    let (mut workload, note) = workload_from(args.mode, arch.n_positions, &args.lengths)?;
-    workload.batch = args.batch;
-    workload.seed = args.input_seed;
-    if let (Some(path), Some((GraphKind::Prefill, logits)), Mode::Prefill) =
-        (&args.onnx, file, args.mode)
-    {
-        // An exported prefill graph computes the logits it was exported with.
-        match args.lengths.logits {
-            Some(l) if l != logits => bail!(
-                "{} was exported with --logits {}: drop --logits {} or export again with it",
-                path.display(),
-                logits.as_str(),
-                l.as_str()
-            ),
-            _ => workload.logits = logits,
-        }
+    // Printed before the checks: a workload taken from the file explains their errors.
+    for note in notes {
+        eprintln!("note: {note}");
     }
     workload.check(&arch)?;
     // Before anything is built or loaded (execute checks again, for jobs from elsewhere).
     MemoryLimit::resolve(args.max_memory)
         .check(estimate_memory(&arch, &workload), "this workload")?;
-    if let Some(note) = note {
-        eprintln!("note: {note}");
-    }
     Ok(Job {
         quant,
         arch,

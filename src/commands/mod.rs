@@ -26,12 +26,13 @@ use crate::search::space::SearchSpace;
 use crate::search::{EvaluatorSpec, RunOptions, SearchConfig};
 use crate::thermal;
 use crate::util::write_atomic;
-use crate::workload::{estimate_memory, Logits, MemoryLimit, Mode, Workload};
+use crate::workload::{estimate_memory, Logits, MemoryLimit, Mode, RecordedWorkload, Workload};
 
 pub mod agent;
 pub mod eval;
 pub mod measure;
 pub mod quantize;
+pub mod recorded;
 pub mod search;
 /// `lts params`.
 pub fn params(args: &ParamsArgs) -> Result<()> {
@@ -115,19 +116,33 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             if existing.len() == 1 { "s" } else { "" }
         );
     }
+    let (recorded, graph_logits) = export_workload(args, &arch)?;
     let weights = weights_spec(&args.arch, &args.weights).load(&arch)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     // Each file is written atomically (temporary file + rename): an interrupted export leaves
     // the previous file or the new one, never a partial one.
     for kind in args.kind.kinds() {
-        let model = graph::build_model(&arch, &weights, kind, args.logits)?;
+        let mut model = graph::build_model(&arch, &weights, kind, graph_logits)?;
+        graph::record_workload(&mut model, &recorded);
         let path = graph_path(kind);
         graph::save(&model, &path)?;
         println!("wrote {}", path.display());
     }
-    write_atomic(&arch_path, arch.to_json_pretty().as_bytes())?;
+    // The arch, with the workload beside it (`Arch::from_json` skips those keys).
+    let mut arch_json: serde_json::Value = serde_json::from_str(&arch.to_json_pretty())?;
+    arch_json[crate::workload::WORKLOAD_KEY] = serde_json::to_value(&recorded.workload)?;
+    arch_json[crate::workload::WORKLOAD_SOURCE_KEY] = recorded.source.clone().into();
+    write_atomic(
+        &arch_path,
+        serde_json::to_string_pretty(&arch_json)?.as_bytes(),
+    )?;
     println!("wrote {}", arch_path.display());
+    println!(
+        "workload: {} ({}), what `lts measure --onnx` times by default",
+        recorded.workload.describe(),
+        recorded.source
+    );
     match hf_config {
         Some(cfg) => {
             write_atomic(&config_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
@@ -145,6 +160,47 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         println!("wrote {}", weights_path.display());
     }
     Ok(())
+}
+
+/// The workload `lts export` records (the search's for a candidate of a run, else its flags'
+/// or defaults, a flag given overriding the search's with a note) and the logits of the prefill
+/// graph it writes (`--logits`, else the workload's).
+fn export_workload(args: &ExportArgs, arch: &Arch) -> Result<(RecordedWorkload, Logits)> {
+    let run = match &args.candidate.from {
+        Some(dir) => Some(recorded::run_workload(dir)?),
+        None => None,
+    };
+    let flags = recorded::WorkloadFlags {
+        mode: args.mode,
+        lengths: args.lengths.clone(),
+        batch: args.batch,
+        seed: None,
+    };
+    let r = recorded::resolve(run.as_ref(), &flags, arch.n_positions, None)?;
+    let mut workload = r.workload;
+    // The prefill graph may compute every position's logits (for perplexity) whatever the mode
+    // the files are meant for; decode and generation steps compute one.
+    let graph_logits = args.lengths.logits.unwrap_or(workload.logits);
+    if workload.mode != Mode::Prefill {
+        workload.logits = Logits::Last;
+    }
+    workload.check(arch)?;
+    for note in r.notes {
+        eprintln!("note: {note}");
+    }
+    let source = match (&run, &r.change) {
+        (Some(run), None) => run.source.clone(),
+        (Some(run), Some(c)) => {
+            eprintln!(
+                "note: the search timed {} ({}); recording {} as {} {}",
+                c.was, run.source, c.now, c.flags, c.verb
+            );
+            format!("lts export's flags over {}", run.source)
+        }
+        (None, _) if flags.any() => "lts export's workload flags".to_string(),
+        (None, _) => "lts export's defaults".to_string(),
+    };
+    Ok((RecordedWorkload { workload, source }, graph_logits))
 }
 
 /// The lengths and logits flags of `measure` / `search` as a workload for an arch (or space) of

@@ -6,7 +6,7 @@ use super::*;
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     use crate::quantize::{self as q, Fp32Graphs};
     let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.calib.percentile)?;
-    let (arch, weights) = match &args.onnx {
+    let (arch, weights, recorded) = match &args.onnx {
         Some(path) => {
             let file = graph::OnnxFile::open(path)?;
             if let Some(q) = &file.info.quant {
@@ -18,15 +18,20 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             (
                 file.info.arch.clone(),
                 WeightsSpec::Onnx { path: path.clone() },
+                file.info.workload.clone(),
             )
         }
         None => (
             arch_from(&args.arch, &args.candidate)?,
             weights_spec(&args.arch, &args.weights),
+            match &args.candidate.from {
+                Some(dir) => Some(super::recorded::run_workload(dir)?),
+                None => None,
+            },
         ),
     };
     arch.check_size(args.max_params)?;
-    let seq_len = args.calib.seq_len.unwrap_or(128.min(arch.n_positions));
+    let (seq_len, logits, recorded) = quant_workload(args, &arch, recorded);
     if args.calib.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
         bail!("--calib 0: int8-static needs at least one calibration sequence");
     }
@@ -58,14 +63,23 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         );
     }
     let weights = weights.load(&arch)?;
-    let fp32 = Fp32Graphs::build(&arch, &weights, args.logits, !args.prefill_only)?;
+    let mut fp32 = Fp32Graphs::build(&arch, &weights, logits, !args.prefill_only)?;
     drop(weights);
+    // The written graphs keep the workload the model was chosen on (`lts measure --onnx`).
+    if let Some(rec) = &recorded {
+        graph::record_workload(&mut fp32.prefill, rec);
+        if let Some(decode) = fp32.decode.as_mut() {
+            graph::record_workload(decode, rec);
+        }
+        fp32.prefill_len = prost::Message::encoded_len(&fp32.prefill) as u64;
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     let mut results = Vec::new();
     for s in &schemes {
         let out = (!s.is_fp32()).then_some(args.out.as_path());
-        let r = q::quantize_one(&arch, &fp32, s, &seqs, &ort, out)?;
+        let mut r = q::quantize_one(&arch, &fp32, s, &seqs, &ort, out)?;
+        r.workload = recorded.clone();
         if !args.json {
             eprintln!("{}: {}", r.name, report::terminal::quant_line(&r));
         }
@@ -89,6 +103,41 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         print!("{}", report::terminal::quant_table(&results));
     }
     Ok(())
+}
+
+/// The calibration / evaluation window length and the prefill logits of `lts quantize`: the
+/// flags given, else the workload recorded by the run (`--from`) or file (`--onnx`), else
+/// min(128, n_positions) and last; with the workload the written graphs record (its logits those
+/// of the written prefill graph).
+fn quant_workload(
+    args: &QuantizeArgs,
+    arch: &Arch,
+    recorded: Option<RecordedWorkload>,
+) -> (usize, Logits, Option<RecordedWorkload>) {
+    let rec = recorded.as_ref().map(|r| &r.workload);
+    let seq_len = match (args.calib.seq_len, rec, &recorded) {
+        (Some(s), _, _) => s,
+        (None, Some(w), Some(r)) => {
+            let s = w.seq_len.min(arch.n_positions);
+            eprintln!(
+                "note: calibrating and judging on windows of {s} tokens, from {} ({}); --seq-len to change",
+                w.describe(),
+                r.source
+            );
+            s
+        }
+        _ => 128.min(arch.n_positions),
+    };
+    let recorded_logits = rec.filter(|w| w.mode == Mode::Prefill).map(|w| w.logits);
+    let logits = args.logits.or(recorded_logits).unwrap_or(Logits::Last);
+    let recorded = recorded.map(|mut r| {
+        if r.workload.mode == Mode::Prefill && r.workload.logits != logits {
+            r.workload.logits = logits;
+            r.source = format!("{} with --logits {}", r.source, logits.as_str());
+        }
+        r
+    });
+    (seq_len, logits, recorded)
 }
 
 /// Calibration and evaluation sequences of `--seq-len` tokens: windows of `--text` cut by the

@@ -85,6 +85,21 @@ pub fn save(model: &ModelProto, path: &Path) -> Result<()> {
     crate::util::write_atomic(path, &to_bytes(model))
 }
 
+/// Records in `model`'s metadata the workload it was made for (replacing one recorded before),
+/// read back as [`OnnxInfo::workload`].
+pub fn record_workload(model: &mut ModelProto, recorded: &crate::workload::RecordedWorkload) {
+    let pairs = recorded.metadata();
+    model
+        .metadata_props
+        .retain(|p| !pairs.iter().any(|(k, _)| p.key.as_deref() == Some(*k)));
+    for (k, v) in pairs {
+        model.metadata_props.push(StringStringEntryProto {
+            key: Some(k.to_string()),
+            value: Some(v),
+        });
+    }
+}
+
 /// Builds the prefill or decode graph of `arch` with `weights` embedded (see the module docs for
 /// the I/O contract and the math). Fails when the weights do not fit the arch or the model would
 /// not fit in one protobuf (2 GiB).

@@ -17,7 +17,7 @@ use super::tensors::{parameter_count, stored_transposed};
 use crate::arch::Arch;
 use crate::quant::scheme::Scheme;
 use crate::weights::{Tensor, Weights};
-use crate::workload::Logits;
+use crate::workload::{Logits, RecordedWorkload, WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
 
 /// An exported ONNX file, read and decoded: its bytes (what ONNX Runtime loads), the decoded
 /// model (metadata and initializers) and what the metadata says.
@@ -104,6 +104,9 @@ pub struct OnnxInfo {
     /// The quantization scheme of a file written by `lts quantize` (metadata `quant_scheme`),
     /// `None` for fp32 files.
     pub quant: Option<Scheme>,
+    /// The workload the file was exported for (metadata `workload`, `workload_source`); `None`
+    /// for files written before lts recorded one.
+    pub workload: Option<RecordedWorkload>,
 }
 
 impl OnnxInfo {
@@ -111,6 +114,15 @@ impl OnnxInfo {
     /// `past_key_values.*`) of a model written by `lts export`, and checks that its initializers
     /// hold exactly that arch's parameters ([`check_parameters`]).
     pub fn of(model: &ModelProto) -> Result<OnnxInfo> {
+        let meta = |key: &str| {
+            model
+                .metadata_props
+                .iter()
+                .find(|p| p.key.as_deref() == Some(key))
+                .and_then(|p| p.value.as_deref())
+        };
+        let workload =
+            RecordedWorkload::from_metadata(meta(WORKLOAD_KEY), meta(WORKLOAD_SOURCE_KEY))?;
         let arch = model
             .metadata_props
             .iter()
@@ -160,6 +172,7 @@ impl OnnxInfo {
             kind,
             logits,
             quant,
+            workload,
         })
     }
 }
@@ -294,5 +307,38 @@ mod tests {
         let c = OnnxFile::open(&path).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(c.info.kind, GraphKind::Decode);
+    }
+
+    #[test]
+    fn the_recorded_workload_reads_back_and_a_bad_one_is_an_error() {
+        use crate::workload::{Mode, Workload};
+        let arch = Arch::preset("gpt2-tiny").unwrap();
+        let w = Weights::random(&arch, 1);
+        let mut m = super::super::build_model(&arch, &w, GraphKind::Prefill, Logits::Last).unwrap();
+        assert_eq!(OnnxInfo::of(&m).unwrap().workload, None);
+        let rec = RecordedWorkload {
+            workload: Workload {
+                mode: Mode::Generate,
+                seq_len: 16,
+                new_tokens: 8,
+                ..Workload::default()
+            },
+            source: "the search's workload, run r1".into(),
+        };
+        // Recorded twice: the second replaces the first.
+        super::super::record_workload(&mut m, &rec);
+        super::super::record_workload(&mut m, &rec);
+        assert_eq!(m.metadata_props.len(), 7);
+        assert_eq!(OnnxInfo::of(&m).unwrap().workload, Some(rec));
+        for p in m.metadata_props.iter_mut() {
+            if p.key() == WORKLOAD_KEY {
+                p.value = Some("{\"mode\":\"sideways\"}".into());
+            }
+        }
+        let e = OnnxInfo::of(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("not a workload") && e.contains("export the file again"),
+            "{e}"
+        );
     }
 }

@@ -298,6 +298,10 @@ pub struct QuantResult {
     pub ort_ops: BTreeMap<String, usize>,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// The workload the written graphs record (`lts quantize --from` / `--onnx` of a file that
+    /// records one): what `lts measure --onnx` times by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::RecordedWorkload>,
 }
 
 /// The fp32 graphs a quantization starts from.
@@ -413,6 +417,7 @@ pub fn quantize_one(
         fidelity,
         ort_ops,
         files,
+        workload: None,
     })
 }
 

@@ -266,7 +266,8 @@ pub fn run_folder(given: &Path) -> Result<PathBuf> {
     Ok(given.to_path_buf())
 }
 
-fn read_run_info(dir: &Path) -> Result<RunInfo> {
+/// Reads the `run.json` of run folder `dir` (an error naming the folder when it is not one).
+pub fn read_run_info(dir: &Path) -> Result<RunInfo> {
     let path = dir.join(store::RUN_JSON);
     if !path.is_file() {
         anyhow::bail!(
