@@ -51,6 +51,13 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
     }
 }
 
+/// Largest configuration file lts reads (arch, search space, device profile, run description):
+/// real ones are a few KiB, so 16 MiB only stops a wrong path (a device, a disk image).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Hint of the errors of a configuration file over [`MAX_CONFIG_BYTES`].
+pub const CONFIG_HINT: &str = "is this the right file? Real ones are a few KiB";
+
 /// Opens `path` for reading when it is a regular file (symlinks followed), and refuses
 /// anything else before it could block or stream forever: a directory, a FIFO (whose `open`
 /// waits for a writer), a device such as `/dev/zero`, a socket. The error names `what` the
