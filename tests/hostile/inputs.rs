@@ -358,6 +358,10 @@ fn fifos_and_devices_given_as_input_files_are_refused_at_once() {
             ),
             (vec!["measure", "--onnx", path], "ONNX file"),
             (
+                vec!["search", "--agents", path, "-q", "--out", s(&out)],
+                "fleet file",
+            ),
+            (
                 vec!["measure", "--preset", "gpt2-tiny", "--device-profile", path],
                 "device profile",
             ),
