@@ -551,4 +551,13 @@ fn metadata_over_the_cap_is_refused_before_it_is_read() {
         e.contains("1048576 metadata pairs, more than the 65536"),
         "{e}"
     );
+    // Likewise tensors: a sparse file of zeros would parse as a billion empty entries.
+    let mut b = Writer::new().bytes();
+    b[8..16].copy_from_slice(&(1i64 << 30).to_le_bytes());
+    let path = dir.path().join("tensors.gguf");
+    std::fs::write(&path, &b).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(32 << 30).unwrap();
+    let e = format!("{:#}", Gguf::open(&path).unwrap_err());
+    assert!(e.contains("1073741824 tensors, more than the 65536"), "{e}");
 }

@@ -19,7 +19,11 @@
 //!
 //! Every count and length is checked against the bytes left in the file before anything is
 //! allocated from it, and every size with checked arithmetic, so a hostile file gets an error
-//! naming the file, the problem and the offset, never a huge allocation.
+//! naming the file, the problem and the offset, never a huge allocation. Metadata values of
+//! every type (u64, i64 and f64 included) are read; an array is kept as one typed vector
+//! ([`MetaArray`]), so metadata costs about its size in the file, which is capped
+//! ([`MAX_METADATA_BYTES`], [`MAX_METADATA_PAIRS`]); so is the tensor count ([`MAX_TENSORS`]).
+//! Only a regular file is opened ([`crate::util::open_regular`]): a FIFO would block.
 
 pub mod llama;
 mod meta;
@@ -43,6 +47,10 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 
 /// `GGML_MAX_DIMS` (ggml.h): the most dimensions a tensor may have.
 pub const MAX_DIMS: u32 = 4;
+
+/// The most tensors a GGUF file may have: Llama-3.1-405B has 1,138, so 65,536 leaves a wide
+/// margin while bounding the table (about 100 bytes a tensor) before it is read.
+pub const MAX_TENSORS: u64 = 1 << 16;
 
 /// One entry of the tensor table.
 #[derive(Clone, Debug, PartialEq)]
@@ -240,6 +248,11 @@ impl Gguf {
         if n_kv as u64 > MAX_METADATA_PAIRS {
             return Err(r.err(&format!(
                 "{n_kv} metadata pairs, more than the {MAX_METADATA_PAIRS} lts reads (real models have a few dozen): not a model file lts can use"
+            )));
+        }
+        if n_tensors as u64 > MAX_TENSORS {
+            return Err(r.err(&format!(
+                "{n_tensors} tensors, more than the {MAX_TENSORS} lts reads (Llama-3.1-405B has 1,138): not a model file lts can use"
             )));
         }
         r.metadata_end = r.pos.saturating_add(MAX_METADATA_BYTES);
