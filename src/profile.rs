@@ -76,7 +76,13 @@ pub struct DeviceProfile {
 impl DeviceProfile {
     /// Reads and checks a profile file; errors name the file and the field.
     pub fn load(path: &Path) -> Result<DeviceProfile> {
-        let text = std::fs::read_to_string(path).with_context(|| {
+        let text = crate::util::read_regular_text(
+            path,
+            crate::util::MAX_CONFIG_BYTES,
+            "device profile",
+            crate::util::CONFIG_HINT,
+        )
+        .with_context(|| {
             format!(
                 "cannot read device profile {} (see devices/ for the shipped ones, or write one with `lts device --save FILE`)",
                 path.display()

@@ -1,7 +1,8 @@
-//! Small helpers shared by several modules (atomic file writes, RFC 3339 timestamps, a
-//! size-balanced thread pool).
+//! Small helpers shared by several modules (atomic file writes, bounded reads of input files,
+//! RFC 3339 timestamps, a size-balanced thread pool).
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -30,6 +31,109 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Ok(())
     })();
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What a path is, for messages: "a directory", "a named pipe (FIFO)"...
+fn kind_of(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Largest configuration file lts reads (arch, search space, device profile, run description):
+/// real ones are a few KiB, so 16 MiB only stops a wrong path (a device, a disk image).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Hint of the errors of a configuration file over [`MAX_CONFIG_BYTES`].
+pub const CONFIG_HINT: &str = "is this the right file? Real ones are a few KiB";
+
+/// Opens `path` for reading when it is a regular file (symlinks followed), and refuses
+/// anything else before it could block or stream forever: a directory, a FIFO (whose `open`
+/// waits for a writer), a device such as `/dev/zero`, a socket. The error names `what` the
+/// file is for, the path, what it is instead, and that a regular file is expected. The file is
+/// opened non-blocking and checked again, so a FIFO swapped in after the check cannot block.
+pub fn open_regular(path: &Path, what: &str) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = path.display();
+    let refuse = |ft: std::fs::FileType| {
+        anyhow::anyhow!(
+            "{what} {p} is {}, not a regular file: pass the path of the file itself",
+            kind_of(ft)
+        )
+    };
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot open {what} {p}"))?;
+    if !meta.is_file() {
+        return Err(refuse(meta.file_type()));
+    }
+    // O_NONBLOCK changes nothing for a regular file; it only keeps a FIFO from blocking.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("cannot open {what} {p}"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot stat {what} {p}"))?;
+    if !meta.is_file() {
+        return Err(refuse(meta.file_type()));
+    }
+    Ok(file)
+}
+
+/// Reads all of `reader`, at most `cap` bytes: through `Read::take(cap + 1)`, so a source
+/// that never ends (a device, a pipe) or lies about its size stops one byte past the cap and
+/// is refused with a message naming `what`, the cap and `hint` (what to do instead).
+pub fn read_capped(reader: impl Read, cap: u64, what: &str, hint: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what}"))?;
+    if bytes.len() as u64 > cap {
+        anyhow::bail!(
+            "{what} is larger than {} ({cap} bytes), the most lts reads for it: {hint}",
+            format_bytes(cap)
+        );
+    }
+    Ok(bytes)
+}
+
+/// Reads the regular file `path` ([`open_regular`]) of at most `cap` bytes ([`read_capped`]);
+/// a file whose size is known to be over the cap is refused before anything is read.
+pub fn read_regular(path: &Path, cap: u64, what: &str, hint: &str) -> Result<Vec<u8>> {
+    let file = open_regular(path, what)?;
+    let shown = format!("{what} {}", path.display());
+    let len = file.metadata().map_or(0, |m| m.len());
+    if len > cap {
+        anyhow::bail!(
+            "{shown} has {len} bytes, more than {} ({cap} bytes), the most lts reads for it: {hint}",
+            format_bytes(cap)
+        );
+    }
+    read_capped(file, cap, &shown, hint)
+}
+
+/// [`read_regular`] as UTF-8 text; the error names the byte offset of the first invalid byte.
+pub fn read_regular_text(path: &Path, cap: u64, what: &str, hint: &str) -> Result<String> {
+    let bytes = read_regular(path, cap, what, hint)?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{what} {} is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// Current UTC time as RFC 3339 with whole seconds (`2026-11-27T17:05:03Z`), via `humantime`.
@@ -174,6 +278,63 @@ mod tests {
         // 2100 is not a leap year.
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(rfc3339(1_735_689_599), "2024-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn open_regular_refuses_directories_fifos_and_devices_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let t0 = std::time::Instant::now();
+        for (path, kind) in [
+            (dir.path(), "is a directory"),
+            (fifo.as_path(), "is a named pipe (FIFO)"),
+            (Path::new("/dev/zero"), "is a character device"),
+        ] {
+            let e = format!("{:#}", open_regular(path, "text file").unwrap_err());
+            assert!(e.contains(kind) && e.contains("text file"), "{e}");
+            assert!(e.contains("not a regular file"), "{e}");
+            let e = format!("{:#}", read_regular(path, 10, "x", "hint").unwrap_err());
+            assert!(e.contains(kind), "{e}");
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        let e = format!(
+            "{:#}",
+            open_regular(&dir.path().join("no"), "model").unwrap_err()
+        );
+        assert!(
+            e.contains("cannot open model") && e.contains("No such file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reads_stop_one_byte_past_the_cap() {
+        // An endless source: read up to the cap + 1 and refused, naming the cap and the hint.
+        let e = read_capped(std::io::repeat(0), 1000, "the input", "cut it").unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("the input is larger than 1000 B (1000 bytes)"),
+            "{e}"
+        );
+        assert!(e.ends_with("cut it"), "{e}");
+        assert_eq!(read_capped(&b"12345"[..], 5, "x", "").unwrap(), b"12345");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello").unwrap();
+        assert_eq!(read_regular(&p, 5, "f", "").unwrap(), b"hello");
+        assert_eq!(read_regular_text(&p, 5, "f", "").unwrap(), "hello");
+        // A known size over the cap: refused before reading, naming the size.
+        let e = format!(
+            "{:#}",
+            read_regular(&p, 4, "the file", "smaller").unwrap_err()
+        );
+        assert!(e.contains("has 5 bytes, more than 4 B"), "{e}");
+        std::fs::write(&p, b"a\xffb").unwrap();
+        let e = format!("{:#}", read_regular_text(&p, 5, "f", "").unwrap_err());
+        assert!(e.contains("not UTF-8") && e.contains("offset 1"), "{e}");
     }
 
     #[test]

@@ -415,14 +415,24 @@ impl Weights {
         self.tensors.values().map(|t| t.len() as u64).sum()
     }
 
-    /// Loads a safetensors checkpoint in HF naming for `arch`, checking that every expected
+    /// Loads a safetensors checkpoint in HF naming for `arch` (a regular file of at most
+    /// [`safetensors_cap`] bytes), checking that every expected
     /// tensor is present with the expected shape. F32, F16 and BF16 tensors are accepted
     /// (converted to f32). GPT-2 checkpoints without the `transformer.` prefix (as published by
     /// OpenAI/HF) are accepted; buffers (`attn.bias`, `rotary_emb.inv_freq`) and a tied
     /// `lm_head.weight` are ignored; any other extra tensor is an error (wrong arch?).
     pub fn from_safetensors(arch: &Arch, path: &Path) -> Result<Weights> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read weights file {}", path.display()))?;
+        let cap = safetensors_cap(arch);
+        let bytes = crate::util::read_regular(
+            path,
+            cap,
+            "weights file",
+            &format!(
+                "the weights of this arch take at most {} ({} parameters in f32, with buffers and the header): check --arch and --weights",
+                crate::util::format_bytes(cap),
+                arch.params().total
+            ),
+        )?;
         let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| {
             format!(
                 "{} is not a valid safetensors file (expected a Hugging Face `model.safetensors`)",
@@ -543,6 +553,18 @@ fn to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
     })
 }
 
+/// Largest safetensors file [`Weights::from_safetensors`] reads for `arch`: every parameter in
+/// f32, an untied LM head, GPT-2's `attn.bias` masks (`n_positions`^2 per layer, as old
+/// checkpoints store them) and the 100 MB header the safetensors format allows at most.
+pub fn safetensors_cap(arch: &Arch) -> u64 {
+    let d = arch.d_model as u64;
+    let head = arch.vocab_size as u64 * d;
+    let masks = arch.n_layer as u64 * (arch.n_positions as u64).pow(2);
+    (arch.params().total + head + masks)
+        .saturating_mul(4)
+        .saturating_add(100_000_000 + 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,6 +641,16 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("[64, 32]"), "{e}");
+
+        // A file larger than any weights of the arch: refused by its size, before reading.
+        let big = dir.path().join("big.safetensors");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(safetensors_cap(&arch) + 1).unwrap();
+        let e = format!("{:#}", Weights::from_safetensors(&arch, &big).unwrap_err());
+        assert!(
+            e.contains("more than") && e.contains("check --arch and --weights"),
+            "{e}"
+        );
 
         let junk = dir.path().join("junk.safetensors");
         std::fs::write(&junk, b"not a safetensors file").unwrap();

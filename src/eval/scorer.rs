@@ -34,9 +34,10 @@ impl ModelSource {
     /// (`.gguf`, `.onnx`), else an error saying which files are accepted.
     pub fn from_path(path: &Path) -> Result<ModelSource> {
         let mut magic = [0u8; 4];
-        let head = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .with_context(|| format!("cannot read model file {}", path.display()));
+        let head = crate::util::open_regular(path, "model file").and_then(|mut f| {
+            std::io::Read::read_exact(&mut f, &mut magic)
+                .with_context(|| format!("cannot read model file {}", path.display()))
+        });
         if head.is_ok() && &magic == b"GGUF" {
             return Ok(ModelSource::Gguf(path.to_path_buf()));
         }

@@ -122,9 +122,15 @@ fn as_usize(g: &Gguf, key: &str, v: &MetaValue) -> Result<usize> {
 fn per_layer(g: &Gguf, key: &str) -> Result<Option<PerLayer>> {
     Ok(match g.get(key) {
         None => None,
+        Some(MetaValue::Array(v)) if v.len() > crate::arch::MAX_LAYERS => bail!(
+            "{}: metadata `{key}` has {} per-layer values, more than the {} layers lts allows",
+            g.path.display(),
+            v.len(),
+            crate::arch::MAX_LAYERS
+        ),
         Some(MetaValue::Array(v)) => Some(PerLayer::Each(
             v.iter()
-                .map(|x| as_usize(g, key, x))
+                .map(|x| as_usize(g, key, &x))
                 .collect::<Result<_>>()?,
         )),
         Some(v) => Some(PerLayer::All(as_usize(g, key, v)?)),

@@ -19,11 +19,18 @@
 //!
 //! Every count and length is checked against the bytes left in the file before anything is
 //! allocated from it, and every size with checked arithmetic, so a hostile file gets an error
-//! naming the file, the problem and the offset, never a huge allocation.
+//! naming the file, the problem and the offset, never a huge allocation. Metadata values of
+//! every type (u64, i64 and f64 included) are read; an array is kept as one typed vector
+//! ([`MetaArray`]), so metadata costs about its size in the file, which is capped
+//! ([`MAX_METADATA_BYTES`], [`MAX_METADATA_PAIRS`]); so is the tensor count ([`MAX_TENSORS`]).
+//! Only a regular file is opened ([`crate::util::open_regular`]): a FIFO would block.
 
 pub mod llama;
+mod meta;
 pub mod quant;
 pub mod vocab;
+
+pub use meta::{MetaArray, MetaValue, StrArray, MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -41,81 +48,9 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// `GGML_MAX_DIMS` (ggml.h): the most dimensions a tensor may have.
 pub const MAX_DIMS: u32 = 4;
 
-/// One metadata value: every `enum gguf_type` of gguf.h.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MetaValue {
-    /// `GGUF_TYPE_UINT8` (0).
-    U8(u8),
-    /// `GGUF_TYPE_INT8` (1).
-    I8(i8),
-    /// `GGUF_TYPE_UINT16` (2).
-    U16(u16),
-    /// `GGUF_TYPE_INT16` (3).
-    I16(i16),
-    /// `GGUF_TYPE_UINT32` (4).
-    U32(u32),
-    /// `GGUF_TYPE_INT32` (5).
-    I32(i32),
-    /// `GGUF_TYPE_FLOAT32` (6).
-    F32(f32),
-    /// `GGUF_TYPE_BOOL` (7), stored as one byte.
-    Bool(bool),
-    /// `GGUF_TYPE_STRING` (8), UTF-8.
-    String(String),
-    /// `GGUF_TYPE_ARRAY` (9) of one element type (never itself an array).
-    Array(Vec<MetaValue>),
-    /// `GGUF_TYPE_UINT64` (10).
-    U64(u64),
-    /// `GGUF_TYPE_INT64` (11).
-    I64(i64),
-    /// `GGUF_TYPE_FLOAT64` (12).
-    F64(f64),
-}
-
-impl MetaValue {
-    /// The value as an integer, for any integer type (not bool).
-    pub fn as_i128(&self) -> Option<i128> {
-        Some(match *self {
-            MetaValue::U8(v) => v.into(),
-            MetaValue::I8(v) => v.into(),
-            MetaValue::U16(v) => v.into(),
-            MetaValue::I16(v) => v.into(),
-            MetaValue::U32(v) => v.into(),
-            MetaValue::I32(v) => v.into(),
-            MetaValue::U64(v) => v.into(),
-            MetaValue::I64(v) => v.into(),
-            _ => return None,
-        })
-    }
-
-    /// The value as a float, for either float type.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            MetaValue::F32(v) => Some(v.into()),
-            MetaValue::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// gguf.cpp's name of the value's type (`u8`, `i32`, `str`, `arr`...).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            MetaValue::U8(_) => "u8",
-            MetaValue::I8(_) => "i8",
-            MetaValue::U16(_) => "u16",
-            MetaValue::I16(_) => "i16",
-            MetaValue::U32(_) => "u32",
-            MetaValue::I32(_) => "i32",
-            MetaValue::F32(_) => "f32",
-            MetaValue::Bool(_) => "bool",
-            MetaValue::String(_) => "str",
-            MetaValue::Array(_) => "arr",
-            MetaValue::U64(_) => "u64",
-            MetaValue::I64(_) => "i64",
-            MetaValue::F64(_) => "f64",
-        }
-    }
-}
+/// The most tensors a GGUF file may have: Llama-3.1-405B has 1,138, so 65,536 leaves a wide
+/// margin while bounding the table (about 100 bytes a tensor) before it is read.
+pub const MAX_TENSORS: u64 = 1 << 16;
 
 /// One entry of the tensor table.
 #[derive(Clone, Debug, PartialEq)]
@@ -184,6 +119,9 @@ struct Reader<'a> {
     inner: BufReader<&'a File>,
     pos: u64,
     len: u64,
+    /// Where the metadata must end ([`MAX_METADATA_BYTES`] after it starts); past the
+    /// metadata, the end of the file.
+    metadata_end: u64,
     path: &'a Path,
 }
 
@@ -240,6 +178,7 @@ impl<'a> Reader<'a> {
                 self.left()
             )));
         }
+        self.within_metadata_cap(n, what)?;
         let mut b = vec![0u8; n as usize];
         self.inner
             .read_exact(&mut b)
@@ -252,62 +191,13 @@ impl<'a> Reader<'a> {
             )
         })
     }
-
-    /// One value of type `ty`; arrays are read when `allow_array`.
-    fn value(&mut self, ty: i32, key: &str, allow_array: bool) -> Result<MetaValue> {
-        Ok(match ty {
-            0 => MetaValue::U8(self.bytes::<1>(key)?[0]),
-            1 => MetaValue::I8(self.bytes::<1>(key)?[0] as i8),
-            2 => MetaValue::U16(u16::from_le_bytes(self.bytes(key)?)),
-            3 => MetaValue::I16(i16::from_le_bytes(self.bytes(key)?)),
-            4 => MetaValue::U32(self.u32(key)?),
-            5 => MetaValue::I32(self.i32(key)?),
-            6 => MetaValue::F32(f32::from_le_bytes(self.bytes(key)?)),
-            7 => MetaValue::Bool(self.bytes::<1>(key)?[0] != 0),
-            8 => MetaValue::String(self.string(&format!("the value of `{key}`"))?),
-            9 if allow_array => {
-                let elem = self.i32(&format!("the element type of `{key}`"))?;
-                let n = self.u64(&format!("the length of `{key}`"))?;
-                let min = match elem {
-                    0 | 1 | 7 => 1,
-                    2 | 3 => 2,
-                    4..=6 => 4,
-                    8 | 10..=12 => 8,
-                    9 => return Err(self.err(&format!(
-                        "metadata `{key}` is an array of arrays, which GGUF readers (llama.cpp's gguf.cpp) refuse"
-                    ))),
-                    t => return Err(self.err(&format!(
-                        "metadata `{key}` is an array of unknown value type {t} (known: 0 to 12, gguf.h `enum gguf_type`)"
-                    ))),
-                };
-                if n.checked_mul(min).is_none_or(|b| b > self.left()) {
-                    return Err(self.err(&format!(
-                        "truncated file or bad length: array `{key}` claims {n} elements of at least {min} bytes but only {} bytes are left",
-                        self.left()
-                    )));
-                }
-                // Capacity bounded by the bytes left (checked above), grown as elements arrive.
-                let mut v = Vec::with_capacity((n as usize).min(1 << 16));
-                for _ in 0..n {
-                    v.push(self.value(elem, key, false)?);
-                }
-                MetaValue::Array(v)
-            }
-            t => {
-                return Err(self.err(&format!(
-                    "metadata `{key}` has unknown value type {t} (known: 0 to 12, gguf.h `enum gguf_type`)"
-                )))
-            }
-        })
-    }
 }
 
 impl Gguf {
     /// Opens and parses a GGUF file: header, metadata and tensor table, checking every size
     /// against the file (the tensor data is read later, tensor by tensor).
     pub fn open(path: &Path) -> Result<Gguf> {
-        let file = File::open(path)
-            .with_context(|| format!("cannot open GGUF file {}", path.display()))?;
+        let file = crate::util::open_regular(path, "GGUF file")?;
         let file_len = file
             .metadata()
             .with_context(|| format!("cannot stat {}", path.display()))?
@@ -316,6 +206,7 @@ impl Gguf {
             inner: BufReader::with_capacity(1 << 16, &file),
             pos: 0,
             len: file_len,
+            metadata_end: file_len,
             path,
         };
         let magic = r.bytes::<4>("the magic")?;
@@ -354,6 +245,17 @@ impl Gguf {
                 )));
             }
         }
+        if n_kv as u64 > MAX_METADATA_PAIRS {
+            return Err(r.err(&format!(
+                "{n_kv} metadata pairs, more than the {MAX_METADATA_PAIRS} lts reads (real models have a few dozen): not a model file lts can use"
+            )));
+        }
+        if n_tensors as u64 > MAX_TENSORS {
+            return Err(r.err(&format!(
+                "{n_tensors} tensors, more than the {MAX_TENSORS} lts reads (Llama-3.1-405B has 1,138): not a model file lts can use"
+            )));
+        }
+        r.metadata_end = r.pos.saturating_add(MAX_METADATA_BYTES);
         let mut metadata = BTreeMap::new();
         for i in 0..n_kv {
             let key = r.string(&format!("metadata key {i}"))?;
@@ -361,7 +263,7 @@ impl Gguf {
                 return Err(r.err(&format!("metadata key {i} is empty")));
             }
             let ty = r.i32(&format!("the value type of `{key}`"))?;
-            let v = r.value(ty, &key, true)?;
+            let v = r.value(ty, &key)?;
             if metadata.insert(key.clone(), v).is_some() {
                 return Err(r.err(&format!("duplicate metadata key `{key}`")));
             }
@@ -374,6 +276,7 @@ impl Gguf {
                 path.display()
             ),
         };
+        r.metadata_end = file_len;
         let mut infos = Vec::with_capacity(n_tensors as usize);
         for i in 0..n_tensors {
             infos.push(read_tensor_info(&mut r, i)?);
@@ -435,13 +338,7 @@ impl Gguf {
     /// An array of strings (`tokenizer.ggml.tokens`, `tokenizer.ggml.merges`).
     pub fn get_str_array(&self, key: &str) -> Option<Vec<String>> {
         match self.metadata.get(key)? {
-            MetaValue::Array(v) => v
-                .iter()
-                .map(|x| match x {
-                    MetaValue::String(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect(),
+            MetaValue::Array(a) => Some(a.as_strs()?.iter().map(str::to_string).collect()),
             _ => None,
         }
     }
@@ -449,7 +346,7 @@ impl Gguf {
     /// An array of integers of any integer type that fit an `i64` (`tokenizer.ggml.token_type`).
     pub fn get_i64_array(&self, key: &str) -> Option<Vec<i64>> {
         match self.metadata.get(key)? {
-            MetaValue::Array(v) => v.iter().map(|x| i64::try_from(x.as_i128()?).ok()).collect(),
+            MetaValue::Array(a) => a.ints()?.map(|x| i64::try_from(x).ok()).collect(),
             _ => None,
         }
     }

@@ -15,6 +15,10 @@ use super::onnx::tensor_proto::DataType;
 use super::onnx::ModelProto;
 use super::tensors::{parameter_count, stored_transposed};
 use crate::arch::Arch;
+
+/// Largest ONNX file [`OnnxFile::open`] reads: a single-file model is one protobuf message,
+/// which protobuf limits to 2 GiB.
+pub const MAX_ONNX_BYTES: u64 = 2 << 30;
 use crate::quant::scheme::Scheme;
 use crate::weights::{Tensor, Weights};
 use crate::workload::{Logits, RecordedWorkload, WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
@@ -49,8 +53,12 @@ impl OnnxFile {
         if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(f.clone());
         }
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+        let bytes = crate::util::read_regular(
+            path,
+            MAX_ONNX_BYTES,
+            "ONNX file",
+            "a single-file ONNX model is one protobuf message, at most 2 GiB",
+        )?;
         let (model, info) = decode(&bytes).with_context(|| {
             format!(
                 "{} is not an ONNX file written by `lts export`",
@@ -285,6 +293,19 @@ pub fn weights_from_model(arch: &Arch, model: &ModelProto) -> Result<Weights> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_over_2_gib_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.onnx");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(MAX_ONNX_BYTES + 1).unwrap();
+        let e = format!("{:#}", OnnxFile::open(&path).err().unwrap());
+        assert!(
+            e.contains("ONNX file") && e.contains("2147483649 bytes, more than 2.0 GiB"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_file_is_decoded_once_and_again_when_it_changes() {

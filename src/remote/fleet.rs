@@ -57,8 +57,12 @@ pub const MAX_AGENTS: usize = 256;
 /// Reads a fleet file: `[[agent]]` tables with `addr`, optional `class` and `key`. Errors name
 /// the file and the fix; a class name must be usable as a folder name.
 pub fn load(path: &Path) -> Result<Vec<FleetEntry>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the fleet file {}", path.display()))?;
+    let text = crate::util::read_regular_text(
+        path,
+        crate::util::MAX_CONFIG_BYTES,
+        "fleet file",
+        crate::util::CONFIG_HINT,
+    )?;
     let f: FleetFile = toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}\nexpected [[agent]] tables with addr = \"tcp://HOST:PORT\" and optionally class = \"pi5\", key = \"FILE\"",

@@ -276,7 +276,13 @@ pub fn read_run_info(dir: &Path) -> Result<RunInfo> {
             store::RUN_JSON
         );
     }
-    let text = std::fs::read_to_string(&path).with_context(|| {
+    let text = crate::util::read_regular_text(
+        &path,
+        crate::util::MAX_CONFIG_BYTES,
+        "run description",
+        crate::util::CONFIG_HINT,
+    )
+    .with_context(|| {
         format!(
             "cannot read {} (is {} a search results folder?)",
             path.display(),

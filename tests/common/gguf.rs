@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use lts::arch::Arch;
 use lts::gguf::llama::{gguf_name, permute_rows};
-use lts::gguf::MetaValue;
+use lts::gguf::{MetaArray, MetaValue};
 use lts::weights::Weights;
 
 /// A minimal GGUF writer (gguf.h's layout), for the tests.
@@ -25,21 +25,7 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 pub fn type_id(v: &MetaValue) -> i32 {
-    match v {
-        MetaValue::U8(_) => 0,
-        MetaValue::I8(_) => 1,
-        MetaValue::U16(_) => 2,
-        MetaValue::I16(_) => 3,
-        MetaValue::U32(_) => 4,
-        MetaValue::I32(_) => 5,
-        MetaValue::F32(_) => 6,
-        MetaValue::Bool(_) => 7,
-        MetaValue::String(_) => 8,
-        MetaValue::Array(_) => 9,
-        MetaValue::U64(_) => 10,
-        MetaValue::I64(_) => 11,
-        MetaValue::F64(_) => 12,
-    }
+    v.type_id()
 }
 
 pub fn put_value(out: &mut Vec<u8>, v: &MetaValue) {
@@ -54,9 +40,9 @@ pub fn put_value(out: &mut Vec<u8>, v: &MetaValue) {
         MetaValue::Bool(x) => out.push(*x as u8),
         MetaValue::String(s) => put_str(out, s),
         MetaValue::Array(a) => {
-            out.extend(a.first().map_or(0, type_id).to_le_bytes());
+            out.extend(a.elem_type_id().to_le_bytes());
             out.extend((a.len() as u64).to_le_bytes());
-            a.iter().for_each(|x| put_value(out, x));
+            a.iter().for_each(|x| put_value(out, &x));
         }
         MetaValue::U64(x) => out.extend(x.to_le_bytes()),
         MetaValue::I64(x) => out.extend(x.to_le_bytes()),
@@ -185,11 +171,9 @@ pub fn llama_metadata(w: &mut Writer, arch: &Arch) {
         .kv("llama.rope.dimension_count", u(arch.head_dim(0)))
         .kv(
             "tokenizer.ggml.tokens",
-            MetaValue::Array(
-                (0..arch.vocab_size)
-                    .map(|i| MetaValue::String(format!("t{i}")))
-                    .collect(),
-            ),
+            MetaValue::Array(MetaArray::String(
+                (0..arch.vocab_size).map(|i| format!("t{i}")).collect(),
+            )),
         );
 }
 

@@ -62,3 +62,40 @@ pub fn assert_refused(o: &Output, needles: &[&str]) -> String {
     o.clone().assert().failure().code(1).stderr(stderr);
     text(o).1
 }
+
+/// Runs `lts args` under the limits of [`lts`] and at most 1 GiB of address space, killed
+/// after `secs` seconds: its output, or `None` when it had to be killed (it blocked or ran
+/// away).
+pub fn run_for(args: &[&str], secs: u64) -> Option<Output> {
+    use std::process::Stdio;
+    let mut c = lts(args);
+    // SAFETY: as in `lts`; lowering a limit is always allowed.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lts runs");
+    let t0 = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().expect("output"))
+}

@@ -312,3 +312,63 @@ fn no_display_noise_on_stderr_without_xdg_runtime_dir() {
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
     assert!(!err.lines().any(|l| l.starts_with("error:")), "{err}");
 }
+
+#[test]
+fn fifos_and_devices_given_as_input_files_are_refused_at_once() {
+    // A FIFO used to block forever in open() and /dev/zero to be read until memory ran out,
+    // for every file flag below.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = tmp.path().join("out");
+    for path in [s(&fifo), "/dev/zero"] {
+        let kind = if path == "/dev/zero" {
+            "is a character device, not a regular file"
+        } else {
+            "is a named pipe (FIFO), not a regular file"
+        };
+        for (args, what) in [
+            (vec!["params", "--arch", path], "arch file"),
+            (
+                vec![
+                    "search",
+                    "--space",
+                    path,
+                    "--backend",
+                    "cost-model",
+                    "-q",
+                    "--out",
+                    s(&out),
+                ],
+                "search space file",
+            ),
+            (
+                vec![
+                    "export",
+                    "--preset",
+                    "llama-tiny",
+                    "--weights",
+                    path,
+                    "--out",
+                    s(&out),
+                ],
+                "weights file",
+            ),
+            (vec!["measure", "--onnx", path], "ONNX file"),
+            (
+                vec!["search", "--agents", path, "-q", "--out", s(&out)],
+                "fleet file",
+            ),
+            (
+                vec!["measure", "--preset", "gpt2-tiny", "--device-profile", path],
+                "device profile",
+            ),
+        ] {
+            let o =
+                run_for(&args, 60).unwrap_or_else(|| panic!("{args:?}: still running after 60 s"));
+            assert_refused(&o, &[what, path, kind]);
+        }
+    }
+}

@@ -95,8 +95,6 @@ mod parse;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
-
 use crate::arch::{Arch, ArchError, Family};
 
 pub use genome::Genome;
@@ -128,8 +126,12 @@ impl SearchSpace {
 
     /// Reads and validates a search-space file; errors read `FILE:LINE: message`.
     pub fn load(path: &Path) -> anyhow::Result<SearchSpace> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read search space file {}", path.display()))?;
+        let text = crate::util::read_regular_text(
+            path,
+            crate::util::MAX_CONFIG_BYTES,
+            "search space file",
+            crate::util::CONFIG_HINT,
+        )?;
         SearchSpace::parse(&text, &path.display().to_string())
     }
 
@@ -145,7 +147,8 @@ impl SearchSpace {
             return Ok(s);
         }
         let path = Path::new(name_or_path);
-        if !path.is_file() {
+        // Something else at that path (a directory, a FIFO) is named by `load`.
+        if !path.exists() {
             anyhow::bail!(
                 "unknown search space `{name_or_path}`: not a built-in space ({}) and no file at that path",
                 BUILTIN.join(", ")
