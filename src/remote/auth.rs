@@ -28,7 +28,7 @@
 //! failure (timeout, closed link) sends nothing.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -128,6 +128,22 @@ pub enum KeyFileError {
         p = .0.display()
     )]
     Permissions(PathBuf, u32),
+    /// (link, its target): the key file is a symbolic link. Refused outright: a `chmod` of
+    /// the link would change its target, which may be any file.
+    #[error(
+        "key file {p} is a symbolic link to {t}; key files must be regular files: pass \
+         `--key {t}` (mode 600), or replace the link with a copy of the key file",
+        p = .0.display(),
+        t = .1.display()
+    )]
+    Symlink(PathBuf, PathBuf),
+    /// (path, what it is): a FIFO, a device, a directory or a socket (refused before it is
+    /// opened: opening a FIFO blocks until someone writes to it).
+    #[error(
+        "key file {p} is {1}, not a regular file; pass the file written by `lts agent --init`",
+        p = .0.display()
+    )]
+    NotRegular(PathBuf, &'static str),
     /// (path, what is wrong): not exactly 64 hex characters plus an optional
     /// newline. The detail gives lengths and positions, never content.
     #[error(
@@ -167,19 +183,36 @@ pub fn init_key_file(path: &Path) -> Result<Key, KeyFileError> {
     Ok(key)
 }
 
-/// Load the key written by [`init_key_file`]. Refuses a file that group or
-/// others may access (the error says `chmod 600 PATH`) and any content other
-/// than exactly 64 hex characters plus an optional trailing newline.
+/// Load the key written by [`init_key_file`]. Refuses a symbolic link (naming
+/// its target), anything but a regular file (before opening it: a FIFO would
+/// block), a file that group or others may access (the error says
+/// `chmod 600 PATH`) and any content other than exactly 64 hex characters plus
+/// an optional trailing newline.
 pub fn load_key(path: &Path) -> Result<Key, KeyFileError> {
     let io_err = |action, error| KeyFileError::Io(path.into(), action, error);
     let malformed = |detail: String| KeyFileError::Malformed(path.into(), detail);
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let not_found = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => KeyFileError::NotFound(path.into()),
-        _ => io_err("open", e),
-    })?;
+        _ => io_err("inspect", e),
+    };
+    // Checked before opening: a symbolic link is refused, and opening a FIFO would block.
+    let meta = std::fs::symlink_metadata(path).map_err(not_found)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).map_err(|e| io_err("read the link of", e))?;
+        return Err(KeyFileError::Symlink(path.into(), target));
+    }
+    if !meta.is_file() {
+        return Err(KeyFileError::NotRegular(path.into(), file_kind(&meta)));
+    }
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    // Whatever replaced the file since: a link fails to open, a FIFO does not block.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = opts.open(path).map_err(|e| io_err("open", e))?;
     let meta = file.metadata().map_err(|e| io_err("inspect", e))?;
     if !meta.is_file() {
-        return Err(malformed("not a regular file".into()));
+        return Err(KeyFileError::NotRegular(path.into(), file_kind(&meta)));
     }
     #[cfg(unix)]
     {
@@ -205,6 +238,29 @@ pub fn load_key(path: &Path) -> Result<Key, KeyFileError> {
         *byte = (hi << 4 | lo) as u8;
     }
     Ok(Key(key))
+}
+
+/// What a file that is not a regular file is, for [`KeyFileError::NotRegular`].
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
 }
 
 /// Why a handshake failed. Each side returns one of these; see the module

@@ -12,3 +12,4 @@ pub mod frame;
 pub mod host;
 pub mod message;
 pub mod serial;
+pub mod startups;
