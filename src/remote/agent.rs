@@ -40,6 +40,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(3);
 /// First and longest pause after a failed `accept` (out of file descriptors...).
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// Connections the kernel may queue before the agent accepts them (capped by
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
 /// Stack of a connection's threads (the handshake and the messages; a job runs on a thread of
 /// its own with the default stack).
 const CONNECTION_STACK: usize = 1 << 20;
@@ -112,6 +115,7 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
     let own = listener
         .local_addr()
         .context("the listening socket has no address")?;
+    deepen_backlog(&listener);
     let mut backoff = AcceptBackoff::default();
     let mut told_evictions = false;
     loop {
@@ -161,6 +165,20 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
             }
         });
     }
+}
+
+/// Raises the listening socket's queue of connections not yet accepted to [`LISTEN_BACKLOG`]
+/// (std's is 128): a burst of connections then waits in the queue instead of losing its SYNs,
+/// which would hold an honest host back a second or more (its retransmission).
+fn deepen_backlog(listener: &TcpListener) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `listen` again on a listening socket only changes its backlog.
+        unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+    }
+    #[cfg(not(unix))]
+    let _ = listener;
 }
 
 /// A thread for a connection (or its reader): named, with a stack of [`CONNECTION_STACK`].
