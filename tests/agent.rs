@@ -359,6 +359,8 @@ fn an_agent_out_of_threads_drops_connections_and_lives_on() {
     client.ping().unwrap();
     drop(client);
     assert_alive_and_small(&mut a);
+    let log = a.log.lock().unwrap().join("\n");
+    assert_eq!(log.matches("cannot start a thread").count(), 1, "{log}");
 }
 
 #[test]

@@ -117,7 +117,7 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
         .context("the listening socket has no address")?;
     deepen_backlog(&listener);
     let mut backoff = AcceptBackoff::default();
-    let mut told_evictions = false;
+    let (mut told_evictions, mut told_no_thread) = (false, false);
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -151,7 +151,7 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
         let (cfg, shared) = (cfg.clone(), Arc::clone(&shared));
         // On failure (no thread left: `ulimit -u`, a cgroup's pids.max) the closure, and with
         // it the stream and its slot, is dropped: the connection closes.
-        let _ = connection_thread("lts-conn").spawn(move || {
+        let spawned = connection_thread("lts-conn").spawn(move || {
             let r = serve_pending(stream, slot, &cfg, &shared);
             if cfg.verbose {
                 match &r {
@@ -164,6 +164,12 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
                 let _ = TcpStream::connect(own);
             }
         });
+        if let (Err(e), false) = (spawned, told_no_thread) {
+            told_no_thread = true;
+            eprintln!(
+                "lts agent: cannot start a thread for a connection ({e}): such connections are closed until threads are free (raise `ulimit -u` or the service's TasksMax; this is logged once)"
+            );
+        }
     }
 }
 
