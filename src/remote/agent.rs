@@ -141,7 +141,7 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
         if !told_evictions && startups.evictions() > 0 {
             told_evictions = true;
             eprintln!(
-                "lts agent: more than {} connections waiting unauthenticated: the oldest idle ones are closed (--max-startups; this is logged once)",
+                "lts agent: more than {} connections waiting unauthenticated: the oldest idle ones (else the oldest) are closed for newer ones (--max-startups; this is logged once)",
                 startups.max()
             );
         }
