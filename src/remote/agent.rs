@@ -4,7 +4,9 @@
 //!
 //! Every connection has its own thread, so a peer that never finishes its handshake (or sends
 //! garbage, or a frame above the cap) costs one thread until its deadline and never blocks
-//! the others; it gets one error frame and is dropped. A job keeps running when its host
+//! the others; it gets one error frame and is dropped. At most `--max-startups` connections
+//! wait unauthenticated at once ([`super::startups`]), a failed accept backs off, and a thread
+//! that cannot be started drops its connection: a flood never ends the agent. A job keeps running when its host
 //! disconnects: the result stays in a small cache ([`RESULTS_KEPT`] results) for the host to
 //! `Collect` after it reconnects, instead of measuring again.
 
@@ -528,9 +530,8 @@ fn run_job<S: Write>(
         });
     if let Err(e) = spawned {
         // Not kept: the job can be sent again once the board has threads to spare.
-        let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.remove(id);
-        drop(running);
+        let running = &shared.running;
+        running.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         let m = format!("the board cannot start a thread for the job ({e}); try again later");
         return send(chan, stream, error(Some(id), &m));
     }
