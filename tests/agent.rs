@@ -135,6 +135,26 @@ fn key_files_that_are_links_or_not_regular_files_are_refused_with_the_fix() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     let e = String::from_utf8_lossy(&with_key(&key)).into_owned();
     assert!(e.contains("chmod 600") && !e.contains("--init"), "{e}");
+    // The same for a fleet file's key.
+    let fleet = dir.path().join("fleet.toml");
+    let toml = format!("[[agent]]\naddr = \"tcp://127.0.0.1:1\"\nkey = {:?}\n", key);
+    std::fs::write(&fleet, toml).unwrap();
+    let out = cargo_bin_cmd!("lts")
+        .args([
+            "search",
+            "--space",
+            "quick",
+            "--iterations",
+            "1",
+            "--agents",
+        ])
+        .arg(&fleet)
+        .args(["--out", dir.path().join("runs").to_str().unwrap()])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(e.contains("chmod 600") && !e.contains("--init"), "{e}");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let link = dir.path().join("link.key");
