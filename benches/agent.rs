@@ -49,6 +49,7 @@ fn agent_config(key: &Key) -> AgentConfig {
         },
         once: false,
         verbose: false,
+        max_startups: lts::remote::startups::DEFAULT_MAX_STARTUPS,
     }
 }
 

@@ -117,6 +117,73 @@ fn key_files_are_private_and_never_overwritten() {
     assert!(!String::from_utf8_lossy(&out).contains(text.trim()));
 }
 
+/// Issue 21 item 5: a key file with bad permissions gets only the chmod fix (not "create it
+/// with --init", which refuses an existing file); a symbolic link is refused, naming its
+/// target; a FIFO (whose open() blocked forever), a directory or a device is refused before
+/// it is opened.
+#[test]
+fn key_files_that_are_links_or_not_regular_files_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    // `lts measure --agent` loads the key before it connects (port 1: nothing listens).
+    let with_key = |k: &Path| {
+        let mut c = cargo_bin_cmd!("lts");
+        c.args(measure_args("gpt2-tiny", "0.01", "tcp://127.0.0.1:1", k))
+            .timeout(Duration::from_secs(20));
+        c.assert().failure().get_output().stderr.clone()
+    };
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = String::from_utf8_lossy(&with_key(&key)).into_owned();
+    assert!(e.contains("chmod 600") && !e.contains("--init"), "{e}");
+    // The same for a fleet file's key.
+    let fleet = dir.path().join("fleet.toml");
+    let toml = format!("[[agent]]\naddr = \"tcp://127.0.0.1:1\"\nkey = {:?}\n", key);
+    std::fs::write(&fleet, toml).unwrap();
+    let out = cargo_bin_cmd!("lts")
+        .args([
+            "search",
+            "--space",
+            "quick",
+            "--iterations",
+            "1",
+            "--agents",
+        ])
+        .arg(&fleet)
+        .args(["--out", dir.path().join("runs").to_str().unwrap()])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(e.contains("chmod 600") && !e.contains("--init"), "{e}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let link = dir.path().join("link.key");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let e = String::from_utf8_lossy(&with_key(&link)).into_owned();
+    assert!(
+        e.contains("symbolic link") && e.contains(key.to_str().unwrap()),
+        "{e}"
+    );
+    assert!(!e.contains(&format!("chmod 600 {}", link.display())), "{e}");
+
+    let fifo = dir.path().join("fifo.key");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = String::from_utf8_lossy(&with_key(&fifo)).into_owned();
+    assert!(
+        e.contains("FIFO") && e.contains("not a regular file"),
+        "{e}"
+    );
+    for (path, what) in [
+        (dir.path(), "a directory"),
+        (Path::new("/dev/null"), "a device"),
+    ] {
+        let e = String::from_utf8_lossy(&with_key(path)).into_owned();
+        assert!(e.contains(what) && e.contains("not a regular file"), "{e}");
+    }
+}
+
 #[test]
 fn jobs_run_on_the_agent_and_bad_peers_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,6 +235,163 @@ fn jobs_run_on_the_agent_and_bad_peers_are_dropped() {
     // Still serving.
     measure(a.port, &key).assert().success();
     drop(loris);
+}
+
+/// Starts `lts agent` under `prlimit LIMIT --` (the agent's pid is the child's).
+fn agent_limited(limit: &str, key: &Path, extra: &[&str]) -> Agent {
+    let bin = assert_cmd::cargo::cargo_bin!("lts");
+    agents::spawn_agent_via(&["prlimit", limit, "--"], bin, key, 0, extra)
+}
+
+/// Asserts that the agent process still runs and that its memory stayed under 100 MB.
+fn assert_alive_and_small(a: &mut Agent) {
+    let log = || a.log.lock().unwrap().join("\n");
+    let status = a.child.try_wait().unwrap();
+    assert!(
+        status.is_none(),
+        "the agent exited ({status:?}); its log:\n{}",
+        log()
+    );
+    let (rss, hwm) = agents::rss_of(a.child.id());
+    eprintln!(
+        "agent memory: VmRSS {} MB, VmHWM {} MB",
+        rss >> 20,
+        hwm >> 20
+    );
+    assert!(rss > 0 && rss < 100 << 20 && hwm < 100 << 20, "{rss} {hwm}");
+}
+
+/// Issue 21: anyone who could reach the port could end the agent (accept failing with
+/// EMFILE). At `nofile=1024`, 10,000 plain connections in bursts of 1,250 (more than the limit
+/// at once), while an honest host measures: the agent lives on, the measurement completes,
+/// and the agent's memory stays under 100 MB.
+#[test]
+fn a_connection_flood_neither_stops_the_agent_nor_locks_out_a_host() {
+    if !agents::have_prlimit() {
+        return;
+    }
+    assert!(
+        agents::raise_nofile(4096) >= 2048,
+        "the test opens 1,250 sockets at once"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let mut a = agent_limited("--nofile=1024", &key, &[]);
+    let t = std::time::Instant::now();
+    let port = a.port;
+    // Bursts until the measurement is over (8 at least, 40 at most).
+    let measured = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let over = std::sync::Arc::clone(&measured);
+    let flood = std::thread::spawn(move || {
+        let (mut bursts, mut connected) = (0, 0);
+        while bursts < 8 || !over.load(std::sync::atomic::Ordering::SeqCst) && bursts < 40 {
+            connected += agents::flood(port, 1, 1250, Duration::from_millis(100));
+            bursts += 1;
+        }
+        (connected, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let args = measure_args("gpt2-tiny", "0.2", &a.addr(), &key);
+    let out = cargo_bin_cmd!("lts")
+        .args(&args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let measure_s = t.elapsed().as_secs_f64();
+    measured.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (connected, flood_t) = flood.join().unwrap();
+    eprintln!(
+        "{connected} flood connections in {:.1} s; the measurement ran from 0.05 to {measure_s:.1} s",
+        flood_t.as_secs_f64()
+    );
+    assert!(
+        out.status.success(),
+        "the measurement failed during the flood: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_alive_and_small(&mut a);
+    cargo_bin_cmd!("lts").args(&args).assert().success();
+    assert_alive_and_small(&mut a);
+}
+
+/// Issue 21: out of file descriptors (--max-startups above `nofile`), the agent backs off,
+/// logs the error once, and serves again once the flood is gone.
+#[test]
+fn an_agent_out_of_file_descriptors_backs_off_and_serves_again() {
+    if !agents::have_prlimit() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = init_key(dir.path(), "k");
+    let mut a = agent_limited("--nofile=64", &key, &["--max-startups", "1000"]);
+    assert_eq!(
+        agents::flood(a.port, 1, 200, Duration::from_millis(1500)),
+        200
+    );
+    assert_alive_and_small(&mut a);
+    let args = measure_args("gpt2-tiny", "0.01", &a.addr(), &key);
+    cargo_bin_cmd!("lts")
+        .args(&args)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    assert_alive_and_small(&mut a);
+    let log = a.log.lock().unwrap().join("\n");
+    assert_eq!(
+        log.matches("cannot accept a connection").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// Issue 21: a thread that cannot be started (the user's process limit, a cgroup's pids.max)
+/// panicked the agent. As user nobody under `prlimit --nproc=8`, a flood of 60 connections
+/// (16 may wait for their handshake) runs out of threads: those connections are dropped, and once the
+/// flood is gone a host is served. Needs root (setpriv); skips elsewhere, saying why.
+#[test]
+fn an_agent_out_of_threads_drops_connections_and_lives_on() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: a plain call.
+    if unsafe { libc::geteuid() } != 0 || !agents::have_prlimit() {
+        eprintln!("skipped: needs root, to run the agent as user nobody (setpriv)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = init_key(dir.path(), "k");
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin!("lts");
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let reachable = std::process::Command::new(nobody[0])
+        .args(&nobody[1..])
+        .arg(bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !reachable {
+        eprintln!(
+            "skipped: user nobody cannot run {} (setpriv)",
+            bin.display()
+        );
+        return;
+    }
+    let wrapper = [&nobody[..], &["prlimit", "--nproc=8", "--"]].concat();
+    let mut a = agents::spawn_agent_via(&wrapper, bin, &key, 0, &[]);
+    agents::flood(a.port, 1, 60, Duration::from_millis(500));
+    assert_alive_and_small(&mut a);
+    let addr = lts::remote::host::AgentAddr::parse(&a.addr()).unwrap();
+    let k = lts::remote::auth::load_key(&key).unwrap();
+    let mut client = lts::remote::host::Client::connect(&addr, &k).unwrap();
+    client.ping().unwrap();
+    drop(client);
+    assert_alive_and_small(&mut a);
+    let log = a.log.lock().unwrap().join("\n");
+    assert_eq!(log.matches("cannot start a thread").count(), 1, "{log}");
 }
 
 #[test]

@@ -201,6 +201,12 @@ pub struct AgentArgs {
     /// Refuse jobs whose workload needs more memory than this (default: 80% of the board's).
     #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
     pub max_memory: Option<u64>,
+    /// At most N TCP connections wait unauthenticated at once (from accept to the end of
+    /// their handshake; like OpenSSH's MaxStartups): a flood from anyone who can reach the port
+    /// then holds at most N sockets and threads. Over N, the oldest idle one is closed, so a
+    /// host with the key still gets in (it reconnects if it was closed mid-handshake).
+    #[arg(long, value_name = "N", default_value_t = crate::remote::startups::DEFAULT_MAX_STARTUPS as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_startups: u32,
     /// No line per connection and job on stderr.
     #[arg(long, short)]
     pub quiet: bool,

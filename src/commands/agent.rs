@@ -14,15 +14,18 @@ pub(super) fn agent_key_path(given: Option<&PathBuf>) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config/lts/agent.key"))
 }
 
-/// Loads the agent key, with the fix in the error.
+/// Loads the agent key, with the fix in the error (how to create it only when it is missing:
+/// every other error names its own fix).
 fn load_agent_key(given: Option<&PathBuf>) -> Result<crate::remote::auth::Key> {
+    use crate::remote::auth::{load_key, KeyFileError};
     let path = agent_key_path(given)?;
-    crate::remote::auth::load_key(&path).with_context(|| {
-        format!(
+    load_key(&path).map_err(|e| match e {
+        KeyFileError::NotFound(_) => anyhow::Error::new(e).context(format!(
             "agent key {}: create it on the board with `lts agent --init --key {}` and copy it here (or pass --key / LTS_AGENT_KEY_FILE)",
             path.display(),
             path.display()
-        )
+        )),
+        e => e.into(),
     })
 }
 
@@ -92,6 +95,7 @@ pub fn agent(args: &crate::cli::AgentArgs) -> Result<()> {
         limits,
         once: args.once,
         verbose: !args.quiet,
+        max_startups: args.max_startups as usize,
     };
     if let Some(dev) = &args.serial {
         let link = crate::remote::serial::SerialLink::open(dev, args.baud)?;

@@ -4,7 +4,9 @@
 //!
 //! Every connection has its own thread, so a peer that never finishes its handshake (or sends
 //! garbage, or a frame above the cap) costs one thread until its deadline and never blocks
-//! the others; it gets one error frame and is dropped. A job keeps running when its host
+//! the others; it gets one error frame and is dropped. At most `--max-startups` connections
+//! wait unauthenticated at once ([`super::startups`]), a failed accept backs off, and a thread
+//! that cannot be started drops its connection: a flood never ends the agent. A job keeps running when its host
 //! disconnects: the result stays in a small cache ([`RESULTS_KEPT`] results) for the host to
 //! `Collect` after it reconnects, instead of measuring again.
 
@@ -22,6 +24,7 @@ use super::auth::{self, Key};
 use super::frame::{Channel, Deadline, FrameError};
 use super::message::{Done, Limits, Message, Work};
 use super::serial::SerialLink;
+use super::startups::{Slot, Startups};
 
 /// Results an agent keeps for `Collect` (of its latest jobs; a variants job counts one per
 /// variant), so the cache's memory is bounded whatever the hosts send.
@@ -34,6 +37,17 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Heartbeat period while a job runs.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Time a new TCP peer has to send its first bytes (a host sends its hello as soon as it
+/// connects); a silent one is closed then, well before [`HANDSHAKE_TIMEOUT`].
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(3);
+/// First and longest pause after a failed `accept` (out of file descriptors...).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// Connections the kernel may queue before the agent accepts them (capped by
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
+/// Stack of a connection's threads (the handshake and the messages; a job runs on a thread of
+/// its own with the default stack).
+const CONNECTION_STACK: usize = 1 << 20;
 
 /// How an agent serves.
 #[derive(Clone, Debug)]
@@ -46,6 +60,8 @@ pub struct AgentConfig {
     pub once: bool,
     /// Print one line per connection and job on stderr.
     pub verbose: bool,
+    /// At most this many TCP connections wait unauthenticated at once (`--max-startups`).
+    pub max_startups: usize,
 }
 
 /// A finished job: its result(s), or why it failed.
@@ -88,29 +104,61 @@ impl Shared {
 }
 
 /// Serves hosts on `listener` until killed (or, with `--once`, until one job's result has been
-/// sent).
+/// sent). At most `cfg.max_startups` connections wait unauthenticated at once ([`Startups`]);
+/// a failed accept (out of file descriptors, a connection aborted before it was accepted...)
+/// is retried after a backoff and never ends the agent, and a connection whose thread cannot
+/// be started is dropped.
 pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
     let shared = Arc::new(Shared::default());
+    let startups = Startups::new(cfg.max_startups);
     // Blocking accept: no polling thread wakes up while a job is being timed. Ctrl-C ends the
     // process (the agent keeps nothing that must be written); `--once` wakes the accept with a
     // connection of its own once the result is out.
     let own = listener
         .local_addr()
         .context("the listening socket has no address")?;
+    deepen_backlog(&listener);
+    let mut backoff = AcceptBackoff::default();
+    let (mut told_evictions, mut told_no_thread) = (false, false);
     loop {
-        let (stream, peer) = listener.accept().context("accepting a connection")?;
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                backoff.failed(e)?;
+                continue;
+            }
+        };
+        backoff.reset();
         if shared.finished.load(Ordering::SeqCst) {
             return Ok(());
+        }
+        let slot = match startups.admit(&stream) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // Out of file descriptors: this connection closes, the next accept waits.
+                backoff.failed(e)?;
+                continue;
+            }
+        };
+        if !told_evictions && startups.evictions() > 0 {
+            told_evictions = true;
+            eprintln!(
+                "lts agent: more than {} connections waiting unauthenticated: the oldest idle ones (else the oldest) are closed for newer ones (--max-startups; this is logged once)",
+                startups.max()
+            );
         }
         stream.set_nodelay(true).ok();
         // A host that stops reading must not block this connection's thread forever.
         stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
         let (cfg, shared) = (cfg.clone(), Arc::clone(&shared));
-        std::thread::spawn(move || {
-            let r = serve_connection(stream, &cfg, &shared);
+        // On failure (no thread left: `ulimit -u`, a cgroup's pids.max) the closure, and with
+        // it the stream and its slot, is dropped: the connection closes.
+        let spawned = connection_thread("lts-conn").spawn(move || {
+            let r = serve_pending(stream, slot, &cfg, &shared);
             if cfg.verbose {
                 match &r {
-                    Ok(()) => eprintln!("lts agent: {peer}: closed"),
+                    Ok(true) => eprintln!("lts agent: {peer}: closed"),
+                    Ok(false) => {}
                     Err(e) => eprintln!("lts agent: {peer}: {e:#}"),
                 }
             }
@@ -118,6 +166,103 @@ pub fn serve_tcp(listener: TcpListener, cfg: AgentConfig) -> Result<()> {
                 let _ = TcpStream::connect(own);
             }
         });
+        if let (Err(e), false) = (spawned, told_no_thread) {
+            told_no_thread = true;
+            eprintln!(
+                "lts agent: cannot start a thread for a connection ({e}): such connections are closed until threads are free (raise `ulimit -u` or the service's TasksMax; this is logged once)"
+            );
+        }
+    }
+}
+
+/// Raises the listening socket's queue of connections not yet accepted to [`LISTEN_BACKLOG`]
+/// (std's is 128): a burst of connections then waits in the queue instead of losing its SYNs,
+/// which would hold an honest host back a second or more (its retransmission).
+fn deepen_backlog(listener: &TcpListener) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `listen` again on a listening socket only changes its backlog.
+        unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+    }
+    #[cfg(not(unix))]
+    let _ = listener;
+}
+
+/// A thread for a connection (or its reader): named, with a stack of [`CONNECTION_STACK`].
+fn connection_thread(name: &str) -> std::thread::Builder {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .stack_size(CONNECTION_STACK)
+}
+
+/// A pending TCP connection: waits [`FIRST_BYTES_TIMEOUT`] for the peer's first bytes, then
+/// serves it, its [`Slot`] freed once the handshake is over. Returns whether there is
+/// something to log (false: a peer that never spoke, or one closed to make room).
+fn serve_pending(
+    stream: TcpStream,
+    slot: Slot,
+    cfg: &AgentConfig,
+    shared: &Arc<Shared>,
+) -> Result<bool> {
+    stream.set_read_timeout(Some(FIRST_BYTES_TIMEOUT)).ok();
+    let spoke = loop {
+        match stream.peek(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => break matches!(r, Ok(n) if n > 0),
+        }
+    };
+    if !spoke || slot.evicted() {
+        return Ok(false);
+    }
+    slot.spoke();
+    match serve_connection(stream, cfg, shared, Some(slot)) {
+        Err(e) if e.downcast_ref::<Evicted>().is_some() => Ok(false),
+        r => r.map(|()| true),
+    }
+}
+
+/// The error of a handshake cut short to make room for a newer connection.
+#[derive(Debug, thiserror::Error)]
+#[error("closed to make room (--max-startups)")]
+struct Evicted;
+
+/// Retries of a failed `accept`: 10 ms doubling to 1 s, each kind of error logged once.
+#[derive(Default)]
+struct AcceptBackoff {
+    wait: Option<Duration>,
+    /// The errors logged so far (their OS error code, else their kind).
+    logged: Vec<(Option<i32>, std::io::ErrorKind)>,
+}
+
+impl AcceptBackoff {
+    /// After a failed accept (or a failed `dup` of an accepted socket): an error when the
+    /// listening socket itself is broken, else a pause before the next try.
+    fn failed(&mut self, e: std::io::Error) -> Result<()> {
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK)
+        ) {
+            return Err(e).context("accepting a connection");
+        }
+        let kind = (e.raw_os_error(), e.kind());
+        if !self.logged.contains(&kind) {
+            self.logged.push(kind);
+            eprintln!(
+                "lts agent: cannot accept a connection: {e}; retrying with a backoff (if it is \"Too many open files\", raise the open-file limit, `ulimit -n`; errors of this kind are logged once)"
+            );
+        }
+        let wait = self
+            .wait
+            .map_or(ACCEPT_BACKOFF.0, |w| (w * 2).min(ACCEPT_BACKOFF.1));
+        self.wait = Some(wait);
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// After an accept that worked.
+    fn reset(&mut self) {
+        self.wait = None;
     }
 }
 
@@ -147,7 +292,7 @@ pub fn serve_serial(link: SerialLink, cfg: AgentConfig) -> Result<()> {
     let shared = Arc::new(Shared::default());
     loop {
         crate::signals::check()?;
-        let r = serve_connection(link.try_clone()?, &cfg, &shared);
+        let r = serve_connection(link.try_clone()?, &cfg, &shared, None);
         if let Err(e) = r {
             let idle = e.chain().any(|c| {
                 matches!(
@@ -168,14 +313,20 @@ pub fn serve_serial(link: SerialLink, cfg: AgentConfig) -> Result<()> {
     }
 }
 
-/// One host: handshake, hello, then messages until it leaves.
+/// One host: handshake, hello, then messages until it leaves. `slot`, a pending TCP
+/// connection's place, is freed once the handshake is over.
 fn serve_connection<S: Transport>(
     mut stream: S,
     cfg: &AgentConfig,
     shared: &Arc<Shared>,
+    slot: Option<Slot>,
 ) -> Result<()> {
-    let mut chan = auth::agent_handshake(&mut stream, &cfg.key, Instant::now() + HANDSHAKE_TIMEOUT)
-        .context("handshake")?;
+    let hs = auth::agent_handshake(&mut stream, &cfg.key, Instant::now() + HANDSHAKE_TIMEOUT);
+    if hs.is_err() && slot.as_ref().is_some_and(Slot::evicted) {
+        return Err(Evicted.into());
+    }
+    drop(slot);
+    let mut chan = hs.context("handshake")?;
     let hello = Message::Hello {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         device: Box::new(crate::device::DeviceInfo::collect()),
@@ -186,7 +337,7 @@ fn serve_connection<S: Transport>(
     let (tx, rx) = mpsc::channel::<std::result::Result<Message, String>>();
     let mut reader = stream.try_clone()?;
     let mut rchan = chan.clone();
-    std::thread::spawn(move || loop {
+    let spawned = connection_thread("lts-conn-reader").spawn(move || loop {
         let got = rchan
             .recv(&mut reader, Instant::now() + IDLE_TIMEOUT)
             .map_err(|e| match e {
@@ -201,6 +352,12 @@ fn serve_connection<S: Transport>(
             return;
         }
     });
+    if let Err(e) = spawned {
+        let m =
+            format!("the board cannot start a thread for this connection ({e}); try again later");
+        let _ = send(&mut chan, &mut stream, error(None, &m));
+        anyhow::bail!("{m}");
+    }
     loop {
         let msg = match rx.recv() {
             Ok(Ok(m)) => m,
@@ -351,24 +508,33 @@ fn run_job<S: Write>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.to_string(), started);
-    std::thread::spawn(move || {
-        // One measurement at a time on this board.
-        static BOARD: Mutex<()> = Mutex::new(());
-        let _board = BOARD.lock().unwrap_or_else(|e| e.into_inner());
-        crate::signals::clear_cancel();
-        if verbose {
-            eprintln!("lts agent: job {id_owned}: {}", work.arch_id());
-        }
-        let outcome = work.execute().map_err(|e| format!("{e:#}"));
-        // Kept before it leaves the running set, so a Collect never falls in between.
-        shared2.keep(&id_owned, outcome.clone());
-        shared2
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id_owned);
-        let _ = done_tx.send(outcome);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("lts-job".into())
+        .spawn(move || {
+            // One measurement at a time on this board.
+            static BOARD: Mutex<()> = Mutex::new(());
+            let _board = BOARD.lock().unwrap_or_else(|e| e.into_inner());
+            crate::signals::clear_cancel();
+            if verbose {
+                eprintln!("lts agent: job {id_owned}: {}", work.arch_id());
+            }
+            let outcome = work.execute().map_err(|e| format!("{e:#}"));
+            // Kept before it leaves the running set, so a Collect never falls in between.
+            shared2.keep(&id_owned, outcome.clone());
+            shared2
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id_owned);
+            let _ = done_tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        // Not kept: the job can be sent again once the board has threads to spare.
+        let running = &shared.running;
+        running.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let m = format!("the board cannot start a thread for the job ({e}); try again later");
+        return send(chan, stream, error(Some(id), &m));
+    }
     let mut host_gone = false;
     loop {
         match done_rx.recv_timeout(HEARTBEAT) {
@@ -413,6 +579,38 @@ fn run_job<S: Write>(
 mod tests {
     use super::*;
     use crate::job::JobResult;
+
+    #[test]
+    fn accept_errors_back_off_and_only_a_broken_listener_ends_the_agent() {
+        let mut b = AcceptBackoff::default();
+        let t = Instant::now();
+        for code in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ECONNABORTED,
+        ] {
+            b.failed(std::io::Error::from_raw_os_error(code)).unwrap();
+        }
+        b.failed(std::io::Error::from_raw_os_error(libc::EMFILE))
+            .unwrap();
+        assert_eq!(b.logged.len(), 4, "each kind logged once");
+        // 10 + 20 + 40 + 80 + 160 ms.
+        assert!(
+            t.elapsed() >= Duration::from_millis(310),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(b.wait, Some(Duration::from_millis(160)));
+        b.wait = Some(Duration::from_millis(900));
+        b.failed(std::io::Error::from_raw_os_error(libc::EMFILE))
+            .unwrap();
+        assert_eq!(b.wait, Some(ACCEPT_BACKOFF.1), "1 s at most");
+        b.reset();
+        assert_eq!(b.wait, None);
+        let e = b.failed(std::io::Error::from_raw_os_error(libc::EBADF));
+        assert!(format!("{:#}", e.unwrap_err()).contains("accepting a connection"));
+    }
 
     #[test]
     fn the_result_cache_is_bounded_by_results_not_jobs() {

@@ -24,6 +24,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Waits between reconnection attempts after a lost link: 1, 2, 4, 8, 16 s, then give up.
 pub const BACKOFF_S: [u64; 5] = [1, 2, 4, 8, 16];
+/// Pauses before trying again a handshake the agent cut short: 6.3 s in all.
+pub const HANDSHAKE_RETRY_MS: [u64; 6] = [100, 200, 400, 800, 1600, 3200];
 
 /// Where an agent listens: `tcp://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 7207), or
 /// `serial:///dev/ttyACM0` (`?baud=115200` by default).
@@ -179,9 +181,51 @@ enum Ended {
     Lost(anyhow::Error),
 }
 
+/// Whether `e` is a handshake the agent cut short (closed or reset before it finished, as an
+/// agent at its `--max-startups` bound does under a flood), as opposed to a refusal.
+fn handshake_cut(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let frame = match c.downcast_ref::<auth::AuthError>() {
+            Some(auth::AuthError::Frame(f)) => f,
+            _ => return false,
+        };
+        match frame {
+            FrameError::Closed | FrameError::Truncated => true,
+            FrameError::Io(io) => matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
+        }
+    })
+}
+
 impl Client {
-    /// Connects, authenticates both ends and reads the agent's hello.
+    /// Connects, authenticates both ends and reads the agent's hello. A handshake the agent
+    /// cuts short (flooded with connections, it closes pending ones: `lts agent
+    /// --max-startups`) is tried again after each pause of [`HANDSHAKE_RETRY_MS`].
     pub fn connect(addr: &AgentAddr, key: &Key) -> Result<Client> {
+        let mut pauses = HANDSHAKE_RETRY_MS.iter();
+        loop {
+            let e = match Client::connect_once(addr, key) {
+                Err(e) if handshake_cut(&e) => e,
+                r => return r,
+            };
+            let Some(&ms) = pauses.next() else {
+                return Err(e.context(format!(
+                    "the agent at {addr} closed {} handshakes in a row: it may be flooded with connections (see `lts agent --max-startups`); try again later",
+                    HANDSHAKE_RETRY_MS.len() + 1
+                )));
+            };
+            crate::signals::check()?;
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    }
+
+    /// One try of [`Client::connect`].
+    fn connect_once(addr: &AgentAddr, key: &Key) -> Result<Client> {
         let mut stream = addr.open()?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let mut chan = auth::host_handshake(&mut stream, key, deadline)
@@ -452,6 +496,48 @@ impl Drop for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: an agent at its `--max-startups` bound closes pending handshakes; the host
+    /// tries again instead of failing at once.
+    #[test]
+    fn a_handshake_the_agent_cuts_short_is_tried_again() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let key = Key::from_bytes([7; 32]);
+        let k = key.clone();
+        let agent = std::thread::spawn(move || {
+            // The first two connections are closed once the host has spoken.
+            for _ in 0..2 {
+                let (mut s, _) = l.accept().unwrap();
+                let _ = s.read(&mut [0u8; 8]);
+            }
+            let (mut s, _) = l.accept().unwrap();
+            let soon = || Instant::now() + Duration::from_secs(10);
+            let mut chan = auth::agent_handshake(&mut s, &k, soon()).unwrap();
+            let hello = Message::Hello {
+                tool_version: "t".into(),
+                device: Box::new(DeviceInfo::collect()),
+                limits: Limits {
+                    max_params: 1,
+                    max_seq_len: 1,
+                    max_memory: None,
+                },
+            };
+            chan.send(&mut s, &hello.encode()).unwrap();
+            // Until the host's goodbye.
+            let _ = chan.recv(&mut s, soon());
+        });
+        let addr = AgentAddr::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let t = Instant::now();
+        let c = Client::connect(&addr, &key).unwrap();
+        assert_eq!(c.tool_version, "t");
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "paused 0.1 + 0.2 s"
+        );
+        drop(c);
+        agent.join().unwrap();
+    }
 
     #[test]
     fn addresses() {

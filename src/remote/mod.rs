@@ -2,7 +2,7 @@
 //! the host sends [`message::Message::Job`]s and gets [`crate::job::JobResult`]s back.
 //!
 //! Layers, bottom up: `frame` (length-prefixed frames with a hard size cap and a deadline, then
-//! per-frame HMAC and sequence numbers), `auth` (shared key files and the mutual HMAC-SHA256
+//! per-frame HMAC and sequence numbers), `keyfile` (shared key files), `auth` (the mutual HMAC-SHA256
 //! challenge-response handshake), [`message`] (what the frames carry).
 
 pub mod agent;
@@ -10,5 +10,7 @@ pub mod auth;
 pub mod fleet;
 pub mod frame;
 pub mod host;
+pub mod keyfile;
 pub mod message;
 pub mod serial;
+pub mod startups;

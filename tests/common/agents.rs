@@ -52,7 +52,27 @@ pub fn init_key(bin: &Path, dir: &Path, name: &str) -> PathBuf {
 /// and reads the port it listens on from its first log line; its later lines are kept in
 /// [`Agent::log`] (so it never blocks on a full pipe).
 pub fn spawn_agent(bin: &Path, key: &Path, port: u16, extra: &[&str]) -> Agent {
-    let mut child = Command::new(bin)
+    spawn_agent_via(&[], bin, key, port, extra)
+}
+
+/// [`spawn_agent`] through `wrapper`, a command that runs the agent in its own place (exec),
+/// such as `prlimit --nofile=1024 --`: the child's id stays the agent's.
+pub fn spawn_agent_via(
+    wrapper: &[&str],
+    bin: &Path,
+    key: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Agent {
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
         .args(["agent", "--key"])
         .arg(key)
         .arg("--listen")
@@ -114,4 +134,74 @@ pub fn measure_args(preset: &str, min_duration_s: &str, addr: &str, key: &Path) 
     .collect();
     a.push(key.to_string_lossy().into_owned());
     a
+}
+
+/// Whether `prlimit` (util-linux) runs here. Without it the limit tests skip, saying why,
+/// except in CI (`CI=true`), where they must run.
+pub fn have_prlimit() -> bool {
+    let ok = Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "prlimit (util-linux) is missing: .ci/run installs it"
+        );
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+    }
+    ok
+}
+
+/// Raises this process's soft limit of open files to `want` (at most its hard limit) and
+/// returns the limit now in force.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+/// Resident memory of process `pid` now and at its peak (`VmRSS`, `VmHWM`), in bytes.
+pub fn rss_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
+}
+
+/// Opens `bursts` x `per_burst` plain TCP connections to loopback `port`, each burst held
+/// open `hold` and then closed, and returns how many connected (each connect waits 2 s at
+/// most).
+pub fn flood(port: u16, bursts: usize, per_burst: usize, hold: std::time::Duration) -> usize {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut connected = 0;
+    for _ in 0..bursts {
+        let conns: Vec<_> = (0..per_burst)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()
+            })
+            .collect();
+        connected += conns.len();
+        std::thread::sleep(hold);
+    }
+    connected
 }
