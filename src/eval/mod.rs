@@ -350,16 +350,14 @@ fn check_vocab(
     }
     let fix = match (role, source) {
         (Role::Scored, ModelSource::Gguf(p)) if p == tokenizer_file => {
-            "the file's own tokenizer does not fit its model: the file is damaged or not a llama.cpp model; download it again".to_string()
+            "the file's own tokenizer does not fit its model: the file is damaged or not a llama.cpp model; download it again"
         }
-        (Role::Scored, _) => format!(
-            "pass the GGUF file this model was made from as --gguf (its tokenizer cuts the text), instead of {}",
-            tokenizer_file.display()
-        ),
-        (Role::Reference, _) => format!(
-            "--kld-against needs a model with the same tokenizer as --gguf {}: one made from the same GGUF file (or that file itself)",
-            tokenizer_file.display()
-        ),
+        (Role::Scored, _) => {
+            "pass the GGUF file this model was made from as --gguf (its tokenizer cuts the text)"
+        }
+        (Role::Reference, _) => {
+            "--kld-against needs a model with the same tokenizer: one made from the same GGUF file as --gguf (or that file itself)"
+        }
     };
     bail!(
         "{} has a vocabulary of {} tokens but the tokenizer of {} has {}: {fix}",

@@ -130,11 +130,16 @@ pub fn check(
                     "the arch in its metadata ({arch}) with scheme {scheme} stores parameter {} as initializer {name} {want:?}, which the file does not have: {FIX}",
                     p.name
                 ),
-                Some(&dims) if dims != want.as_slice() => bail!(
-                    "initializer {name} has shape {dims:?} but the arch in its metadata ({arch}) with scheme {scheme} needs {want:?} for parameter {} {:?}: {FIX}",
-                    p.name,
-                    p.dims
-                ),
+                Some(&dims) if dims != want.as_slice() => {
+                    let of = if name == p.name {
+                        String::new()
+                    } else {
+                        format!(" (parameter {} {:?})", p.name, p.dims)
+                    };
+                    bail!(
+                        "initializer {name} has shape {dims:?} but the arch in its metadata ({arch}) with scheme {scheme} needs {want:?}{of}: {FIX}"
+                    )
+                }
                 Some(_) => {}
             }
             expected.insert(name);

@@ -143,7 +143,7 @@ fn check_exclusive(s: &str, name: &str, opts: &[&str]) -> Result<()> {
             let pct = |x: &str| x == "percentile" || x.starts_with("p=");
             if !(pct(prev) && pct(o)) {
                 bail!(
-                    "scheme `{s}`: `{prev}` and `{o}` both set the {group}: give one, {valid} ({SYNTAX})"
+                    "scheme `{s}`: `{prev}` and `{o}` both set the {group}: give only one ({valid}); {SYNTAX}"
                 );
             }
         }
