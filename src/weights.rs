@@ -415,6 +415,23 @@ impl Weights {
         self.tensors.values().map(|t| t.len() as u64).sum()
     }
 
+    /// Refuses weights holding a NaN or infinite value, naming the first such tensor (in name
+    /// order), the index and the value: a model computing with them gives NaN logits, and a
+    /// perplexity of NaN is no result. One pass over the values.
+    pub fn check_finite(&self) -> Result<()> {
+        for (name, t) in &self.tensors {
+            if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "weights ({}): tensor `{name}` holds {} at index {i} of {}: the model file is damaged or was saved from a diverged training run; use another file",
+                    self.source,
+                    t.data[i],
+                    t.data.len()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Loads a safetensors checkpoint in HF naming for `arch` (a regular file of at most
     /// [`safetensors_cap`] bytes), checking that every expected
     /// tensor is present with the expected shape. F32, F16 and BF16 tensors are accepted

@@ -382,10 +382,23 @@ fn bad_input_gets_clear_errors() {
         &["--preset", "llama-tiny", "--logits", "all"],
         &dir.path().join("export-all"),
     );
-    check(
-        &["--kld-against", all.to_str().unwrap()],
-        &["vocabulary of", "tokenizer has 262"],
-    );
+    // Another vocabulary: the fix names the flags that exist (issue 21: not `--tokenizer`).
+    for (flag, fix) in [
+        (
+            "--kld-against",
+            "--kld-against needs a model with the same tokenizer",
+        ),
+        (
+            "--onnx",
+            "pass the GGUF file this model was made from as --gguf",
+        ),
+    ] {
+        let e = fails(&with(&[flag, all.to_str().unwrap()]), None);
+        for want in ["vocabulary of 101 tokens", "has 262", fix] {
+            assert!(e.contains(want), "{flag}: want {want:?} in {e}");
+        }
+        assert!(!e.contains("--tokenizer"), "{flag}: {e}");
+    }
     // Nothing given and nothing fetched: the error names the fetch command.
     let empty = tempfile::tempdir().unwrap();
     let e = fails(&[], Some(("LTS_CACHE_DIR", empty.path())));
@@ -433,5 +446,94 @@ fn text_from_a_device_or_a_fifo_is_refused_at_once() {
         );
         assert!(err.contains(&text.display().to_string()), "{err}");
         assert!(t0.elapsed().as_secs() < 30, "{:?}", t0.elapsed());
+    }
+}
+
+/// `path` (an exported ONNX file) with the first value of initializer `name` set to NaN.
+fn with_nan_initializer(path: &Path, name: &str, out: &Path) {
+    use prost::Message;
+    let mut m = lts::graph::onnx::ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
+    let init = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.as_deref() == Some(name))
+        .unwrap();
+    init.raw_data.as_mut().unwrap()[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(out, m.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn non_finite_weights_or_logits_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = text_file(dir.path(), 2);
+    let os = |p: &Path| p.as_os_str().to_owned();
+    // A GGUF with one NaN weight (an F32 tensor): refused at load, the tensor named.
+    let name = "model.layers.1.input_layernorm.weight";
+    let mut w = sharpened(&arch(), 3);
+    w.tensors.get_mut(name).unwrap().data[5] = f32::NAN;
+    let nan_dir = dir.path().join("nan");
+    std::fs::create_dir_all(&nan_dir).unwrap();
+    let (nan, _) = write_tiny_with(&nan_dir, &arch(), &w, 3, tokenizer_metadata());
+    let args = |model: &Path| -> Vec<OsString> {
+        vec![
+            "--gguf".into(),
+            os(model),
+            "--text".into(),
+            os(&text),
+            "--ctx".into(),
+            "32".into(),
+        ]
+    };
+    let e = fails(&args(&nan), None);
+    assert!(
+        e.contains(&format!("tensor `{name}` holds NaN at index 5")),
+        "{e}"
+    );
+    // An ONNX graph holding a NaN computes NaN logits: refused, the window named.
+    let (good, _) = tiny_model(&dir.path().join("good"), 3);
+    let onnx = export_prefill(
+        &["--logits", "all", "--gguf", good.to_str().unwrap()],
+        &dir.path().join("export"),
+    );
+    let edited = dir.path().join("nan.onnx");
+    with_nan_initializer(&onnx, "model.norm.weight", &edited);
+    let mut a = args(&good);
+    a.extend(["--onnx".into(), os(&edited)]);
+    let e = fails(&a, None);
+    for want in [
+        "nan.onnx computes non-finite logits (NaN",
+        "window 0 (text tokens 0..32)",
+    ] {
+        assert!(e.contains(want), "want {want:?} in {e}");
+    }
+    // The same file as the --kld-against reference.
+    let mut a = args(&good);
+    a.extend(["--kld-against".into(), os(&edited)]);
+    let e = fails(&a, None);
+    assert!(e.contains("nan.onnx computes non-finite logits"), "{e}");
+}
+
+#[test]
+fn the_result_says_whether_the_run_was_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = tiny_model(dir.path(), 3);
+    let text = text_file(dir.path(), 2);
+    let cfg = config(&model, &text, 32, 32, ort());
+    let full = run(&cfg);
+    let done = std::cell::Cell::new(0);
+    let part = eval::run(&cfg, &mut |p| done.set(p.done), &|| done.get() >= 1).unwrap();
+    assert!(full.windows_planned > 1 && full.windows == full.windows_planned);
+    assert_eq!(
+        (part.windows, part.windows_planned),
+        (1, full.windows_planned)
+    );
+    for (r, want) in [(&full, false), (&part, true)] {
+        assert_eq!(r.interrupted, want);
+        // Always written, `false` included (what `--out` holds).
+        let v = serde_json::to_value(r).unwrap();
+        assert_eq!(v["interrupted"], serde_json::Value::Bool(want));
     }
 }

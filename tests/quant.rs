@@ -294,6 +294,19 @@ fn bad_input_gets_clear_errors() {
         "`keep=down_proj` names no weight multiply",
     );
     fails(&with("int4:keep=h."), "leaves no weight multiply");
+    // Contradictory options: refused, not "the last one wins" (issue 21).
+    fails(
+        &with("int8-static:mse:entropy"),
+        "`mse` and `entropy` both set the calibration method",
+    );
+    fails(
+        &with("int4:b32:zp:sym"),
+        "`zp` and `sym` both set the int4 zero point",
+    );
+    fails(
+        &with("int8-dynamic:per-tensor:per-channel"),
+        "`per-tensor` and `per-channel` both set the weight scale granularity",
+    );
     let mut calib0 = with("int8-static");
     calib0.extend(["--calib", "0"]);
     fails(&calib0, "--calib 0");
@@ -467,5 +480,107 @@ fn int4_graph_equals_fp32_with_dequantized_weights() {
             q > 80.0,
             "{name}: MatMulNBits vs dequantized fp32: {q:.1} dB"
         );
+    }
+}
+
+#[test]
+fn text_without_a_tokenizer_is_refused() {
+    // Without --gguf the model has no tokenizer: calibrating on seeded tokens instead of the
+    // text asked for would be a silent wrong result (issue 21).
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    std::fs::write(&text, "some text ".repeat(100)).unwrap();
+    let missing = dir.path().join("missing.txt");
+    for cmd in ["quantize", "quant-bench"] {
+        for t in [&text, &missing] {
+            let out = Command::cargo_bin("lts")
+                .unwrap()
+                .args([cmd, "--preset", "gpt2-tiny", "--scheme", "int8-dynamic"])
+                .args(["--eval", "1", "--seq-len", "8", "--text"])
+                .arg(t)
+                .arg("--out")
+                .arg(dir.path().join("out"))
+                .output()
+                .unwrap();
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{cmd} {t:?} succeeded: {e}");
+            assert!(e.contains("--text") && e.contains("--gguf"), "{cmd}: {e}");
+            assert!(!dir.path().join("out").exists(), "{cmd} wrote results");
+        }
+    }
+}
+
+#[test]
+fn measure_refuses_a_quantized_file_with_an_edited_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q");
+    Command::cargo_bin("lts")
+        .unwrap()
+        .args([
+            "quantize",
+            "--preset",
+            "gpt2-tiny",
+            "--scheme",
+            "int8-dynamic",
+        ])
+        .args(["--eval", "1", "--seq-len", "8", "--prefill-only", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let file = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".int8-dynamic.prefill.onnx"))
+        .unwrap();
+    let model = graph::onnx::ModelProto::decode(&std::fs::read(&file).unwrap()[..]).unwrap();
+    let honest = Arch::preset("gpt2-tiny").unwrap();
+    let v = serde_json::to_value(&honest).unwrap();
+    type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 3] = [
+        ("d_model", &|v| v["d_model"] = 64.into()),
+        ("n_layer", &|v| {
+            v["n_layer"] = 1.into();
+            for k in ["d_inner", "n_head", "n_kv_head"] {
+                if let Some(a) = v[k].as_array_mut() {
+                    a.truncate(1);
+                }
+            }
+        }),
+        ("vocab", &|v| v["vocab_size"] = 120.into()),
+    ];
+    for (what, edit) in edits {
+        let mut v = v.clone();
+        edit(&mut v);
+        let forged = Arch::from_json(&v.to_string()).unwrap();
+        let mut m = model.clone();
+        for p in &mut m.metadata_props {
+            if p.key.as_deref() == Some("arch") {
+                p.value = Some(forged.canonical_json());
+            }
+        }
+        let tampered = dir.path().join(format!("{what}.onnx"));
+        std::fs::write(&tampered, m.encode_to_vec()).unwrap();
+        let o = Command::cargo_bin("lts")
+            .unwrap()
+            .args([
+                "measure",
+                "--min-runs",
+                "2",
+                "--min-duration-s",
+                "0",
+                "--onnx",
+            ])
+            .arg(&tampered)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {e}");
+        for want in [
+            format!("{what}.onnx"),
+            forged.id(),
+            "metadata was edited".to_string(),
+        ] {
+            assert!(e.contains(&want), "{what}: want {want:?} in {e}");
+        }
     }
 }

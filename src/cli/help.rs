@@ -54,10 +54,12 @@ Schemes (comma-separated, each name[:option...]):
                            quantize_dynamic); :head also quantizes the LM head
   int8-static[:METHOD]     QDQ int8 weights and activations; activation ranges from --calib
                            sequences by minmax (default), percentile (:p=99.9 or --percentile),
-                           mse or entropy; :sym for int8 symmetric activations (default uint8),
-                           :per-tensor, :head
+                           mse or entropy; :sym for int8 symmetric activations (default :asym,
+                           uint8), :per-tensor (default :per-channel), :head
   int4[:bN]                4-bit weight blocks of N = 16..256 along K (default b32) for
-                           com.microsoft.MatMulNBits; :zp for a zero point per block; :head
+                           com.microsoft.MatMulNBits; :zp for a zero point per block (default
+                           :sym, none); :head
+Each choice once: contradictory options (int8-static:mse:entropy, int4:zp:sym) are refused.
 Mixed precision: any int scheme takes :keep=NAME[+NAME...], which leaves in fp32 every weight
 multiply whose weight name contains NAME (ORT's nodes_to_exclude), e.g. int8-dynamic:keep=down_proj
 for models with massive activations at the MLP output projection's input (SmolLM2, Llama).

@@ -188,7 +188,11 @@ fn quant_sequences(
                 &text.display().to_string(),
             )?
         }
-        _ => Sequences::seeded(arch, c.calib, c.eval, seq_len, c.input_seed),
+        (Some(text), None) => bail!(
+            "--text {} needs --gguf FILE: only a GGUF model carries a tokenizer to cut the text with (this model has none); pass the GGUF file, or drop --text to calibrate and evaluate on seeded tokens (--input-seed)",
+            text.display()
+        ),
+        (None, _) => Sequences::seeded(arch, c.calib, c.eval, seq_len, c.input_seed),
     })
 }
 

@@ -245,6 +245,10 @@ pub struct EvalResult {
     pub windows: usize,
     /// Windows planned (less than `windows` only when the run was interrupted).
     pub windows_planned: usize,
+    /// Whether the run was stopped (Ctrl-C) before every planned window was scored: the
+    /// figures then cover `windows` of `windows_planned`. Always written, `false` included.
+    #[serde(default)]
+    pub interrupted: bool,
     /// Tokens scored over all positions.
     pub tokens_scored_all: usize,
     /// Tokens scored over second halves.
@@ -320,17 +324,69 @@ fn load(cfg: &EvalConfig, source: &ModelSource, arch: &Arch) -> Result<Loaded> {
     })
 }
 
-/// Checks a model's vocabulary against the tokenizer's.
-fn check_vocab(arch: &Arch, tokenizer: &Tokenizer, source: &ModelSource) -> Result<()> {
-    if arch.vocab_size != tokenizer.vocab_size() {
-        bail!(
-            "{} has a vocabulary of {} tokens but the tokenizer has {}: use the tokenizer of the model's own GGUF file (--tokenizer)",
-            source.path().display(),
-            arch.vocab_size,
-            tokenizer.vocab_size()
-        );
+/// Which model a vocabulary check is about: the one scored, or the `--kld-against` reference.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Scored,
+    Reference,
+}
+
+/// Checks a model's vocabulary against the tokenizer's (the GGUF file `tokenizer_file`, given
+/// as `--gguf`), naming the flag that fixes a mismatch.
+fn check_vocab(
+    arch: &Arch,
+    tokenizer: &Tokenizer,
+    tokenizer_file: &Path,
+    source: &ModelSource,
+    role: Role,
+) -> Result<()> {
+    if arch.vocab_size == tokenizer.vocab_size() {
+        return Ok(());
     }
-    Ok(())
+    let fix = match (role, source) {
+        (Role::Scored, ModelSource::Gguf(p)) if p == tokenizer_file => {
+            "the file's own tokenizer does not fit its model: the file is damaged or not a llama.cpp model; download it again"
+        }
+        (Role::Scored, _) => {
+            "pass the GGUF file this model was made from as --gguf (its tokenizer cuts the text)"
+        }
+        (Role::Reference, _) => {
+            "--kld-against needs a model with the same tokenizer: one made from the same GGUF file as --gguf (or that file itself)"
+        }
+    };
+    bail!(
+        "{} has a vocabulary of {} tokens but the tokenizer of {} has {}: {fix}",
+        source.path().display(),
+        arch.vocab_size,
+        tokenizer_file.display(),
+        tokenizer.vocab_size()
+    )
+}
+
+/// Refuses a window's logits that are not all finite (NaN or infinite: the model's weights or
+/// graph overflow or hold NaN), naming the model, the window and its token range, instead of
+/// reporting a NaN perplexity.
+fn check_finite_logits(
+    logits: &[f32],
+    vocab: usize,
+    model: &Path,
+    i: usize,
+    win: &Window,
+    ctx: usize,
+) -> Result<()> {
+    let Some(at) = logits.iter().position(|x| !x.is_finite()) else {
+        return Ok(());
+    };
+    bail!(
+        "{} computes non-finite logits ({} at position {}, token {} of the vocabulary) for window {} (text tokens {}..{}): its weights or graph hold NaN or overflow, so no perplexity can be computed; check or re-create the model file",
+        model.display(),
+        logits[at],
+        at / vocab.max(1),
+        at % vocab.max(1),
+        i,
+        win.start,
+        win.start + ctx
+    )
 }
 
 /// SHA-256 of a file, streamed.
@@ -355,11 +411,11 @@ pub fn run(
         .with_context(|| format!("the tokenizer of {}", cfg.tokenizer.display()))?;
     drop(gguf);
     let arch = cfg.model.arch()?;
-    check_vocab(&arch, &tokenizer, &cfg.model)?;
+    check_vocab(&arch, &tokenizer, &cfg.tokenizer, &cfg.model, Role::Scored)?;
     let other_arch = match &cfg.kld_against {
         Some(o) => {
             let a = o.arch()?;
-            check_vocab(&a, &tokenizer, o)?;
+            check_vocab(&a, &tokenizer, &cfg.tokenizer, o, Role::Reference)?;
             Some(a)
         }
         None => None,
@@ -386,8 +442,10 @@ pub fn run(
     let mut divergence = Divergence::default();
     let mut forward_seconds = 0.0;
     let t_eval = Instant::now();
+    let mut interrupted = false;
     for (i, win) in plan.iter().enumerate() {
         if stop() {
+            interrupted = true;
             break;
         }
         let mut ids = text.ids[win.start..win.start + ctx].to_vec();
@@ -397,11 +455,17 @@ pub fn run(
         let t = Instant::now();
         let logits = model.scorer.logits(&ids)?;
         forward_seconds += t.elapsed().as_secs_f64();
+        check_finite_logits(&logits, vocab, cfg.model.path(), i, win, ctx)?;
         let (a, h) = score_window(&logits, vocab, &text.ids, win, ctx);
         all.push(a);
         half.push(h);
         if let Some(o) = other.as_mut() {
             let reference = o.scorer.logits(&ids)?;
+            let src = cfg
+                .kld_against
+                .as_ref()
+                .map_or(cfg.model.path(), |s| s.path());
+            check_finite_logits(&reference, vocab, src, i, win, ctx)?;
             let (a, h) = score_window(&reference, vocab, &text.ids, win, ctx);
             ref_all.push(a);
             ref_half.push(h);
@@ -454,6 +518,7 @@ pub fn run(
         bos,
         windows: done,
         windows_planned: plan.len(),
+        interrupted,
         tokens_scored_all: p_all.tokens,
         tokens_scored_half: p_half.tokens,
         ppl_all: p_all.ppl,

@@ -78,12 +78,15 @@ impl ModelSource {
         }
     }
 
-    /// The model's weights in Hugging Face layout.
+    /// The model's weights in Hugging Face layout, every value finite
+    /// ([`Weights::check_finite`]).
     fn weights(&self, arch: &Arch) -> Result<Weights> {
-        match self {
+        let w = match self {
             ModelSource::Gguf(p) => crate::gguf::llama::weights(&crate::gguf::Gguf::open(p)?, arch),
             ModelSource::Onnx(p) => OnnxFile::open(p)?.weights(),
-        }
+        }?;
+        w.check_finite()?;
+        Ok(w)
     }
 }
 

@@ -130,5 +130,5 @@ pub(super) fn gpt2(b: &mut Builder, arch: &Arch, kind: GraphKind, c: &Common) {
     }
     let h = head_input(b, &h, c);
     let hf = layer_norm(b, "final.ln_f", &h, "transformer.ln_f", arch.norm_eps);
-    lm_head(b, arch, &hf, "transformer.wte.weight", c);
+    lm_head(b, arch, &hf, super::tensors::head_weight(arch), c);
 }

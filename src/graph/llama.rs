@@ -227,10 +227,5 @@ pub(super) fn llama(b: &mut Builder, arch: &Arch, kind: GraphKind, c: &Common) {
     }
     let h = head_input(b, &h, c);
     let hf = rms_norm(b, "final.norm", &h, "model.norm.weight", arch.norm_eps);
-    let head = if arch.tie_embeddings {
-        "model.embed_tokens.weight"
-    } else {
-        "lm_head.weight"
-    };
-    lm_head(b, arch, &hf, head, c);
+    lm_head(b, arch, &hf, super::tensors::head_weight(arch), c);
 }

@@ -1,7 +1,7 @@
 //! Reading back an ONNX file written by `lts export`: decoded once per process
 //! ([`OnnxFile::open`]), its arch, graph kind and logits from the metadata ([`OnnxInfo`]), its
-//! initializers checked against that arch ([`check_parameters`]) and read back as weights in HF
-//! layout ([`weights_from_model`]).
+//! initializers checked against that arch ([`check_parameters`], or [`check_quantized`] for a
+//! file written by `lts quantize`) and read back as weights in HF layout ([`weights_from_model`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,18 +10,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{bail, Context, Result};
 use prost::Message;
 
-use super::io::GraphKind;
+use super::io::{GraphKind, CONST_PREFIX};
 use super::onnx::tensor_proto::DataType;
 use super::onnx::ModelProto;
-use super::tensors::{parameter_count, stored_transposed};
+use super::tensors::{head_weight, parameter_count, stored_transposed};
 use crate::arch::Arch;
+use crate::quant::scheme::Scheme;
+use crate::weights::{Tensor, Weights};
+use crate::workload::{Logits, RecordedWorkload, WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
 
 /// Largest ONNX file [`OnnxFile::open`] reads: a single-file model is one protobuf message,
 /// which protobuf limits to 2 GiB.
 pub const MAX_ONNX_BYTES: u64 = 2 << 30;
-use crate::quant::scheme::Scheme;
-use crate::weights::{Tensor, Weights};
-use crate::workload::{Logits, RecordedWorkload, WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
 
 /// An exported ONNX file, read and decoded: its bytes (what ONNX Runtime loads), the decoded
 /// model (metadata and initializers) and what the metadata says.
@@ -120,7 +120,8 @@ pub struct OnnxInfo {
 impl OnnxInfo {
     /// Reads the arch (from `metadata_props`) and graph kind (decode graphs take
     /// `past_key_values.*`) of a model written by `lts export`, and checks that its initializers
-    /// hold exactly that arch's parameters ([`check_parameters`]).
+    /// hold exactly that arch's parameters ([`check_parameters`]), in the forms its
+    /// quantization scheme stores them when it has one ([`check_quantized`]).
     pub fn of(model: &ModelProto) -> Result<OnnxInfo> {
         let meta = |key: &str| {
             model
@@ -148,10 +149,10 @@ impl OnnxInfo {
             ),
             None => None,
         };
-        // The parameter counts reported are the arch's: they must be the file's (a quantized
-        // file stores them in other forms, checked when it was written).
-        if quant.is_none() {
-            check_parameters(&arch, model)?;
+        // The parameter counts reported are the arch's: they must be the file's.
+        match &quant {
+            None => check_parameters(&arch, model)?,
+            Some(scheme) => check_quantized(&arch, scheme, model)?,
         }
         let graph = model.graph.as_ref().context("the model has no graph")?;
         let decode = graph.input.iter().any(|i| {
@@ -228,6 +229,38 @@ pub fn check_parameters(arch: &Arch, model: &ModelProto) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks that the initializers of a quantized model (written by `lts quantize` with
+/// `scheme`) are exactly the forms `scheme` stores the parameters of `arch` in
+/// ([`crate::quant::layout`]): every quantized weight, scale, zero point, fp16 and fp32 copy
+/// with the shape that follows from the arch and the scheme, and nothing else. The
+/// counterpart of [`check_parameters`] for quantized files.
+pub fn check_quantized(arch: &Arch, scheme: &Scheme, model: &ModelProto) -> Result<()> {
+    use crate::quant::layout::{self, Param, Use};
+    let graph = model.graph.as_ref().context("the model has no graph")?;
+    let head = head_weight(arch);
+    let params: Vec<Param> = crate::weights::param_specs(arch)
+        .into_iter()
+        .map(|spec| {
+            let mut dims: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
+            if stored_transposed(arch, &spec.name) {
+                dims.reverse();
+            }
+            let usage = match (spec.name == head, spec.embedding) {
+                (true, true) if spec.name != "lm_head.weight" => Use::TiedHead,
+                (true, _) => Use::Head,
+                (false, false) if dims.len() == 2 => Use::MatMul,
+                (false, _) => Use::Plain,
+            };
+            Param {
+                name: spec.name,
+                dims,
+                usage,
+            }
+        })
+        .collect();
+    layout::check(scheme, &params, graph, CONST_PREFIX, &arch.id())
 }
 
 /// The parameters of a model written by [`super::build_model`] read back into HF layout (Llama linears
@@ -361,5 +394,128 @@ mod tests {
             e.contains("not a workload") && e.contains("export the file again"),
             "{e}"
         );
+    }
+
+    /// `model` quantized with `spelling` (static schemes with made-up activation ranges).
+    fn quantized(model: &ModelProto, spelling: &str) -> ModelProto {
+        use crate::quant::emit;
+        let scheme = Scheme::parse(spelling, 99.99).unwrap();
+        let ranges: emit::Ranges = emit::scheme_targets(model.graph.as_ref().unwrap(), &scheme)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.input, (-1.5, 2.0)))
+            .collect();
+        emit::quantize(model.clone(), &scheme, Some(&ranges)).unwrap()
+    }
+
+    /// `model` with its metadata `key` replaced by `value`.
+    fn with_meta(model: &ModelProto, key: &str, value: String) -> ModelProto {
+        let mut m = model.clone();
+        let p = m
+            .metadata_props
+            .iter_mut()
+            .find(|p| p.key.as_deref() == Some(key))
+            .unwrap();
+        p.value = Some(value);
+        m
+    }
+
+    /// `arch` edited: d_model doubled, one layer less, or another vocabulary (each still a
+    /// valid arch).
+    fn forged(arch: &Arch) -> Vec<(&'static str, Arch)> {
+        let v = serde_json::to_value(arch).unwrap();
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = v.clone();
+            f(&mut v);
+            Arch::from_json(&v.to_string()).unwrap()
+        };
+        vec![
+            (
+                "d_model",
+                edit(&|v| v["d_model"] = (arch.d_model * 2).into()),
+            ),
+            (
+                "n_layer",
+                edit(&|v| {
+                    v["n_layer"] = 1.into();
+                    for k in ["d_inner", "n_head", "n_kv_head"] {
+                        if let Some(a) = v[k].as_array_mut() {
+                            a.truncate(1);
+                        }
+                    }
+                }),
+            ),
+            (
+                "vocab",
+                edit(&|v| v["vocab_size"] = (arch.vocab_size + 3).into()),
+            ),
+        ]
+    }
+
+    #[test]
+    fn quantized_files_are_checked_against_their_arch_and_scheme() {
+        for (preset, keep) in [("gpt2-tiny", "mlp.c_proj"), ("llama-tiny", "down_proj")] {
+            let arch = Arch::preset(preset).unwrap();
+            let w = Weights::random(&arch, 1);
+            let keep = format!("keep={keep}");
+            let schemes = [
+                "fp16".to_string(),
+                "int8-dynamic".into(),
+                "int8-dynamic:head".into(),
+                "int8-dynamic:per-tensor".into(),
+                format!("int8-dynamic:{keep}"),
+                "int8-static:entropy:sym".into(),
+                "int8-static:per-tensor:head".into(),
+                "int4:b32:zp:head".into(),
+                "int4:b16".into(),
+                format!("int4:b64:head:{keep}"),
+            ];
+            for kind in [GraphKind::Prefill, GraphKind::Decode] {
+                let fp32 = super::super::build_model(&arch, &w, kind, Logits::Last).unwrap();
+                for s in &schemes {
+                    let q = quantized(&fp32, s);
+                    let info = OnnxInfo::of(&q).unwrap_or_else(|e| panic!("{preset} {s}: {e:#}"));
+                    assert_eq!(info.arch, arch);
+                    assert_eq!(info.quant, Some(Scheme::parse(s, 99.99).unwrap()));
+                    for (what, other) in forged(&arch) {
+                        let e = OnnxInfo::of(&with_meta(&q, "arch", other.canonical_json()))
+                            .expect_err(&format!("{preset} {s}: {what} edited"))
+                            .to_string();
+                        assert!(
+                            e.contains(&other.id()) && e.contains("metadata was edited"),
+                            "{preset} {s} {what}: {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_quantized_file_labelled_with_another_scheme_is_refused() {
+        let arch = Arch::preset("llama-tiny").unwrap();
+        let w = Weights::random(&arch, 1);
+        let fp32 = super::super::build_model(&arch, &w, GraphKind::Prefill, Logits::Last).unwrap();
+        for (written, label, want) in [
+            (
+                "int8-dynamic",
+                "int8-dynamic:per-tensor",
+                "q.scale has shape",
+            ),
+            ("int4:b32", "int4:b64", "q4.blocks has shape"),
+            ("int4:b32", "int4:b32:zp", "q4.zero_points"),
+            ("int4:b32:zp", "int4:b32", "q4.zero_points"),
+            ("int8-dynamic", "int8-dynamic:head", "lm_head.weight.q.int8"),
+            ("int8-dynamic:head", "int8-dynamic", "lm_head.weight"),
+            ("fp16", "int8-dynamic", "which the file does not have"),
+        ] {
+            let q = quantized(&fp32, written);
+            let label = Scheme::parse(label, 99.99).unwrap();
+            let json = serde_json::to_string(&label).unwrap();
+            let e = OnnxInfo::of(&with_meta(&q, "quant_scheme", json))
+                .expect_err(&format!("{written} read as {label}"))
+                .to_string();
+            assert!(e.contains(want), "{written} as {label}: {e}");
+        }
     }
 }

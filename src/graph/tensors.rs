@@ -27,6 +27,16 @@ pub(super) fn stored_transposed(arch: &Arch, name: &str) -> bool {
         && name.ends_with("_proj.weight")
 }
 
+/// The parameter the LM head's `Gemm(transB=1)` reads: the token embedding when it is tied
+/// (always for GPT-2), else `lm_head.weight`.
+pub(super) fn head_weight(arch: &Arch) -> &'static str {
+    match (arch.family, arch.tie_embeddings) {
+        (Family::Gpt2, _) => "transformer.wte.weight",
+        (Family::Llama, true) => "model.embed_tokens.weight",
+        (Family::Llama, false) => "lm_head.weight",
+    }
+}
+
 /// All parameters as initializers, in `param_specs` order. The byte conversion (a copy of every
 /// weight, and a transpose for Llama linears) dominates emission time, so it is spread over the
 /// available cores, largest tensors first.

@@ -96,10 +96,61 @@ pub enum Scheme {
     },
 }
 
-const SYNTAX: &str = "schemes: fp32, fp16, int8-dynamic[:per-tensor][:head], \
-int8-static[:minmax|percentile|mse|entropy][:p=99.99][:sym][:per-tensor][:head], \
-int4[:b16|b32|b64|b128|b256][:zp][:head]; any int scheme also takes :keep=NAME[+NAME...] \
-(weights whose name contains NAME stay fp32)";
+const SYNTAX: &str = "schemes: fp32, fp16, int8-dynamic[:per-channel|per-tensor][:head], \
+int8-static[:minmax|percentile|mse|entropy][:p=99.99][:asym|sym][:per-channel|per-tensor][:head], \
+int4[:b16|b32|b64|b128|b256][:sym|zp][:head]; the first of each choice is the default; any int \
+scheme also takes :keep=NAME[+NAME...] (weights whose name contains NAME stay fp32)";
+
+/// The group of options `o` belongs to for scheme `name`, where the options of one group
+/// exclude each other (`int8-static:mse:entropy` names two calibration methods), and the
+/// group's valid spellings.
+fn option_group(name: &str, o: &str) -> Option<(&'static str, &'static str)> {
+    const CALIBRATION: (&str, &str) = (
+        "calibration method",
+        "minmax, percentile, percentile:p=N, p=N, mse or entropy",
+    );
+    Some(match (name, o) {
+        ("int8-static", "minmax" | "percentile" | "mse" | "entropy") => CALIBRATION,
+        ("int8-static", o) if o.starts_with("p=") => CALIBRATION,
+        ("int8-static", "sym" | "asym") => (
+            "activation symmetry",
+            "asym (uint8, the default) or sym (int8)",
+        ),
+        ("int8-dynamic" | "int8-static", "per-channel" | "per-tensor") => (
+            "weight scale granularity",
+            "per-channel (the default) or per-tensor",
+        ),
+        ("int4", "sym" | "zp") => (
+            "int4 zero point",
+            "sym (no zero point, the default) or zp (a zero point per block)",
+        ),
+        ("int4", o) if o.starts_with('b') && o[1..].parse::<usize>().is_ok() => {
+            ("int4 block size", "one of b16, b32, b64, b128, b256")
+        }
+        _ => return None,
+    })
+}
+
+/// Refuses two options of one group ([`option_group`]) in `opts`, naming both and the valid
+/// spellings; `percentile` with `p=N` is one choice, not two.
+fn check_exclusive(s: &str, name: &str, opts: &[&str]) -> Result<()> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for &o in opts {
+        let Some((group, valid)) = option_group(name, o) else {
+            continue;
+        };
+        if let Some(&(_, prev)) = seen.iter().find(|(g, _)| *g == group) {
+            let pct = |x: &str| x == "percentile" || x.starts_with("p=");
+            if !(pct(prev) && pct(o)) {
+                bail!(
+                    "scheme `{s}`: `{prev}` and `{o}` both set the {group}: give only one ({valid}); {SYNTAX}"
+                );
+            }
+        }
+        seen.push((group, o));
+    }
+    Ok(())
+}
 
 impl Scheme {
     /// Parses one scheme as written on the command line (`int8-static:entropy:sym`), with
@@ -133,6 +184,7 @@ impl Scheme {
             }
             opts.remove(i);
         }
+        check_exclusive(s, name, &opts)?;
         let bad = |o: &str| -> anyhow::Error {
             anyhow::anyhow!("scheme `{s}`: unknown option `{o}` for {name} ({SYNTAX})")
         };
@@ -420,5 +472,110 @@ mod tests {
         assert!(e("int4:keep=a++b").contains("joined by `+`"));
         assert!(e("int4:keep=a:keep=b").contains("twice"));
         assert!(Scheme::parse("int8-static:percentile", 0.0).is_err());
+    }
+
+    #[test]
+    fn contradictory_options_are_refused_naming_both() {
+        let e = |s: &str| {
+            Scheme::parse(s, DEFAULT_PERCENTILE)
+                .unwrap_err()
+                .to_string()
+        };
+        for (s, a, b, valid) in [
+            (
+                "int8-static:mse:entropy",
+                "mse",
+                "entropy",
+                "minmax, percentile",
+            ),
+            (
+                "int8-static:entropy:p=99.9",
+                "entropy",
+                "p=99.9",
+                "mse or entropy",
+            ),
+            ("int8-static:sym:asym", "sym", "asym", "asym (uint8"),
+            (
+                "int8-static:per-tensor:per-channel",
+                "per-tensor",
+                "per-channel",
+                "per-channel (the default)",
+            ),
+            (
+                "int8-dynamic:per-tensor:per-channel",
+                "per-tensor",
+                "per-channel",
+                "or per-tensor",
+            ),
+            (
+                "int8-dynamic:per-channel:head:per-tensor",
+                "per-channel",
+                "per-tensor",
+                "or per-tensor",
+            ),
+            ("int4:b32:zp:sym", "zp", "sym", "sym (no zero point"),
+            ("int4:b32:b64", "b32", "b64", "b16, b32"),
+        ] {
+            let msg = e(s);
+            assert!(
+                msg.contains(&format!("`{a}` and `{b}` both set the")) && msg.contains(valid),
+                "{s}: {msg}"
+            );
+        }
+        // One choice spelled two ways, and each group once, are fine.
+        let p = Scheme::parse("int8-static:percentile:p=99.9", DEFAULT_PERCENTILE).unwrap();
+        assert_eq!(p.to_string(), "int8-static:percentile:p=99.9");
+        let p = Scheme::parse("int8-static:p=99.9:percentile", DEFAULT_PERCENTILE).unwrap();
+        assert_eq!(p.to_string(), "int8-static:percentile:p=99.9");
+        for s in ["int8-static:mse:sym:per-tensor:head", "int4:zp:b64:head"] {
+            assert!(Scheme::parse(s, DEFAULT_PERCENTILE).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn every_documented_option_parses_and_its_display_round_trips() {
+        // The explicit defaults (`:sym` of int4, `:asym`, `:per-channel`) are documented and
+        // print as nothing; `:zp` is kept.
+        for (s, shown) in [
+            ("int4:sym", "int4:b32"),
+            ("int4:b32:zp", "int4:b32:zp"),
+            ("int4:zp:b32", "int4:b32:zp"),
+            ("int8-static:asym", "int8-static:minmax"),
+            ("int8-static:per-channel:entropy", "int8-static:entropy"),
+            ("int8-dynamic:per-channel", "int8-dynamic"),
+        ] {
+            let scheme = Scheme::parse(s, DEFAULT_PERCENTILE).unwrap();
+            assert_eq!(scheme.to_string(), shown, "{s}");
+            assert_eq!(
+                Scheme::parse(shown, DEFAULT_PERCENTILE).unwrap(),
+                scheme,
+                "{s}"
+            );
+        }
+        for o in ["per-channel|per-tensor", "asym|sym", "sym|zp"] {
+            assert!(SYNTAX.contains(o), "{o} is accepted but not documented");
+        }
+        // Every combination of one choice per group round-trips through its display.
+        for cal in ["", ":minmax", ":percentile", ":p=99.5", ":mse", ":entropy"] {
+            for sym in ["", ":sym", ":asym"] {
+                for gran in ["", ":per-tensor", ":per-channel"] {
+                    for head in ["", ":head"] {
+                        let s = format!("int8-static{cal}{sym}{gran}{head}");
+                        let scheme = Scheme::parse(&s, DEFAULT_PERCENTILE).unwrap();
+                        let back = Scheme::parse(&scheme.to_string(), DEFAULT_PERCENTILE);
+                        assert_eq!(back.unwrap(), scheme, "{s}");
+                    }
+                }
+            }
+        }
+        for b in INT4_BLOCKS {
+            for zp in ["", ":sym", ":zp"] {
+                let s = format!("int4:b{b}{zp}");
+                let scheme = Scheme::parse(&s, DEFAULT_PERCENTILE).unwrap();
+                assert_eq!(scheme.to_string().contains(":zp"), zp == ":zp", "{s}");
+                let back = Scheme::parse(&scheme.to_string(), DEFAULT_PERCENTILE);
+                assert_eq!(back.unwrap(), scheme, "{s}");
+            }
+        }
     }
 }
