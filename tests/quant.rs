@@ -85,8 +85,15 @@ fn every_scheme_runs_prefill_and_decode_and_decode_agrees_with_prefill() {
             // Static ranges, fp16 and int4 weights make the model a fixed function: decode
             // equals prefill up to float summation order. Dynamic int8 quantizes each call's
             // activations with that call's range, so one token and twelve differ a little.
+            // Without VNNI (x86-64 AVX2) ONNX Runtime's u8 x s8 kernels saturate 16-bit pair
+            // sums, and one token saturates otherwise than twelve: measured 15.9 dB there
+            // (gpt2-tiny), 25+ dB with VNNI.
             let floor = if name.starts_with("int8-dynamic") {
-                25.0
+                if lts::quant::int8_may_saturate() {
+                    12.0
+                } else {
+                    25.0
+                }
             } else {
                 60.0
             };

@@ -565,8 +565,14 @@ fn quantize_times_and_judges_every_frontier_member_once_across_a_kill() {
             assert!(r.latency_median_ms > 0.0 && r.fp32_median_ms > 0.0);
             assert!(r.runs >= 3, "{r:?}");
             assert!(r.model_bytes < r.fp32_model_bytes, "{r:?}");
-            // Random GPT-2 weights: int8 well above 25 dB, int4 above 12 (d_model 64-128).
-            let floor = if j == 0 { 25.0 } else { 12.0 };
+            // Random GPT-2 weights: int8 well above 25 dB (20 on an x86-64 CPU without VNNI,
+            // whose int8 kernels saturate: 24.5 dB measured), int4 above 12 (d_model 64-128).
+            let int8 = if lts::quant::int8_may_saturate() {
+                20.0
+            } else {
+                25.0
+            };
+            let floor = if j == 0 { int8 } else { 12.0 };
             assert!(r.sqnr_db > floor && r.top1_pct > 50.0, "{r:?}");
             assert!(r.ppl.is_none());
         }

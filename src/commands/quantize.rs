@@ -4,6 +4,7 @@ use super::*;
 
 /// `lts quantize`.
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
+    use crate::quant::Scheme;
     use crate::quantize::{self as q, Fp32Graphs};
     let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.calib.percentile)?;
     let (arch, weights, recorded) = match &args.onnx {
@@ -31,6 +32,14 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         ),
     };
     arch.check_size(args.max_params)?;
+    let int8 = schemes
+        .iter()
+        .any(|s| matches!(s, Scheme::Int8Dynamic { .. } | Scheme::Int8Static { .. }));
+    if int8 && crate::quant::int8_may_saturate() {
+        eprintln!(
+            "note: this CPU has no VNNI: ONNX Runtime's int8 kernels (VPMADDUBSW) may saturate here, so int8 fidelity reads lower than on a VNNI x86 or an ARM board"
+        );
+    }
     let (seq_len, logits, recorded) = quant_workload(args, &arch, recorded);
     if args.calib.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
         bail!("--calib 0: int8-static needs at least one calibration sequence");

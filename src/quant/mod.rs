@@ -11,3 +11,20 @@ pub mod ops;
 pub mod scheme;
 
 pub use scheme::{Calibration, Scheme};
+
+/// Whether ONNX Runtime's int8 kernels on this CPU may saturate: on x86-64 without VNNI, its
+/// u8 x s8 matrix products use `VPMADDUBSW`, whose 16-bit sums of pairs saturate (ONNX
+/// Runtime's quantization guide, "data type selection", recommends `reduce_range` or u8 x u8
+/// there), so int8 fidelity measured on such a CPU is lower than on a VNNI x86 or an ARM CPU.
+/// False on every other architecture.
+pub fn int8_may_saturate() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !(std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
