@@ -312,6 +312,12 @@ pub struct ParamCounts {
 /// Names of the built-in presets accepted by [`Arch::preset`].
 pub const PRESETS: &[&str] = &["gpt2-small", "smollm2-135m", "gpt2-tiny", "llama-tiny"];
 
+/// Key of the workload an exported file was made for, in its ONNX `metadata_props` and in its
+/// `<arch-id>.arch.json` (the JSON of a `Workload`, see `crate::workload::RecordedWorkload`).
+pub const WORKLOAD_KEY: &str = "workload";
+/// Key saying where that workload came from (`RecordedWorkload::source`).
+pub const WORKLOAD_SOURCE_KEY: &str = "workload_source";
+
 impl Arch {
     /// Checks every rule, the hard size bounds ([`MAX_LAYERS`] ...) included; called by every
     /// constructor.
@@ -437,7 +443,6 @@ impl Arch {
     /// beside the arch in `<arch-id>.arch.json` (see [`crate::workload::RecordedWorkload`]) are
     /// not part of the arch and are skipped.
     pub fn from_json(text: &str) -> anyhow::Result<Arch> {
-        use crate::workload::{WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
         if let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(text) {
             // Both removed (`|`, not `||`).
             if v.remove(WORKLOAD_KEY).is_some() | v.remove(WORKLOAD_SOURCE_KEY).is_some() {

@@ -21,7 +21,7 @@ fn main() {
     }
     let result = match &cli.command {
         Command::Params(a) => commands::params(a),
-        Command::Export(a) => commands::export(a),
+        Command::Export(a) => commands::export::export(a),
         Command::Measure(a) => commands::measure::measure(a),
         Command::Search(a) => commands::search::search(a),
         Command::Device(a) => commands::device(a),

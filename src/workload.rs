@@ -273,11 +273,9 @@ impl Workload {
     }
 }
 
-/// Key of the workload an exported file was made for, in its ONNX `metadata_props` and in its
-/// `<arch-id>.arch.json` (the JSON of a [`Workload`]).
-pub const WORKLOAD_KEY: &str = "workload";
-/// Key saying where that workload came from ([`RecordedWorkload::source`]).
-pub const WORKLOAD_SOURCE_KEY: &str = "workload_source";
+/// The keys of a recorded workload in a file's metadata (defined beside the arch, whose JSON
+/// reader skips them in `<arch-id>.arch.json`).
+pub use crate::arch::{WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
 
 /// The workload an exported file (`lts export`, `lts quantize`) was made for: the one its
 /// candidate was timed on in a search, or the workload flags (or defaults) of a plain export.

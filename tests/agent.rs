@@ -385,7 +385,7 @@ fn an_agent_out_of_threads_drops_connections_and_lives_on() {
     agents::flood(a.port, 1, 60, Duration::from_millis(500));
     assert_alive_and_small(&mut a);
     let addr = lts::remote::host::AgentAddr::parse(&a.addr()).unwrap();
-    let k = lts::remote::auth::load_key(&key).unwrap();
+    let k = lts::remote::keyfile::load_key(&key).unwrap();
     let mut client = lts::remote::host::Client::connect(&addr, &k).unwrap();
     client.ping().unwrap();
     drop(client);

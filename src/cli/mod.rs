@@ -270,7 +270,9 @@ pub struct LengthArgs {
     pub seq_len: Option<usize>,
     /// Prefill logits: last (the last position only, what the first token needs; default) or
     /// all (every position, as scoring text needs). `lts measure --onnx`: the file's;
-    /// `lts export`: also what the prefill graph computes.
+    /// `lts export`: also what the prefill and decode graphs compute (a last-position decode
+    /// graph is the one graph `--mode generate` runs: the prompt on an empty cache, then each
+    /// step).
     #[arg(long, value_parser = choice::<Logits>())]
     pub logits: Option<Logits>,
     /// Generation: prompt tokens (default min(128, n_positions / 2)).

@@ -17,7 +17,7 @@ pub(super) fn agent_key_path(given: Option<&PathBuf>) -> Result<PathBuf> {
 /// Loads the agent key, with the fix in the error (how to create it only when it is missing:
 /// every other error names its own fix).
 fn load_agent_key(given: Option<&PathBuf>) -> Result<crate::remote::auth::Key> {
-    use crate::remote::auth::{load_key, KeyFileError};
+    use crate::remote::keyfile::{load_key, KeyFileError};
     let path = agent_key_path(given)?;
     load_key(&path).map_err(|e| match e {
         KeyFileError::NotFound(_) => anyhow::Error::new(e).context(format!(
@@ -75,7 +75,7 @@ pub fn agent(args: &crate::cli::AgentArgs) -> Result<()> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        crate::remote::auth::init_key_file(&path)?;
+        crate::remote::keyfile::init_key_file(&path)?;
         println!(
             "wrote a new agent key to {} (mode 0600): copy it to the host, e.g. `scp {} host:~/.config/lts/agent.key`",
             path.display(),

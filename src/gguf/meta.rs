@@ -5,10 +5,6 @@
 //! its text plus one offset per string ([`StrArray`]), so memory stays within the metadata's
 //! size in the file, which [`MAX_METADATA_BYTES`] caps.
 
-use anyhow::Result;
-
-use super::Reader;
-
 /// The most bytes the metadata section of a GGUF file may take (keys, types and values as
 /// stored in the file). The largest real tokenizers take well under a quarter of it: SmolLM2's
 /// 49,152 tokens and 48,900 merges about 1.5 MB, Llama 3's 128,256 tokens and 280,147 merges
@@ -82,8 +78,10 @@ pub enum MetaArray {
 /// Strings stored as one text and the end offset of each string in it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StrArray {
-    text: String,
-    ends: Vec<usize>,
+    /// Every string, one after the other.
+    pub(super) text: String,
+    /// Where each string ends in `text`.
+    pub(super) ends: Vec<usize>,
 }
 
 impl StrArray {
@@ -290,7 +288,7 @@ impl MetaValue {
 
 /// Bytes of one element of type `ty` in the file (a string's: its length field), or `None`
 /// for an array or an unknown type.
-fn elem_bytes(ty: i32) -> Option<u64> {
+pub(super) fn elem_bytes(ty: i32) -> Option<u64> {
     Some(match ty {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
@@ -298,114 +296,4 @@ fn elem_bytes(ty: i32) -> Option<u64> {
         8 | 10..=12 => 8,
         _ => return None,
     })
-}
-
-impl Reader<'_> {
-    /// Refuses to go on when `need` more bytes would take the metadata past
-    /// [`MAX_METADATA_BYTES`] (`metadata_end` is where that is).
-    pub(super) fn within_metadata_cap(&self, need: u64, what: &str) -> Result<()> {
-        if self
-            .pos
-            .checked_add(need)
-            .is_none_or(|e| e > self.metadata_end)
-        {
-            return Err(self.err(&format!(
-                "{what} takes {need} bytes, past the {} lts reads as GGUF metadata: not a model file lts can use",
-                crate::util::format_bytes(MAX_METADATA_BYTES)
-            )));
-        }
-        Ok(())
-    }
-
-    /// One scalar value of type `ty` (every type but an array).
-    fn scalar(&mut self, ty: i32, key: &str) -> Result<MetaValue> {
-        Ok(match ty {
-            0 => MetaValue::U8(self.bytes::<1>(key)?[0]),
-            1 => MetaValue::I8(self.bytes::<1>(key)?[0] as i8),
-            2 => MetaValue::U16(u16::from_le_bytes(self.bytes(key)?)),
-            3 => MetaValue::I16(i16::from_le_bytes(self.bytes(key)?)),
-            4 => MetaValue::U32(self.u32(key)?),
-            5 => MetaValue::I32(self.i32(key)?),
-            6 => MetaValue::F32(f32::from_le_bytes(self.bytes(key)?)),
-            7 => MetaValue::Bool(self.bytes::<1>(key)?[0] != 0),
-            8 => MetaValue::String(self.string(&format!("the value of `{key}`"))?),
-            10 => MetaValue::U64(self.u64(key)?),
-            11 => MetaValue::I64(self.i64(key)?),
-            12 => MetaValue::F64(f64::from_le_bytes(self.bytes(key)?)),
-            t => {
-                return Err(self.err(&format!(
-                    "metadata `{key}` has unknown value type {t} (known: 0 to 12, gguf.h `enum gguf_type`)"
-                )))
-            }
-        })
-    }
-
-    /// One metadata value of type `ty`; an array is read into one typed vector.
-    pub(super) fn value(&mut self, ty: i32, key: &str) -> Result<MetaValue> {
-        if ty != 9 {
-            return self.scalar(ty, key);
-        }
-        let elem = self.i32(&format!("the element type of `{key}`"))?;
-        let n = self.u64(&format!("the length of `{key}`"))?;
-        let min = match elem_bytes(elem) {
-            Some(b) => b,
-            None if elem == 9 => return Err(self.err(&format!(
-                "metadata `{key}` is an array of arrays, which GGUF readers (llama.cpp's gguf.cpp) refuse"
-            ))),
-            None => return Err(self.err(&format!(
-                "metadata `{key}` is an array of unknown value type {elem} (known: 0 to 12, gguf.h `enum gguf_type`)"
-            ))),
-        };
-        let need = n.checked_mul(min);
-        if need.is_none_or(|b| b > self.left()) {
-            return Err(self.err(&format!(
-                "truncated file or bad length: array `{key}` claims {n} elements of at least {min} bytes but only {} bytes are left",
-                self.left()
-            )));
-        }
-        self.within_metadata_cap(
-            need.unwrap_or(u64::MAX),
-            &format!("array `{key}` ({n} elements)"),
-        )?;
-        // n elements fit in the bytes left and under the cap (checked above): sized exactly.
-        let n = n as usize;
-        macro_rules! nums {
-            ($variant:ident, $t:ty, $bytes:literal) => {{
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(<$t>::from_le_bytes(self.bytes::<$bytes>(key)?));
-                }
-                MetaArray::$variant(v)
-            }};
-        }
-        Ok(MetaValue::Array(match elem {
-            0 => nums!(U8, u8, 1),
-            1 => nums!(I8, i8, 1),
-            2 => nums!(U16, u16, 2),
-            3 => nums!(I16, i16, 2),
-            4 => nums!(U32, u32, 4),
-            5 => nums!(I32, i32, 4),
-            6 => nums!(F32, f32, 4),
-            7 => {
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.bytes::<1>(key)?[0] != 0);
-                }
-                MetaArray::Bool(v)
-            }
-            8 => {
-                let mut s = StrArray {
-                    text: String::new(),
-                    ends: Vec::with_capacity(n),
-                };
-                for i in 0..n {
-                    s.push(&self.string(&format!("element {i} of `{key}`"))?);
-                }
-                MetaArray::String(s)
-            }
-            10 => nums!(U64, u64, 8),
-            11 => nums!(I64, i64, 8),
-            _ => nums!(F64, f64, 8),
-        }))
-    }
 }

@@ -481,3 +481,113 @@ fn place_tensor(
         n_bytes,
     })
 }
+
+impl Reader<'_> {
+    /// Refuses to go on when `need` more bytes would take the metadata past
+    /// [`MAX_METADATA_BYTES`] (`metadata_end` is where that is).
+    pub(super) fn within_metadata_cap(&self, need: u64, what: &str) -> Result<()> {
+        if self
+            .pos
+            .checked_add(need)
+            .is_none_or(|e| e > self.metadata_end)
+        {
+            return Err(self.err(&format!(
+                "{what} takes {need} bytes, past the {} lts reads as GGUF metadata: not a model file lts can use",
+                crate::util::format_bytes(MAX_METADATA_BYTES)
+            )));
+        }
+        Ok(())
+    }
+
+    /// One scalar value of type `ty` (every type but an array).
+    fn scalar(&mut self, ty: i32, key: &str) -> Result<MetaValue> {
+        Ok(match ty {
+            0 => MetaValue::U8(self.bytes::<1>(key)?[0]),
+            1 => MetaValue::I8(self.bytes::<1>(key)?[0] as i8),
+            2 => MetaValue::U16(u16::from_le_bytes(self.bytes(key)?)),
+            3 => MetaValue::I16(i16::from_le_bytes(self.bytes(key)?)),
+            4 => MetaValue::U32(self.u32(key)?),
+            5 => MetaValue::I32(self.i32(key)?),
+            6 => MetaValue::F32(f32::from_le_bytes(self.bytes(key)?)),
+            7 => MetaValue::Bool(self.bytes::<1>(key)?[0] != 0),
+            8 => MetaValue::String(self.string(&format!("the value of `{key}`"))?),
+            10 => MetaValue::U64(self.u64(key)?),
+            11 => MetaValue::I64(self.i64(key)?),
+            12 => MetaValue::F64(f64::from_le_bytes(self.bytes(key)?)),
+            t => {
+                return Err(self.err(&format!(
+                    "metadata `{key}` has unknown value type {t} (known: 0 to 12, gguf.h `enum gguf_type`)"
+                )))
+            }
+        })
+    }
+
+    /// One metadata value of type `ty`; an array is read into one typed vector.
+    pub(super) fn value(&mut self, ty: i32, key: &str) -> Result<MetaValue> {
+        if ty != 9 {
+            return self.scalar(ty, key);
+        }
+        let elem = self.i32(&format!("the element type of `{key}`"))?;
+        let n = self.u64(&format!("the length of `{key}`"))?;
+        let min = match meta::elem_bytes(elem) {
+            Some(b) => b,
+            None if elem == 9 => return Err(self.err(&format!(
+                "metadata `{key}` is an array of arrays, which GGUF readers (llama.cpp's gguf.cpp) refuse"
+            ))),
+            None => return Err(self.err(&format!(
+                "metadata `{key}` is an array of unknown value type {elem} (known: 0 to 12, gguf.h `enum gguf_type`)"
+            ))),
+        };
+        let need = n.checked_mul(min);
+        if need.is_none_or(|b| b > self.left()) {
+            return Err(self.err(&format!(
+                "truncated file or bad length: array `{key}` claims {n} elements of at least {min} bytes but only {} bytes are left",
+                self.left()
+            )));
+        }
+        self.within_metadata_cap(
+            need.unwrap_or(u64::MAX),
+            &format!("array `{key}` ({n} elements)"),
+        )?;
+        // n elements fit in the bytes left and under the cap (checked above): sized exactly.
+        let n = n as usize;
+        macro_rules! nums {
+            ($variant:ident, $t:ty, $bytes:literal) => {{
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(<$t>::from_le_bytes(self.bytes::<$bytes>(key)?));
+                }
+                MetaArray::$variant(v)
+            }};
+        }
+        Ok(MetaValue::Array(match elem {
+            0 => nums!(U8, u8, 1),
+            1 => nums!(I8, i8, 1),
+            2 => nums!(U16, u16, 2),
+            3 => nums!(I16, i16, 2),
+            4 => nums!(U32, u32, 4),
+            5 => nums!(I32, i32, 4),
+            6 => nums!(F32, f32, 4),
+            7 => {
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.bytes::<1>(key)?[0] != 0);
+                }
+                MetaArray::Bool(v)
+            }
+            8 => {
+                let mut s = StrArray {
+                    text: String::new(),
+                    ends: Vec::with_capacity(n),
+                };
+                for i in 0..n {
+                    s.push(&self.string(&format!("element {i} of `{key}`"))?);
+                }
+                MetaArray::String(s)
+            }
+            10 => nums!(U64, u64, 8),
+            11 => nums!(I64, i64, 8),
+            _ => nums!(F64, f64, 8),
+        }))
+    }
+}

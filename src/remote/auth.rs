@@ -1,5 +1,5 @@
 //! The shared key and the mutual challenge-response handshake of the
-//! `lts agent` link (its key files: [`super::keyfile`], re-exported here); on
+//! `lts agent` link (its key files: [`super::keyfile`]); on
 //! success both sides get a [`Channel`] (see [`super::frame`]) keyed with a
 //! fresh per-session key.
 //!
@@ -34,8 +34,6 @@ use std::time::Instant;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-
-pub use super::keyfile::{init_key_file, load_key, KeyFileError};
 
 use super::frame::{
     read_frame, write_frame, Channel, Deadline, FrameError, Side, HANDSHAKE_MAX_FRAME,

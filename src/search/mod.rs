@@ -161,16 +161,12 @@ fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>
         };
         let mut boards = Vec::new();
         for a in &cfg.agents {
-            let key = crate::remote::auth::load_key(&a.key_file).map_err(|e| {
+            let key = crate::remote::keyfile::load_key(&a.key_file).map_err(|e| {
                 // How to create it only when it is missing: other errors name their own fix.
-                let missing = matches!(e, crate::remote::auth::KeyFileError::NotFound(_));
+                let missing = matches!(e, crate::remote::keyfile::KeyFileError::NotFound(_));
                 let hint = ": create it on the board with `lts agent --init` and copy it here";
-                anyhow::Error::new(e).context(format!(
-                    "the key {} of agent {}{}",
-                    a.key_file.display(),
-                    a.addr,
-                    if missing { hint } else { "" }
-                ))
+                let (file, hint) = (a.key_file.display(), if missing { hint } else { "" });
+                anyhow::Error::new(e).context(format!("the key {file} of agent {}{hint}", a.addr))
             })?;
             boards.push(crate::remote::fleet::Board::new(
                 crate::remote::host::AgentAddr::parse(&a.addr)?,
