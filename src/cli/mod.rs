@@ -496,9 +496,9 @@ pub struct ExportArgs {
     pub kind: ExportKind,
     /// The workload the files are meant for, recorded in them (ONNX metadata `workload`,
     /// arch.json) and timed by `lts measure --onnx` unless its flags say otherwise. Default:
-    /// with --from, the search's; else prefill. --logits also chooses what the prefill graph
-    /// computes: last (`[batch, 1, vocab]`, default) or all (`[batch, seq, vocab]`, for
-    /// perplexity).
+    /// with --from, the search's; else prefill. --logits also chooses what the graphs compute:
+    /// last (`[batch, 1, vocab]`, default; the decode graph is then the one graph `--mode
+    /// generate` runs) or all (`[batch, seq, vocab]`, for perplexity).
     #[arg(long, value_parser = choice::<Mode>())]
     pub mode: Option<Mode>,
     #[command(flatten)]
