@@ -33,8 +33,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// What a path is, for messages: "a directory", "a named pipe (FIFO)"...
-fn kind_of(ft: std::fs::FileType) -> &'static str {
+/// What a path that is not a regular file is, for messages: "a directory", "a named pipe
+/// (FIFO)"...
+pub fn kind_of(ft: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if ft.is_dir() {
         "a directory"

@@ -177,7 +177,7 @@ fn key_files_that_are_links_or_not_regular_files_are_refused_with_the_fix() {
     );
     for (path, what) in [
         (dir.path(), "a directory"),
-        (Path::new("/dev/null"), "a device"),
+        (Path::new("/dev/null"), "a character device"),
     ] {
         let e = String::from_utf8_lossy(&with_key(path)).into_owned();
         assert!(e.contains(what) && e.contains("not a regular file"), "{e}");

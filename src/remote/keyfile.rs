@@ -105,7 +105,10 @@ pub fn load_key(path: &Path) -> Result<Key, KeyFileError> {
         return Err(KeyFileError::Symlink(path.into(), target));
     }
     if !meta.is_file() {
-        return Err(KeyFileError::NotRegular(path.into(), file_kind(&meta)));
+        return Err(KeyFileError::NotRegular(
+            path.into(),
+            crate::util::kind_of(meta.file_type()),
+        ));
     }
     let mut opts = OpenOptions::new();
     opts.read(true);
@@ -115,7 +118,10 @@ pub fn load_key(path: &Path) -> Result<Key, KeyFileError> {
     let file = opts.open(path).map_err(|e| io_err("open", e))?;
     let meta = file.metadata().map_err(|e| io_err("inspect", e))?;
     if !meta.is_file() {
-        return Err(KeyFileError::NotRegular(path.into(), file_kind(&meta)));
+        return Err(KeyFileError::NotRegular(
+            path.into(),
+            crate::util::kind_of(meta.file_type()),
+        ));
     }
     #[cfg(unix)]
     {
@@ -141,32 +147,6 @@ pub fn load_key(path: &Path) -> Result<Key, KeyFileError> {
         *byte = (hi << 4 | lo) as u8;
     }
     Ok(Key(key))
-}
-
-/// What a file that is not a regular file is, for [`KeyFileError::NotRegular`].
-#[cfg(unix)]
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    let device = t.is_char_device() || t.is_block_device();
-    [
-        (t.is_fifo(), "a FIFO (named pipe)"),
-        (device, "a device"),
-        (t.is_socket(), "a socket"),
-        (t.is_dir(), "a directory"),
-    ]
-    .iter()
-    .find(|k| k.0)
-    .map_or("not a file", |k| k.1)
-}
-
-#[cfg(not(unix))]
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    if meta.is_dir() {
-        "a directory"
-    } else {
-        "not a file"
-    }
 }
 
 #[cfg(test)]
@@ -244,7 +224,7 @@ mod tests {
         // SAFETY: a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = load_key(&fifo).unwrap_err();
-        assert!(format!("{e}").contains("is a FIFO (named pipe), not a regular file"));
+        assert!(format!("{e}").contains("is a named pipe (FIFO), not a regular file"));
         let e = load_key(&dir).unwrap_err();
         assert!(format!("{e}").contains("is a directory, not a regular file"));
         fs::remove_dir_all(&dir).unwrap();
