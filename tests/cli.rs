@@ -24,6 +24,17 @@ fn json_of(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out).unwrap()
 }
 
+/// The fewest runs `lts measure` may make (two, no minimum duration, no warm-up): for tests
+/// that check what is timed, not how fast.
+const QUICK_MEASURE: [&str; 6] = [
+    "--min-runs",
+    "2",
+    "--min-duration-s",
+    "0",
+    "--warmup-s",
+    "0",
+];
+
 /// No panic message: a refusal is an error, not a crash.
 fn no_panic() -> impl Predicate<str> {
     contains("panicked").not()
@@ -298,18 +309,9 @@ fn plain_export_records_its_workload_and_older_files_get_a_note() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
         .unwrap();
-    let quick = [
-        "--min-runs",
-        "2",
-        "--min-duration-s",
-        "0",
-        "--warmup-s",
-        "0",
-        "--json",
-    ];
     let measure = |f: &Path| {
-        let mut args = vec!["measure", "--onnx", f.to_str().unwrap()];
-        args.extend_from_slice(&quick);
+        let mut args = vec!["measure", "--onnx", f.to_str().unwrap(), "--json"];
+        args.extend_from_slice(&QUICK_MEASURE);
         lts(&args)
     };
     let v = json_of(&mut measure(&file));
@@ -646,21 +648,13 @@ fn exported_logits_are_what_measure_times() {
             .find(|p| p.to_string_lossy().ends_with(".prefill.onnx"))
             .unwrap();
         let f = file.to_str().unwrap();
-        let quick = [
-            "--min-runs",
-            "2",
-            "--min-duration-s",
-            "0",
-            "--warmup-s",
-            "0",
-        ];
         let mut args = vec!["measure", "--onnx", f, "--seq-len", "8", "--json"];
-        args.extend_from_slice(&quick);
+        args.extend_from_slice(&QUICK_MEASURE);
         let v = json_of(&mut lts(&args));
         assert_eq!(v["workload"]["logits"], logits);
         let other = if logits == "all" { "last" } else { "all" };
         let mut args = vec!["measure", "--onnx", f, "--seq-len", "8", "--logits", other];
-        args.extend_from_slice(&quick);
+        args.extend_from_slice(&QUICK_MEASURE);
         lts(&args)
             .assert()
             .failure()

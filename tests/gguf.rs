@@ -21,6 +21,22 @@ use lts::reference;
 use lts::weights::Weights;
 use ndarray::Array2;
 
+/// What `lts params --json --gguf path` prints, from a run that must succeed.
+fn params_json(path: &std::path::Path) -> serde_json::Value {
+    let out = Command::cargo_bin("lts")
+        .unwrap()
+        .args(["params", "--json", "--gguf"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn permutation_round_trips() {
     // One head of 4 rows: GGUF row 2j + s is HF row 2s + j, so rows [0, 1, 2, 3] -> [0, 2, 1, 3].
@@ -91,15 +107,7 @@ fn untied_head_and_cli() {
     assert_eq!(got_arch, arch);
     assert_eq!(got.tensors, expected.tensors);
 
-    let out = Command::cargo_bin("lts")
-        .unwrap()
-        .args(["params", "--json", "--gguf"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["arch_id"], arch.id());
+    assert_eq!(params_json(&path)["arch_id"], arch.id());
     let out_dir = dir.path().join("export");
     Command::cargo_bin("lts")
         .unwrap()
@@ -492,19 +500,7 @@ fn u64_i64_and_f64_metadata_read_as_scalars_and_arrays() {
         assert_eq!(read.get(&format!("s{i}")), a.get(0).as_ref());
     }
     assert_eq!(lts::gguf::llama::arch(&g).unwrap(), arch);
-    let out = Command::cargo_bin("lts")
-        .unwrap()
-        .args(["params", "--json", "--gguf"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["arch_id"], arch.id());
+    assert_eq!(params_json(&path)["arch_id"], arch.id());
 }
 
 #[test]
