@@ -664,8 +664,11 @@ fn exported_logits_are_what_measure_times() {
 }
 
 /// Generation holds the weights once (one last-position decode graph serves the prompt and
-/// every step): its peak memory stays within 1.15x of a prefill of the same prompt. With a
-/// prefill session beside a decode session each held (and pre-packed) the weights: ~2x.
+/// every step): its peak memory exceeds a prefill of the same prompt by less than half a copy
+/// of the weights. With a prefill session beside a decode session each held (and pre-packed)
+/// the weights: ~2x the prefill peak, an extra of more than one whole copy. The bound is on the
+/// extra, not a ratio: the decode steps' growing KV shapes add a few MiB of arena that vary
+/// between machines (a ratio bound of 1.15x failed once in CI at 128.9 vs 111.3 MiB).
 #[test]
 fn generate_holds_the_weights_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -705,11 +708,17 @@ fn generate_holds_the_weights_once() {
         "--new-tokens",
         "4",
     ]);
+    // One copy of the weights: 16,781,824 parameters in fp32 (`lts params`: 12,587,520 decoder
+    // + the tied 8192 x 512 embedding), 64.0 MiB.
+    let weights = 16_781_824.0 * 4.0;
     let mib = |b: f64| b / (1 << 20) as f64;
     assert!(
-        generate <= 1.15 * prefill,
-        "generate peak {:.1} MiB vs prefill {:.1} MiB: more than 1.15x",
+        generate - prefill < 0.5 * weights,
+        "generate peak {:.1} MiB vs prefill {:.1} MiB: {:.1} MiB more, over half a copy of \
+         the weights ({:.1} MiB)",
         mib(generate),
-        mib(prefill)
+        mib(prefill),
+        mib(generate - prefill),
+        mib(0.5 * weights)
     );
 }
