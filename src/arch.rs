@@ -19,6 +19,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod parts;
+
 /// Default upper bound on total parameters: an fp32 ONNX file must stay below protobuf's 2 GiB
 /// limit (we do not emit external-data files), so 500 M parameters (2.0 GB) is the ceiling.
 pub const DEFAULT_MAX_PARAMS: u64 = 500_000_000;

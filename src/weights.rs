@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::arch::parts::Naming;
 use crate::arch::{Arch, Family};
 
 /// Values per independent random stream in [`Weights::random`].
@@ -458,15 +459,16 @@ impl Weights {
         })?;
         let mut available: BTreeMap<String, String> = BTreeMap::new();
         for name in st.names() {
-            let canonical = if arch.family == Family::Gpt2 && !name.starts_with("transformer.") {
-                if name == "lm_head.weight" {
-                    name.to_string()
+            let canonical =
+                if arch.parts().naming == Naming::Gpt2 && !name.starts_with("transformer.") {
+                    if name == "lm_head.weight" {
+                        name.to_string()
+                    } else {
+                        format!("transformer.{name}")
+                    }
                 } else {
-                    format!("transformer.{name}")
-                }
-            } else {
-                name.to_string()
-            };
+                    name.to_string()
+                };
             available.insert(canonical, name.to_string());
         }
         let mut tensors = BTreeMap::new();

@@ -11,7 +11,8 @@ use super::onnx::{
     type_proto, ModelProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto,
 };
-use crate::arch::{Arch, Family};
+use crate::arch::parts::Naming;
+use crate::arch::Arch;
 use crate::weights::{Tensor, Weights};
 
 /// Parameter data kept outside the ONNX protobuf, one in-memory "file" per parameter (named
@@ -22,7 +23,7 @@ pub type ExternalFiles = Vec<(String, Arc<[u8]>)>;
 
 /// True for Llama `nn.Linear` weights, stored transposed (`[in, out]`).
 pub(super) fn stored_transposed(arch: &Arch, name: &str) -> bool {
-    arch.family == Family::Llama
+    arch.parts().naming == Naming::Llama
         && name.starts_with("model.layers.")
         && name.ends_with("_proj.weight")
 }
@@ -30,11 +31,7 @@ pub(super) fn stored_transposed(arch: &Arch, name: &str) -> bool {
 /// The parameter the LM head's `Gemm(transB=1)` reads: the token embedding when it is tied
 /// (always for GPT-2), else `lm_head.weight`.
 pub(super) fn head_weight(arch: &Arch) -> &'static str {
-    match (arch.family, arch.tie_embeddings) {
-        (Family::Gpt2, _) => "transformer.wte.weight",
-        (Family::Llama, true) => "model.embed_tokens.weight",
-        (Family::Llama, false) => "lm_head.weight",
-    }
+    arch.head_weight()
 }
 
 /// All parameters as initializers, in `param_specs` order. The byte conversion (a copy of every

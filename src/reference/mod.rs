@@ -62,7 +62,10 @@ pub fn forward(
         }
     };
     let past_len = past.len();
-    if arch.family == Family::Gpt2 && past_len + seq > arch.n_positions {
+    if arch
+        .position_limit()
+        .is_some_and(|limit| past_len + seq > limit)
+    {
         bail!(
             "past_len {past_len} + seq {seq} = {} positions exceeds n_positions {} (gpt2 has a learned position table of that many rows)",
             past_len + seq,

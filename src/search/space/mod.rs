@@ -95,7 +95,8 @@ mod parse;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::arch::{Arch, ArchError, Family};
+use crate::arch::parts::Positions;
+use crate::arch::{Arch, ArchError};
 
 pub use genome::Genome;
 pub use model::{Choice, Constraints, SearchDefaults, SearchSpace};
@@ -168,8 +169,8 @@ impl SearchSpace {
                 .collect()
         };
         let n_head = layers(&self.n_head, &g.n_head);
-        let n_kv_head = match (&self.n_kv_head, self.family) {
-            (Some(kv), Family::Llama) => layers(kv, &g.n_kv_head),
+        let n_kv_head = match (&self.n_kv_head, self.family.parts().shared_kv_heads) {
+            (Some(kv), true) => layers(kv, &g.n_kv_head),
             _ => n_head.clone(),
         };
         let arch = Arch {
@@ -333,7 +334,7 @@ impl SearchSpace {
             self.n_positions,
             self.tie_embeddings,
             self.norm_eps,
-            if self.family == Family::Llama {
+            if self.family.parts().positions == Positions::Rope {
                 format!(", rope_theta {}", self.rope_theta)
             } else {
                 String::new()
@@ -386,6 +387,7 @@ impl SearchSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Family;
     use rand::SeedableRng;
     use rand_xoshiro::Xoshiro256PlusPlus;
 

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::parts::Positions;
 use crate::arch::{Arch, Family};
 
 /// The choices of one knob.
@@ -154,7 +155,9 @@ impl SearchSpace {
     /// Whether `h` query heads work with hidden size `d`: `d % h == 0`, and for Llama an even
     /// head size (RoPE rotates pairs).
     pub(super) fn heads_fit(&self, d: usize, h: usize) -> bool {
-        h > 0 && d.is_multiple_of(h) && (self.family != Family::Llama || (d / h).is_multiple_of(2))
+        h > 0
+            && d.is_multiple_of(h)
+            && (self.family.parts().positions != Positions::Rope || (d / h).is_multiple_of(2))
     }
 
     /// Upper bound of decoder parameters over the space: the largest value of every knob (for
@@ -182,8 +185,8 @@ impl SearchSpace {
         let (n, d, inner) = (self.n_layer.min(), self.d_model.min(), self.d_inner.min());
         let fitting = self.n_head.values.iter().copied();
         let h = fitting.filter(|&h| self.heads_fit(d, h)).min().unwrap_or(1);
-        match (self.family, &self.n_kv_head) {
-            (Family::Llama, Some(kv)) => {
+        match (self.family.parts().shared_kv_heads, &self.n_kv_head) {
+            (true, Some(kv)) => {
                 let ratio = self
                     .n_head
                     .values

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::{Choice, Constraints, SearchDefaults, SearchSpace};
+use crate::arch::parts::Positions;
 use crate::arch::Family;
 
 /// Parses and validates a search space given as TOML text; `origin` (the file name) starts
@@ -304,7 +305,7 @@ fn fixed(fixed: &RawFixed, family: Family, src: &Source) -> anyhow::Result<Fixed
         }
     }
     let tie_embeddings = match &fixed.tie_embeddings {
-        Some(t) if !*t.get_ref() && family == Family::Gpt2 => {
+        Some(t) if !*t.get_ref() && family.parts().head_always_tied => {
             return Err(src.err(
                 &t.span(),
                 "gpt2 ties the LM head to the token embedding: tie_embeddings must be true",
@@ -324,7 +325,7 @@ fn fixed(fixed: &RawFixed, family: Family, src: &Source) -> anyhow::Result<Fixed
         None => 1e-5,
     };
     let rope_theta = match &fixed.rope_theta {
-        Some(t) if family != Family::Llama => {
+        Some(t) if family.parts().positions != Positions::Rope => {
             return Err(src.err(
                 &t.span(),
                 format!("`rope_theta` is for the llama family only (this space is {family})"),
@@ -371,7 +372,7 @@ fn fixed(fixed: &RawFixed, family: Family, src: &Source) -> anyhow::Result<Fixed
 /// The `n_kv_head` knob of `[knobs]`, which only Llama may have.
 fn kv_knob(k: &RawKnobs, family: Family, src: &Source) -> anyhow::Result<Option<Choice>> {
     Ok(match &k.n_kv_head {
-        Some(kv) if family != Family::Llama => {
+        Some(kv) if !family.parts().shared_kv_heads => {
             return Err(src.err(
                 &kv.span(),
                 format!("`n_kv_head` is for the llama family only ({family} uses multi-head attention: n_kv_head = n_head)"),
@@ -385,7 +386,7 @@ fn kv_knob(k: &RawKnobs, family: Family, src: &Source) -> anyhow::Result<Option<
 /// Rejects `n_head` and `d_model` values that can never make a valid arch: each must fit some
 /// value of the other (divisibility, and for Llama an even head size).
 fn head_rules(space: &SearchSpace, k: &RawKnobs, src: &Source) -> anyhow::Result<()> {
-    let rule = if space.family == Family::Llama {
+    let rule = if space.family.parts().positions == Positions::Rope {
         "d_model must be divisible by n_head with an even head size for RoPE"
     } else {
         "d_model must be divisible by n_head"

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
-use crate::arch::{Arch, Family};
+use crate::arch::parts::{Mlp, Naming, Positions};
+use crate::arch::Arch;
 use crate::backend::wgpu::kernels::{self, Alloc, Kernels};
 use crate::weights::Weights;
 use crate::workload::Logits;
@@ -38,7 +39,10 @@ impl Capacity {
         if self.batch == 0 || self.tokens == 0 || self.positions < self.tokens {
             bail!("invalid GPU model capacity {self:?}");
         }
-        if arch.family == Family::Gpt2 && self.positions > arch.n_positions {
+        if arch
+            .position_limit()
+            .is_some_and(|limit| self.positions > limit)
+        {
             bail!(
                 "{} positions requested but GPT-2's position table has n_positions = {}",
                 self.positions,
@@ -209,7 +213,7 @@ impl Upload<'_> {
     }
 
     fn ends(&self) -> Result<Ends> {
-        if self.arch.family == Family::Llama {
+        if self.arch.parts().naming == Naming::Llama {
             let tok = self.chunks("model.embed_tokens.weight")?;
             let head = if self.arch.tie_embeddings {
                 None
@@ -252,7 +256,7 @@ impl Upload<'_> {
                 .alloc
                 .zeroed(&format!("layer {i} value cache"), cache_len)?;
             cache_bytes += self.alloc.bytes() - before;
-            let layer = if arch.family == Family::Llama {
+            let layer = if arch.parts().naming == Naming::Llama {
                 self.llama_layer(i, k_cache, v_cache)?
             } else {
                 self.gpt2_layer(i, k_cache, v_cache)?
@@ -337,7 +341,7 @@ impl Upload<'_> {
     fn rope_tables(&self) -> Result<BTreeMap<usize, wgpu::Buffer>> {
         let arch = self.arch;
         let mut rope = BTreeMap::new();
-        if arch.family != Family::Llama {
+        if arch.parts().positions != Positions::Rope {
             return Ok(rope);
         }
         for i in 0..arch.n_layer {
@@ -380,7 +384,7 @@ impl Upload<'_> {
             .max()
             .unwrap_or(0) as u64;
         let max_inner = arch.d_inner.iter().copied().max().unwrap_or(0) as u64;
-        let mid_cols = if arch.family == Family::Llama {
+        let mid_cols = if arch.parts().mlp == Mlp::SwiGlu {
             2 * max_inner
         } else {
             max_inner

@@ -6,7 +6,8 @@
 //! selects.
 
 use super::buffers::{Buffers, Capacity, Layer};
-use crate::arch::{Arch, Family};
+use crate::arch::parts::Naming;
+use crate::arch::Arch;
 use crate::backend::wgpu::kernels::{
     AttnDims, Dispatch, Epilogue, Kernels, MatmulKernel, MatmulShape, StepUniform,
 };
@@ -43,7 +44,7 @@ impl<'a> Recorder<'a> {
             batch,
             seq,
             rows: batch * seq,
-            llama: self.arch.family == Family::Llama,
+            llama: self.arch.parts().naming == Naming::Llama,
             out: Vec::new(),
         };
         p.embedding();
