@@ -372,3 +372,62 @@ fn function_lengths_are_measured() {
         vec![("a".to_string(), 3), ("b".to_string(), 5)]
     );
 }
+
+/// Files that may test the family outside the arch module and the family's own files
+/// (`gpt2.rs`, `llama.rs`): one registration per subsystem, the `match` that sends a family to
+/// its own file (issue 22, item 3).
+const FAMILY_REGISTRATIONS: &[(&str, &str)] = &[
+    (
+        "graph/mod.rs",
+        "graph emission: sends a family to graph/gpt2.rs or graph/llama.rs",
+    ),
+    (
+        "weights.rs",
+        "parameter specs: the per-family table of names and shapes",
+    ),
+    (
+        "reference/mod.rs",
+        "reference forward: sends a family to reference/gpt2.rs or llama.rs",
+    ),
+];
+
+/// Lines of `code` that test the family (`family ==`, `family !=`, `Family::Gpt2`,
+/// `Family::Llama`) instead of asking one of its parts (`Arch::parts`).
+fn family_checks(code: &str) -> Vec<String> {
+    code.lines()
+        .filter(|l| {
+            ["family ==", "family !=", "Family::Gpt2", "Family::Llama"]
+                .iter()
+                .any(|p| l.contains(p))
+        })
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn code_asks_a_part_not_the_family() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut problems = Vec::new();
+    for file in modules(&src).values() {
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        let own = matches!(
+            file.file_name().and_then(|n| n.to_str()),
+            Some("gpt2.rs" | "llama.rs")
+        );
+        let registered = FAMILY_REGISTRATIONS.iter().any(|(f, _)| *f == rel);
+        if rel == "arch.rs" || rel.starts_with("arch/") || own || registered {
+            continue;
+        }
+        for line in family_checks(&code(file)) {
+            problems.push(format!("src/{rel}: `{line}` (ask `arch.parts()` instead)"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn family_checks_are_found() {
+    let text = "let a = arch.family == Family::Llama;\nlet b = arch.parts().mlp;\n\
+                match f { Family::Gpt2 => 1, _ => 2 }\nif self.family != x {}\n";
+    assert_eq!(family_checks(text).len(), 3);
+}
