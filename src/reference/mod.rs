@@ -14,11 +14,14 @@
 //!   per layer, and [`Output::present`] is the past cache with this call's keys/values appended.
 
 use anyhow::{bail, Result};
-use ndarray::{concatenate, s, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array2, Array3, Array4, ArrayView3};
 
+mod gpt2;
+mod llama;
 mod ops;
 
-use ops::{attention, gelu_new, layer_norm, rms_norm, rope, silu};
+use gpt2::gpt2_row;
+use llama::llama_row;
 
 use crate::arch::{Arch, Family};
 use crate::model_io::{KvCache, Output};
@@ -130,155 +133,11 @@ fn check_cache(arch: &Arch, cache: &KvCache, batch: usize) -> Result<()> {
     Ok(())
 }
 
-/// A 1-D parameter.
-fn vec1<'a>(w: &'a Weights, name: &str) -> ArrayView1<'a, f32> {
-    ArrayView1::from(&w.get(name).data[..])
-}
-
-/// A 2-D parameter in its stored (HF) layout.
-fn mat<'a>(w: &'a Weights, name: &str) -> ArrayView2<'a, f32> {
-    let t = w.get(name);
-    ArrayView2::from_shape((t.shape[0], t.shape[1]), &t.data)
-        .expect("shape checked by Weights::check")
-}
-
-/// Rows of an embedding table, one per id.
-fn embed(table: ArrayView2<f32>, ids: &[usize]) -> Array2<f32> {
-    Array2::from_shape_fn((ids.len(), table.ncols()), |(t, j)| table[[ids[t], j]])
-}
-
-/// One layer's keys/values for one batch row: `[n_kv_head, T, head_dim]` each.
-type RowKv = (Array3<f32>, Array3<f32>);
-
-/// GPT-2 forward for one batch row: logits `[seq, vocab]` and each layer's present key/value.
-fn gpt2_row(
-    arch: &Arch,
-    w: &Weights,
-    ids: &[usize],
-    past_len: usize,
-    past: &[(ArrayView3<f32>, ArrayView3<f32>)],
-) -> (Array2<f32>, Vec<RowKv>) {
-    let seq = ids.len();
-    let d = arch.d_model;
-    let eps = arch.norm_eps;
-    let wte = mat(w, "transformer.wte.weight");
-    let wpe = mat(w, "transformer.wpe.weight");
-    let positions: Vec<usize> = (past_len..past_len + seq).collect();
-    let mut h = embed(wte, ids) + embed(wpe, &positions);
-    let mut kv_out = Vec::with_capacity(arch.n_layer);
-    for (i, (past_k, past_v)) in past.iter().enumerate() {
-        let l = format!("transformer.h.{i}");
-        let p = |n: &str| format!("{l}.{n}");
-        let nh = arch.n_head[i];
-        let hd = arch.head_dim(i);
-
-        let a = layer_norm(
-            &h,
-            vec1(w, &p("ln_1.weight")),
-            vec1(w, &p("ln_1.bias")),
-            eps,
-        );
-        // Conv1D: weight [in, out].
-        let qkv = a.dot(&mat(w, &p("attn.c_attn.weight"))) + vec1(w, &p("attn.c_attn.bias"));
-        let q = split_heads(qkv.slice(s![.., 0..d]), nh, hd);
-        let k_new = split_heads(qkv.slice(s![.., d..2 * d]), nh, hd);
-        let v_new = split_heads(qkv.slice(s![.., 2 * d..3 * d]), nh, hd);
-        let k =
-            concatenate(Axis(1), &[past_k.view(), k_new.view()]).expect("same heads and head_dim");
-        let v =
-            concatenate(Axis(1), &[past_v.view(), v_new.view()]).expect("same heads and head_dim");
-        let att = attention(&q, &k, &v, past_len);
-        h = h + att.dot(&mat(w, &p("attn.c_proj.weight"))) + vec1(w, &p("attn.c_proj.bias"));
-
-        let m = layer_norm(
-            &h,
-            vec1(w, &p("ln_2.weight")),
-            vec1(w, &p("ln_2.bias")),
-            eps,
-        );
-        let inner =
-            (m.dot(&mat(w, &p("mlp.c_fc.weight"))) + vec1(w, &p("mlp.c_fc.bias"))).mapv(gelu_new);
-        h = h + inner.dot(&mat(w, &p("mlp.c_proj.weight"))) + vec1(w, &p("mlp.c_proj.bias"));
-        kv_out.push((k, v));
-    }
-    let hf = layer_norm(
-        &h,
-        vec1(w, "transformer.ln_f.weight"),
-        vec1(w, "transformer.ln_f.bias"),
-        eps,
-    );
-    (hf.dot(&wte.t()), kv_out)
-}
-
-/// Llama forward for one batch row: logits `[seq, vocab]` and each layer's present key/value.
-fn llama_row(
-    arch: &Arch,
-    w: &Weights,
-    ids: &[usize],
-    past_len: usize,
-    past: &[(ArrayView3<f32>, ArrayView3<f32>)],
-) -> (Array2<f32>, Vec<RowKv>) {
-    let eps = arch.norm_eps;
-    let emb = mat(w, "model.embed_tokens.weight");
-    let mut h = embed(emb, ids);
-    let mut kv_out = Vec::with_capacity(arch.n_layer);
-    for (i, (past_k, past_v)) in past.iter().enumerate() {
-        let l = format!("model.layers.{i}");
-        let p = |n: &str| format!("{l}.{n}");
-        let (nh, nkv) = (arch.n_head[i], arch.n_kv_head[i]);
-        let hd = arch.head_dim(i);
-
-        let a = rms_norm(&h, vec1(w, &p("input_layernorm.weight")), eps);
-        // Linear: weight [out, in], y = x W^T.
-        let mut q = split_heads(
-            a.dot(&mat(w, &p("self_attn.q_proj.weight")).t()).view(),
-            nh,
-            hd,
-        );
-        let mut k_new = split_heads(
-            a.dot(&mat(w, &p("self_attn.k_proj.weight")).t()).view(),
-            nkv,
-            hd,
-        );
-        let v_new = split_heads(
-            a.dot(&mat(w, &p("self_attn.v_proj.weight")).t()).view(),
-            nkv,
-            hd,
-        );
-        rope(&mut q, past_len, arch.rope_theta);
-        rope(&mut k_new, past_len, arch.rope_theta);
-        let k =
-            concatenate(Axis(1), &[past_k.view(), k_new.view()]).expect("same heads and head_dim");
-        let v =
-            concatenate(Axis(1), &[past_v.view(), v_new.view()]).expect("same heads and head_dim");
-        let att = attention(&q, &k, &v, past_len);
-        h = h + att.dot(&mat(w, &p("self_attn.o_proj.weight")).t());
-
-        let b = rms_norm(&h, vec1(w, &p("post_attention_layernorm.weight")), eps);
-        let gate = b.dot(&mat(w, &p("mlp.gate_proj.weight")).t()).mapv(silu);
-        let up = b.dot(&mat(w, &p("mlp.up_proj.weight")).t());
-        h = h + (gate * up).dot(&mat(w, &p("mlp.down_proj.weight")).t());
-        kv_out.push((k, v));
-    }
-    let hf = rms_norm(&h, vec1(w, "model.norm.weight"), eps);
-    let head = if arch.tie_embeddings {
-        emb
-    } else {
-        mat(w, "lm_head.weight")
-    };
-    (hf.dot(&head.t()), kv_out)
-}
-
-/// `[seq, n * hd]` -> `[n, seq, hd]`: head `j` is columns `j*hd..(j+1)*hd`.
-fn split_heads(x: ArrayView2<f32>, n: usize, hd: usize) -> Array3<f32> {
-    assert_eq!(x.ncols(), n * hd);
-    Array3::from_shape_fn((n, x.nrows(), hd), |(j, t, c)| x[[t, j * hd + c]])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::array;
+    use ndarray::{concatenate, Axis};
 
     /// Deterministic token ids in `0..vocab`.
     fn ids(batch: usize, seq: usize, vocab: usize, salt: usize) -> Array2<i64> {

@@ -2,7 +2,9 @@
 //! over a cache with a causal mask, softmax, LayerNorm, RMSNorm, RoPE ("rotate_half"), GELU
 //! (tanh, `gelu_new`) and SiLU. f64 accumulation for sums.
 
-use ndarray::{s, Array1, Array2, Array3, ArrayView1};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2};
+
+use crate::weights::Weights;
 
 /// Causal scaled dot-product attention for one batch row.
 ///
@@ -151,6 +153,31 @@ pub(super) fn gelu_new(x: f32) -> f32 {
 pub(super) fn silu(x: f32) -> f32 {
     let x = x as f64;
     (x / (1.0 + (-x).exp())) as f32
+}
+
+/// A 1-D parameter.
+pub(super) fn vec1<'a>(w: &'a Weights, name: &str) -> ArrayView1<'a, f32> {
+    ArrayView1::from(&w.get(name).data[..])
+}
+
+/// A 2-D parameter in its stored (HF) layout.
+pub(super) fn mat<'a>(w: &'a Weights, name: &str) -> ArrayView2<'a, f32> {
+    let t = w.get(name);
+    ArrayView2::from_shape((t.shape[0], t.shape[1]), &t.data)
+        .expect("shape checked by Weights::check")
+}
+
+/// Rows of an embedding table, one per id.
+pub(super) fn embed(table: ArrayView2<f32>, ids: &[usize]) -> Array2<f32> {
+    Array2::from_shape_fn((ids.len(), table.ncols()), |(t, j)| table[[ids[t], j]])
+}
+
+/// One layer's keys/values for one batch row: `[n_kv_head, T, head_dim]` each.
+pub(super) type RowKv = (Array3<f32>, Array3<f32>);
+/// `[seq, n * hd]` -> `[n, seq, hd]`: head `j` is columns `j*hd..(j+1)*hd`.
+pub(super) fn split_heads(x: ArrayView2<f32>, n: usize, hd: usize) -> Array3<f32> {
+    assert_eq!(x.ncols(), n * hd);
+    Array3::from_shape_fn((n, x.nrows(), hd), |(j, t, c)| x[[t, j * hd + c]])
 }
 
 #[cfg(test)]
