@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod ort;
+pub mod ort_forward;
 pub mod ortlib;
 pub mod simulated;
 pub mod wgpu;

@@ -24,8 +24,28 @@ use gpt2::gpt2_row;
 use llama::llama_row;
 
 use crate::arch::{Arch, Family};
-use crate::model_io::{KvCache, Output};
+use crate::model_io::{Forward, KvCache, Output};
 use crate::weights::Weights;
+
+/// The reference forward pass of one model as a [`Forward`] implementation: the ground truth
+/// the other implementations are checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct Reference<'a> {
+    /// The architecture.
+    pub arch: &'a Arch,
+    /// Its parameters.
+    pub weights: &'a Weights,
+}
+
+impl Forward for Reference<'_> {
+    fn name(&self) -> &str {
+        "reference"
+    }
+
+    fn forward(&mut self, input_ids: &Array2<i64>, past: Option<&KvCache>) -> Result<Output> {
+        forward(self.arch, self.weights, input_ids, past)
+    }
+}
 
 /// Runs the decoder on `input_ids` (`[batch, seq]`) after the positions held in `past`.
 ///

@@ -1,6 +1,7 @@
 //! The primitives of the reference forward pass, each as written in `transformers`: attention
 //! over a cache with a causal mask, softmax, LayerNorm, RMSNorm, RoPE ("rotate_half"), GELU
-//! (tanh, `gelu_new`) and SiLU. f64 accumulation for sums.
+//! (tanh, `gelu_new`) and SiLU, with f64 accumulation for sums; and the views of the parameters
+//! both families read (`vec1`, `mat`, `embed`, `split_heads`).
 
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2};
 

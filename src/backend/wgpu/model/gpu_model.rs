@@ -16,7 +16,7 @@ use super::plan::Recorder;
 use crate::arch::Arch;
 use crate::backend::wgpu::kernels::{self, Alloc, Dispatch, Kernels, StepUniform, Timestamps};
 use crate::backend::wgpu::{Gpu, Precision};
-use crate::model_io::{KvCache, Output};
+use crate::model_io::{Forward, KvCache, Output};
 use crate::weights::Weights;
 use crate::workload::Logits;
 
@@ -351,5 +351,15 @@ impl GpuModel {
             logits,
             present: KvCache { layers },
         })
+    }
+}
+
+impl Forward for GpuModel {
+    fn name(&self) -> &str {
+        "wgpu"
+    }
+
+    fn forward(&mut self, input_ids: &Array2<i64>, past: Option<&KvCache>) -> Result<Output> {
+        GpuModel::forward(self, input_ids, past)
     }
 }
