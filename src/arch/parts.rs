@@ -36,16 +36,6 @@ pub enum Mlp {
     SwiGlu,
 }
 
-impl Mlp {
-    /// Number of `d_model x d_inner` weight matrices.
-    pub fn matrices(self) -> u64 {
-        match self {
-            Mlp::Gelu => 2,
-            Mlp::SwiGlu => 3,
-        }
-    }
-}
-
 /// How the Hugging Face checkpoint of the family names and lays out its tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Naming {

@@ -6,7 +6,7 @@
 //! selects.
 
 use super::buffers::{Buffers, Capacity, Layer};
-use crate::arch::parts::Naming;
+use crate::arch::parts::{Mlp, Naming, Norm, Parts, Positions};
 use crate::arch::Arch;
 use crate::backend::wgpu::kernels::{
     AttnDims, Dispatch, Epilogue, Kernels, MatmulKernel, MatmulShape, StepUniform,
@@ -31,8 +31,8 @@ struct Plan<'r, 'a> {
     seq: usize,
     /// `batch * seq`.
     rows: usize,
-    /// Llama (RMSNorm, transposed-B Linear weights, RoPE, no biases) rather than GPT-2.
-    llama: bool,
+    /// The parts of the family the plan records (norm, positions, MLP, biases, weight layout).
+    parts: Parts,
     out: Vec<Dispatch>,
 }
 
@@ -44,7 +44,7 @@ impl<'a> Recorder<'a> {
             batch,
             seq,
             rows: batch * seq,
-            llama: self.arch.parts().naming == Naming::Llama,
+            parts: self.arch.parts(),
             out: Vec::new(),
         };
         p.embedding();
@@ -83,7 +83,7 @@ impl<'a> Plan<'_, 'a> {
         let (r, bufs) = (self.r, self.r.bufs);
         let a = &bufs.acts;
         let (d, eps) = (r.arch.d_model, r.arch.norm_eps);
-        let rms = self.llama;
+        let rms = self.parts.norm == Norm::RmsNorm;
         let b = bufs.opt(b);
         let n = r
             .kernels
@@ -102,7 +102,7 @@ impl<'a> Plan<'_, 'a> {
                 self.seq,
                 r.arch.d_model,
                 (c.v0, c.v1),
-                !self.llama,
+                self.parts.positions == Positions::Learned,
                 &bufs.acts.ids,
                 &c.buf,
                 pos,
@@ -117,14 +117,17 @@ impl<'a> Plan<'_, 'a> {
     fn attention_block(&mut self, i: usize, l: &'a Layer) {
         let (r, bufs) = (self.r, self.r.bufs);
         let a = &bufs.acts;
-        let (d, llama, rows) = (r.arch.d_model, self.llama, self.rows);
+        let (d, rows) = (r.arch.d_model, self.rows);
+        // `nn.Linear` weights are stored `[out, in]` (B transposed); `Conv1D` ones `[in, out]`.
+        let trans_b = self.parts.naming == Naming::Llama;
+        let bias = self.parts.biases;
         self.norm(&format!("layer {i} attention norm"), &l.ln1_w, &l.ln1_b);
         let qkv_cols = (l.heads + 2 * l.kv_heads) * l.head_dim;
         self.matmul(
             format!("layer {i} qkv"),
-            MatmulShape::dense(rows, qkv_cols, d, llama),
+            MatmulShape::dense(rows, qkv_cols, d, trans_b),
             Epilogue {
-                bias: !llama,
+                bias,
                 ..Default::default()
             },
             &a.x,
@@ -144,7 +147,7 @@ impl<'a> Plan<'_, 'a> {
             &format!("layer {i} split heads"),
             rows,
             dims,
-            llama,
+            self.parts.positions == Positions::Rope,
             &a.qkv,
             bufs.rope.get(&l.head_dim).unwrap_or(&bufs.dummy),
             &a.q,
@@ -165,9 +168,9 @@ impl<'a> Plan<'_, 'a> {
         ));
         self.matmul(
             format!("layer {i} attention output"),
-            MatmulShape::dense(rows, d, l.heads * l.head_dim, llama),
+            MatmulShape::dense(rows, d, l.heads * l.head_dim, trans_b),
             Epilogue {
-                bias: !llama,
+                bias,
                 residual: true,
                 ..Default::default()
             },
@@ -182,7 +185,7 @@ impl<'a> Plan<'_, 'a> {
     /// residual stream.
     fn mlp_block(&mut self, i: usize, l: &'a Layer) {
         self.norm(&format!("layer {i} MLP norm"), &l.ln2_w, &l.ln2_b);
-        if self.llama {
+        if self.parts.mlp == Mlp::SwiGlu {
             self.swiglu_mlp(i, l);
         } else {
             self.gelu_mlp(i, l);
@@ -275,7 +278,7 @@ impl<'a> Plan<'_, 'a> {
             head_rows,
             in_rows,
             arch.d_model,
-            self.llama,
+            self.parts.norm == Norm::RmsNorm,
             arch.norm_eps,
             &a.h,
             &bufs.lnf_w,
