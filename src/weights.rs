@@ -19,6 +19,14 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+mod gpt2;
+mod llama;
+mod spec;
+
+use gpt2::gpt2_specs;
+use llama::llama_specs;
+pub use spec::{Init, ParamSpec};
+
 use crate::arch::parts::Naming;
 use crate::arch::{Arch, Family};
 
@@ -57,30 +65,6 @@ impl Tensor {
     }
 }
 
-/// How a parameter is initialised by [`Weights::random`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// Normal with mean 0 and this standard deviation.
-    Normal(f32),
-    /// All zeros (biases).
-    Zeros,
-    /// All ones (norm scales).
-    Ones,
-}
-
-/// One expected parameter of an arch: HF name, HF shape, and its random initialisation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamSpec {
-    /// Hugging Face name.
-    pub name: String,
-    /// Hugging Face layout.
-    pub shape: Vec<usize>,
-    /// Initialisation used by [`Weights::random`].
-    pub init: Init,
-    /// True for token/position embeddings and an untied LM head (not counted by the proxy).
-    pub embedding: bool,
-}
-
 /// The parameters of an arch, in canonical order, with HF names and shapes.
 ///
 /// Random init follows GPT-2 / `transformers` (`_init_weights`): weights N(0, 0.02), biases 0,
@@ -101,163 +85,6 @@ pub fn param_specs(arch: &Arch) -> Vec<ParamSpec> {
         Family::Llama => llama_specs(arch, &mut p),
     }
     out
-}
-
-/// Receives one parameter of [`param_specs`]: name, shape, init, whether it is an embedding.
-type Push<'a> = dyn FnMut(String, Vec<usize>, Init, bool) + 'a;
-
-/// Standard deviations of the random init: weights, and residual output projections
-/// (`0.02 / sqrt(2 n_layer)`).
-fn init_stds(arch: &Arch) -> (f32, f32) {
-    let std = 0.02f32;
-    (std, std / (2.0 * arch.n_layer as f32).sqrt())
-}
-
-/// The GPT-2 part of [`param_specs`], in canonical order.
-fn gpt2_specs(arch: &Arch, p: &mut Push) {
-    let d = arch.d_model;
-    let (std, resid) = init_stds(arch);
-    p(
-        "transformer.wte.weight".into(),
-        vec![arch.vocab_size, d],
-        Init::Normal(std),
-        true,
-    );
-    p(
-        "transformer.wpe.weight".into(),
-        vec![arch.n_positions, d],
-        Init::Normal(0.01),
-        true,
-    );
-    for i in 0..arch.n_layer {
-        let inner = arch.d_inner[i];
-        let l = format!("transformer.h.{i}");
-        p(format!("{l}.ln_1.weight"), vec![d], Init::Ones, false);
-        p(format!("{l}.ln_1.bias"), vec![d], Init::Zeros, false);
-        p(
-            format!("{l}.attn.c_attn.weight"),
-            vec![d, 3 * d],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.attn.c_attn.bias"),
-            vec![3 * d],
-            Init::Zeros,
-            false,
-        );
-        p(
-            format!("{l}.attn.c_proj.weight"),
-            vec![d, d],
-            Init::Normal(resid),
-            false,
-        );
-        p(format!("{l}.attn.c_proj.bias"), vec![d], Init::Zeros, false);
-        p(format!("{l}.ln_2.weight"), vec![d], Init::Ones, false);
-        p(format!("{l}.ln_2.bias"), vec![d], Init::Zeros, false);
-        p(
-            format!("{l}.mlp.c_fc.weight"),
-            vec![d, inner],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.mlp.c_fc.bias"),
-            vec![inner],
-            Init::Zeros,
-            false,
-        );
-        p(
-            format!("{l}.mlp.c_proj.weight"),
-            vec![inner, d],
-            Init::Normal(resid),
-            false,
-        );
-        p(format!("{l}.mlp.c_proj.bias"), vec![d], Init::Zeros, false);
-    }
-    p("transformer.ln_f.weight".into(), vec![d], Init::Ones, false);
-    p("transformer.ln_f.bias".into(), vec![d], Init::Zeros, false);
-}
-
-/// The Llama part of [`param_specs`], in canonical order.
-fn llama_specs(arch: &Arch, p: &mut Push) {
-    let d = arch.d_model;
-    let (std, resid) = init_stds(arch);
-    p(
-        "model.embed_tokens.weight".into(),
-        vec![arch.vocab_size, d],
-        Init::Normal(std),
-        true,
-    );
-    for i in 0..arch.n_layer {
-        let inner = arch.d_inner[i];
-        let hd = arch.head_dim(i);
-        let (h, kv) = (arch.n_head[i], arch.n_kv_head[i]);
-        let l = format!("model.layers.{i}");
-        p(
-            format!("{l}.input_layernorm.weight"),
-            vec![d],
-            Init::Ones,
-            false,
-        );
-        p(
-            format!("{l}.self_attn.q_proj.weight"),
-            vec![h * hd, d],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.self_attn.k_proj.weight"),
-            vec![kv * hd, d],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.self_attn.v_proj.weight"),
-            vec![kv * hd, d],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.self_attn.o_proj.weight"),
-            vec![d, h * hd],
-            Init::Normal(resid),
-            false,
-        );
-        p(
-            format!("{l}.post_attention_layernorm.weight"),
-            vec![d],
-            Init::Ones,
-            false,
-        );
-        p(
-            format!("{l}.mlp.gate_proj.weight"),
-            vec![inner, d],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.mlp.up_proj.weight"),
-            vec![inner, d],
-            Init::Normal(std),
-            false,
-        );
-        p(
-            format!("{l}.mlp.down_proj.weight"),
-            vec![d, inner],
-            Init::Normal(resid),
-            false,
-        );
-    }
-    p("model.norm.weight".into(), vec![d], Init::Ones, false);
-    if !arch.tie_embeddings {
-        p(
-            "lm_head.weight".into(),
-            vec![arch.vocab_size, d],
-            Init::Normal(std),
-            true,
-        );
-    }
 }
 
 /// Tensors in a checkpoint that are buffers, not parameters, and are skipped on import.
