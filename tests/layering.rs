@@ -372,3 +372,78 @@ fn function_lengths_are_measured() {
         vec![("a".to_string(), 3), ("b".to_string(), 5)]
     );
 }
+
+/// Top-level modules in the order `src/lib.rs` declares them (`pub mod x;`), lowest layer first.
+fn layer_order(src: &Path) -> Vec<String> {
+    std::fs::read_to_string(src.join("lib.rs"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub mod "))
+        .map(|l| l.trim_end_matches(';').trim().to_string())
+        .collect()
+}
+
+/// Back edges allowed for now, each with the reason it is still there: `(from, to, why)`.
+const ALLOWED_BACK_EDGES: &[(&str, &str, &str)] = &[
+    (
+        "graph",
+        "quant",
+        "graph/read.rs checks quantized files with quant's layout (issue 22 item 4)",
+    ),
+    (
+        "graph",
+        "report",
+        "graph/read.rs formats counts with report::format (issue 22 item 4)",
+    ),
+    (
+        "job",
+        "quantize",
+        "job.rs runs calibration from quantize/ (issue 22 item 4)",
+    ),
+    (
+        "search",
+        "report",
+        "search writes its own reports (issue 22 item 4)",
+    ),
+];
+
+#[test]
+fn imports_run_down_the_layers_of_lib_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let order = layer_order(&src);
+    let rank = |m: &str| order.iter().position(|o| o == m);
+    let mods = modules(&src);
+    let mut problems = BTreeSet::new();
+    for (m, file) in &mods {
+        let Some(from) = m.first() else { continue };
+        let text = std::fs::read_to_string(file).unwrap();
+        if text.contains("@generated") {
+            continue;
+        }
+        let is_mod = file.file_name().unwrap() == "mod.rs";
+        for p in paths(&code(file), m, is_mod) {
+            let Some(to) = resolve(&mods, &p).and_then(|t| t.first()) else {
+                continue;
+            };
+            let (Some(a), Some(b)) = (rank(from), rank(to)) else {
+                problems.insert(format!(
+                    "{from} or {to} is not a `pub mod` line of src/lib.rs"
+                ));
+                continue;
+            };
+            if b > a
+                && !ALLOWED_BACK_EDGES
+                    .iter()
+                    .any(|(f, t, _)| f == from && t == to)
+            {
+                let rel = file.strip_prefix(&src).unwrap().display();
+                problems.insert(format!("{from} -> {to}: src/{rel} uses {}", p.join("::")));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "imports from a lower module to a higher one (order of src/lib.rs):\n{}",
+        problems.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
