@@ -391,11 +391,6 @@ const ALLOWED_BACK_EDGES: &[(&str, &str, &str)] = &[
         "graph/read.rs checks quantized files with quant's layout (issue 22 item 4)",
     ),
     (
-        "graph",
-        "report",
-        "graph/read.rs formats counts with report::format (issue 22 item 4)",
-    ),
-    (
         "job",
         "quantize",
         "job.rs runs calibration from quantize/ (issue 22 item 4)",

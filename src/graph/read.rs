@@ -192,7 +192,7 @@ impl OnnxInfo {
 /// with its graph-layout shape. A file whose metadata was edited, or written for another
 /// arch, fails here instead of being timed and reported with the wrong parameter counts.
 pub fn check_parameters(arch: &Arch, model: &ModelProto) -> Result<()> {
-    let th = crate::report::format::thousands;
+    let th = crate::util::format::thousands;
     let held = parameter_count(model);
     let claimed = arch.params().total;
     if held != claimed {

@@ -1,11 +1,10 @@
 //! Presentation: everything a person reads, from in-memory results. Terminal tables and lines
 //! ([`terminal`]), the search report `summary.md` ([`markdown`]), the frontier plot ([`plot`]),
-//! number formats ([`format`](mod@format)). Nothing here measures or decides; the CSV and JSON files are the
+//! number formats (from [`crate::util::format`]). Nothing here measures or decides; the CSV and JSON files are the
 //! serde form of the result types and are written where those types live.
 
-pub mod format;
 pub mod markdown;
 pub mod plot;
 pub mod terminal;
 
-pub use format::{mib, mib_number, thousands};
+pub use crate::util::format::{mib, mib_number, thousands};

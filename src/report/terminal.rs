@@ -3,7 +3,6 @@
 
 use std::fmt::Write;
 
-use super::format::{mib, mib_number, thousands};
 use crate::arch::Arch;
 use crate::backend::wgpu::AdapterReport;
 use crate::backend::RuntimeInfo;
@@ -14,6 +13,7 @@ use crate::profile::DeviceProfile;
 use crate::quantize::QuantResult;
 use crate::search::Outcome;
 use crate::thermal::{ThermalRecord, ThermalSample};
+use crate::util::format::{mib, mib_number, thousands};
 
 /// The `lts params` table.
 pub fn params_table(arch: &Arch, seq_len: usize) -> String {
