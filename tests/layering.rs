@@ -395,11 +395,6 @@ const ALLOWED_BACK_EDGES: &[(&str, &str, &str)] = &[
         "quantize",
         "job.rs runs calibration from quantize/ (issue 22 item 4)",
     ),
-    (
-        "search",
-        "report",
-        "search writes its own reports (issue 22 item 4)",
-    ),
 ];
 
 #[test]
