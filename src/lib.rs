@@ -27,6 +27,7 @@
 //! - [`quant`]: quantization schemes, int8/int4/fp16 arithmetic, calibration, quantized graphs.
 //! - [`reference`](mod@reference): a plain-Rust forward pass that graphs are checked against.
 //! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime, wgpu).
+//! - [`calibration`]: the ONNX Runtime pass that finds activation ranges for static int8.
 //! - [`measure`]: the measurement protocol and its statistics.
 //! - [`profile`]: device profiles (`devices/*.toml`): threads, thermal zones, cool-down, clocks.
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
@@ -68,6 +69,9 @@ pub mod reference;
 
 // Layer: runtimes.
 pub mod backend;
+
+// Layer: passes over a runtime.
+pub mod calibration;
 
 // Layer: measuring on a device.
 pub mod measure;
