@@ -22,9 +22,10 @@
 //! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantised to f32, Llama arch and
 //!   weights in Hugging Face layout.
 //! - [`thermal`]: temperatures, clocks and throttle state sampled around each measurement.
+//! - [`onnx`]: the ONNX protobuf types (generated) and the naming of graph constants.
+//! - [`quant`]: quantization schemes, int8/int4/fp16 arithmetic, calibration, quantized graphs.
 //! - [`graph`]: ONNX emission (prefill and decode graphs) with real initializers, and reading
 //!   exported files back.
-//! - [`quant`]: quantization schemes, int8/int4/fp16 arithmetic, calibration, quantized graphs.
 //! - [`reference`](mod@reference): a plain-Rust forward pass that graphs are checked against.
 //! - [`backend`]: runtimes that execute a candidate behind one trait (ONNX Runtime, wgpu).
 //! - [`calibration`]: the ONNX Runtime pass that finds activation ranges for static int8.
@@ -62,9 +63,12 @@ pub mod device;
 pub mod gguf;
 pub mod thermal;
 
-// Layer: graphs, quantized graphs and the oracle.
-pub mod graph;
+// Layer: the ONNX format, and quantized rewrites of ONNX graphs.
+pub mod onnx;
 pub mod quant;
+
+// Layer: graphs from an arch (and read back), and the oracle they are checked against.
+pub mod graph;
 pub mod reference;
 
 // Layer: runtimes.
