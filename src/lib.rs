@@ -34,7 +34,8 @@
 //! - [`job`]: the serde job description (arch + protocol + backend) a host can send to a board.
 //! - [`eval`]: `lts eval`: perplexity of a trained model on a text, KL divergence between two.
 //! - [`fetch`]: `lts fetch`: the pinned SmolLM2-135M GGUF and the Brown text into the cache.
-//! - [`quantize`]: `lts quantize`: calibration passes and fidelity of quantized graphs vs fp32.
+//! - [`fidelity`]: `lts quantize`: quantized graphs of a model judged against fp32 (SQNR, KLD,
+//!   top-1), and the bench over schemes.
 //! - [`remote`]: running jobs on boards: frames, authentication, the agent and the host fleet.
 //! - [`search`]: the LTS search, its settings, spaces and results folder.
 //! - [`report`]: presentation: terminal tables, `summary.md`, the frontier plot.
@@ -87,7 +88,7 @@ pub mod job;
 // Layer: passes built on jobs and runtimes, boards.
 pub mod eval;
 pub mod fetch;
-pub mod quantize;
+pub mod fidelity;
 pub mod remote;
 
 // Layer: the search.

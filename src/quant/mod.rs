@@ -3,7 +3,7 @@
 //! ([`calibrate`]), the rewrite of an fp32 graph into a quantized one ([`emit`]) and where
 //! that stores each parameter ([`layout`]), and the token sequences calibration and fidelity
 //! run on ([`sequences`]). Running calibration passes and judging fidelity
-//! against fp32 is [`crate::quantize`]'s job.
+//! against fp32 is [`crate::fidelity`]'s job.
 
 pub mod calibrate;
 pub mod emit;

@@ -1,9 +1,9 @@
-//! `lts quantize`: post-training quantization of one model with several schemes, each judged
-//! against fp32 on the same weights and inputs.
+//! Fidelity of quantized graphs (`lts quantize`): post-training quantization of one model with
+//! several schemes, each judged against fp32 on the same weights and inputs.
 //!
 //! For every scheme: a calibration pass where the scheme needs one (the fp32 prefill graph with
 //! each quantized activation added as an output, run on `calib` sequences, histograms per
-//! activation, ranges by the scheme's method: [`crate::quant::calibrate`]), the quantized
+//! activation, ranges by the scheme's method: [`crate::calibration`]), the quantized
 //! prefill and decode graphs ([`crate::quant::emit`]), and fidelity on `eval` other sequences:
 //! SQNR of the logits (dB), mean and p99 KL divergence of the next-token distributions (fp32 the
 //! reference, as llama.cpp's `--kl-divergence`), top-1 agreement, largest absolute logit error.
