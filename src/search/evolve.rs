@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::config::{Algo, EvaluatorSpec, SearchConfig};
-use super::evaluate::{Evaluator, Stage};
+use super::objectives::{Evaluator, Stage};
 use super::outcome::{Outcome, Reporter, RunOptions};
 use super::pareto;
 use super::quantized;

@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 
-use super::evaluate::Stage;
 use super::evolve::{Proposal, Search};
+use super::objectives::Stage;
 use super::pareto;
 use super::store::{HvReference, Record};
 

@@ -24,9 +24,9 @@
 
 pub mod classes;
 pub mod config;
-pub mod evaluate;
 mod evolve;
 mod front;
+pub mod objectives;
 pub mod outcome;
 pub mod pareto;
 mod publish;

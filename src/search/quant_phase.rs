@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::evaluate::{Measured, Stage};
+use super::objectives::{Measured, Stage};
 use super::quantized::{rows, write_csv, QuantRecord, QuantRow, QuantVariant, EVAL_SEQUENCES};
 use super::{store, EvaluatorSpec, Search};
 use crate::fidelity::Fp32Graphs;

@@ -30,7 +30,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::Evaluation;
+use super::objectives::Evaluation;
 use super::pareto;
 use crate::fidelity::Fidelity;
 use crate::quant::Scheme;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::config::{EvaluatorSpec, SearchConfig};
-use super::evaluate::{self, CostModel, Evaluator, Measured};
 use super::evolve::Search;
+use super::objectives::{self, CostModel, Evaluator, Measured};
 use super::outcome::{Outcome, RunOptions};
 use super::quantized;
 use super::store::{self, RunDir, RunInfo};
@@ -39,7 +39,7 @@ fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>
                 key,
             ));
         }
-        return Ok(Box::new(evaluate::Fleet {
+        return Ok(Box::new(objectives::Fleet {
             measured: Measured::new(cfg, backend),
             boards,
             run_id: run_id.to_string(),
