@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
-use crate::eval::score::Divergence;
+use crate::eval::metrics::Divergence;
 use crate::graph::onnx::ModelProto;
 use crate::graph::{self, GraphKind};
 use crate::quant::emit;
