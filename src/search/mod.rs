@@ -21,6 +21,11 @@
 //! Determinism and resume: the candidates of iteration `k` depend only on the seed, `k` and the
 //! measurements recorded before; the journal keeps every measurement, so `--resume` replays the
 //! run, reuses what was recorded and measures only the rest.
+//!
+//! Files: starting and resuming a run ([`run`]), the evolutionary loop (`evolve`), the frontier
+//! and its hypervolume (`front`), what a run writes as it goes (`publish`), what a run takes and
+//! returns, and the [`Reporter`] that renders its plots and `summary.md` ([`outcome`]; the
+//! search hands over rows and never renders, `crate::report` does).
 
 pub mod classes;
 pub mod config;
