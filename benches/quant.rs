@@ -4,7 +4,7 @@
 //!    weights): each scheme of `LTS_BENCH_QUANT_SCHEMES` quantized and judged against fp32 on 8
 //!    seeded sequences (16 calibration sequences, 128 tokens), and every variant timed with fp32
 //!    in **one interleaved loop** (a 128-token prefill, last-position logits, the default
-//!    protocol) by [`lts::quantize::bench::run`], the code of `lts quant-bench`. Printed: size,
+//!    protocol) by [`lts::fidelity::bench::run`], the code of `lts quant-bench`. Printed: size,
 //!    speedup vs fp32, SQNR, KLD, top-1, and the time to quantize (calibration excluded) with
 //!    the target: under 3 s per 125M-parameter candidate on 2 cores.
 //! 2. **The real checkpoint** (SmolLM2-135M-Instruct from `lts fetch smollm2-135m`, weights
@@ -26,11 +26,11 @@ use anyhow::{Context, Result};
 use lts::arch::Arch;
 use lts::backend::ort::OrtOptions;
 use lts::eval::{self, EvalConfig, ModelSource};
+use lts::fidelity::bench::{self, BenchConfig};
+use lts::fidelity::{quantize_one, slug, Fp32Graphs, Sequences};
 use lts::job::{BackendSpec, WeightsSpec};
 use lts::measure::Protocol;
 use lts::quant::Scheme;
-use lts::quantize::bench::{self, BenchConfig};
-use lts::quantize::{quantize_one, slug, Fp32Graphs, Sequences};
 use lts::workload::Logits;
 
 /// The schemes of both parts unless `LTS_BENCH_QUANT_SCHEMES` says otherwise.

@@ -276,8 +276,8 @@ pub fn calibration_sequences(
     arch: &Arch,
     workload: &Workload,
     eval: usize,
-) -> crate::quantize::Sequences {
-    crate::quantize::Sequences::seeded(
+) -> crate::quant::sequences::Sequences {
+    crate::quant::sequences::Sequences::seeded(
         arch,
         JOB_CALIB_SEQUENCES,
         eval,
@@ -303,7 +303,7 @@ fn build_quantized(
             intra_threads: crate::util::default_threads(),
             ..OrtOptions::default()
         };
-        Some(crate::quantize::calibrate(
+        Some(crate::calibration::calibrate(
             &prefill,
             scheme,
             &seqs.calib,

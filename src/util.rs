@@ -1,5 +1,8 @@
 //! Small helpers shared by several modules (atomic file writes, bounded reads of input files,
-//! RFC 3339 timestamps, a size-balanced thread pool).
+//! RFC 3339 timestamps, a size-balanced thread pool) and the number formats of every table
+//! ([`format`]).
+
+pub mod format;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -6,6 +6,9 @@
 //! edges); a path `crate::a::b::Item` (or `super::x`, `self::x`,
 //! `use crate::a::{b, c}`) is an edge to the longest module file it names. Cycles are found
 //! with Tarjan's strongly connected components and printed with their edges.
+//!
+//! Across top-level modules the edges also run one way down the layers: the order of the
+//! `pub mod` lines of `src/lib.rs`, lowest first ([`imports_run_down_the_layers_of_lib_rs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -430,4 +433,77 @@ fn family_checks_are_found() {
     let text = "let a = arch.family == Family::Llama;\nlet b = arch.parts().mlp;\n\
                 match f { Family::Gpt2 => 1, _ => 2 }\nif self.family != x {}\n";
     assert_eq!(family_checks(text).len(), 3);
+}
+
+/// Top-level modules in the order `src/lib.rs` declares them (`pub mod x;`), lowest layer first.
+fn layer_order(src: &Path) -> Vec<String> {
+    std::fs::read_to_string(src.join("lib.rs"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub mod "))
+        .map(|l| l.trim_end_matches(';').trim().to_string())
+        .collect()
+}
+
+/// Back edges allowed for now, each with the reason it is still there: `(from, to, why)`. An
+/// entry no import needs any more fails the test, so the list only shrinks.
+const ALLOWED_BACK_EDGES: &[(&str, &str, &str)] = &[];
+
+/// Layers (issue 22): a top-level module imports only itself and the modules `src/lib.rs`
+/// lists before it, so `lib.rs`'s `pub mod` order is the real layering, lowest first. Every
+/// offending import is printed with its file and path.
+#[test]
+fn imports_run_down_the_layers_of_lib_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let order = layer_order(&src);
+    let rank = |m: &str| order.iter().position(|o| o == m);
+    let mods = modules(&src);
+    let mut problems = BTreeSet::new();
+    let mut allowed_used = BTreeSet::new();
+    for (m, file) in &mods {
+        let Some(from) = m.first() else { continue };
+        let text = std::fs::read_to_string(file).unwrap();
+        if text.contains("@generated") {
+            continue;
+        }
+        let is_mod = file.file_name().unwrap() == "mod.rs";
+        for p in paths(&code(file), m, is_mod) {
+            let Some(to) = resolve(&mods, &p).and_then(|t| t.first()) else {
+                continue;
+            };
+            let (Some(a), Some(b)) = (rank(from), rank(to)) else {
+                problems.insert(format!(
+                    "{from} or {to} is not a `pub mod` line of src/lib.rs"
+                ));
+                continue;
+            };
+            if b <= a {
+                continue;
+            }
+            match ALLOWED_BACK_EDGES
+                .iter()
+                .position(|(f, t, _)| f == from && t == to)
+            {
+                Some(k) => {
+                    allowed_used.insert(k);
+                }
+                None => {
+                    let rel = file.strip_prefix(&src).unwrap().display();
+                    problems.insert(format!("{from} -> {to}: src/{rel} uses {}", p.join("::")));
+                }
+            }
+        }
+    }
+    for (k, (f, t, _)) in ALLOWED_BACK_EDGES.iter().enumerate() {
+        if !allowed_used.contains(&k) {
+            problems.insert(format!(
+                "{f} -> {t} is allowed but no longer imported: delete it"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "imports from a lower module to a higher one (order of src/lib.rs):\n{}",
+        problems.into_iter().collect::<Vec<_>>().join("\n")
+    );
 }

@@ -815,7 +815,7 @@ pub struct QuantBenchArgs {
     pub weights: WeightArgs,
     /// The grid of schemes (default: fp16; int8 dynamic and each static calibration method,
     /// per channel and per tensor; int4 b32 and b128 with and without zero points).
-    #[arg(long, default_value = crate::quantize::bench::DEFAULT_GRID)]
+    #[arg(long, default_value = crate::fidelity::bench::DEFAULT_GRID)]
     pub scheme: String,
     #[command(flatten)]
     pub calib: CalibArgs,

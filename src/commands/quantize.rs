@@ -4,8 +4,8 @@ use super::*;
 
 /// `lts quantize`.
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
+    use crate::fidelity::{self as q, Fp32Graphs};
     use crate::quant::Scheme;
-    use crate::quantize::{self as q, Fp32Graphs};
     let schemes = crate::quant::Scheme::parse_list(&args.scheme, args.calib.percentile)?;
     let (arch, weights, recorded) = match &args.onnx {
         Some(path) => {
@@ -156,8 +156,8 @@ fn quant_sequences(
     c: &CalibArgs,
     gguf: Option<&PathBuf>,
     seq_len: usize,
-) -> Result<crate::quantize::Sequences> {
-    use crate::quantize::Sequences;
+) -> Result<crate::fidelity::Sequences> {
+    use crate::fidelity::Sequences;
     if seq_len == 0 || seq_len > arch.n_positions {
         bail!(
             "--seq-len {seq_len} must be between 1 and the arch's {} positions",
@@ -207,7 +207,7 @@ fn quant_sequences(
 
 /// `lts quant-bench`.
 pub fn quant_bench(args: &QuantBenchArgs) -> Result<()> {
-    use crate::quantize::bench::{self, BenchConfig};
+    use crate::fidelity::bench::{self, BenchConfig};
     let mut schemes = crate::quant::Scheme::parse_list(&args.scheme, args.calib.percentile)?;
     schemes.retain(|s| !s.is_fp32());
     let arch = args.arch.resolve()?;

@@ -97,6 +97,7 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
 pub fn search(args: &SearchArgs) -> Result<()> {
     let opts = RunOptions {
         quiet: args.quiet || args.json,
+        reporter: Some(std::sync::Arc::new(report::search_files::SearchFiles)),
         ..RunOptions::default()
     };
     // Ctrl-C / SIGTERM finish the current journal record, write the reports and exit 130/143.
@@ -108,7 +109,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                 let outcomes = crate::search::classes::run_classes(
                     classes.into_iter().map(|c| (c, None)).collect(),
                     &dir,
-                    opts.quiet,
+                    &opts,
                 )?;
                 return print_class_outcomes(&outcomes, args.json);
             }
@@ -251,7 +252,7 @@ fn search_fleet(
             dir.display()
         );
     }
-    let outcomes = crate::search::classes::run_classes(runs, dir, opts.quiet)?;
+    let outcomes = crate::search::classes::run_classes(runs, dir, opts)?;
     print_class_outcomes(&outcomes, args.json)
 }
 

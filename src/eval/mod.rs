@@ -3,8 +3,8 @@
 //!
 //! The text is tokenized with the model's own tokenizer (the GGUF file's, [`crate::tokenizer`]),
 //! cut into windows of `ctx` tokens ([`windows`]), and each window runs from an empty cache
-//! through an all-logits prefill graph (ONNX Runtime) or our wgpu kernels ([`scorer`]). Negative
-//! log-likelihoods are summed in f64 ([`score`]). Two figures are reported, as llama.cpp's
+//! through an all-logits prefill graph (ONNX Runtime) or our wgpu kernels ([`models`]). Negative
+//! log-likelihoods are summed in f64 ([`metrics`]). Two figures are reported, as llama.cpp's
 //! `perplexity` tool and Hugging Face's guide do: the perplexity over every scored position,
 //! and over the second half of each window only (llama.cpp's figure: every token then has at
 //! least `ctx / 2` tokens of context). `--kld-against` follows llama.cpp's `--kl-divergence`:
@@ -26,14 +26,14 @@ use crate::job::BackendSpec;
 use crate::tokenizer::Tokenizer;
 use crate::workload::{estimate_memory, Logits, MemoryEstimate, MemoryLimit, Mode, Workload};
 
-pub mod score;
-pub mod scorer;
+pub mod metrics;
+pub mod models;
 pub mod windows;
 
-pub use score::{DivergenceSummary, Perplexity};
-pub use scorer::{ModelSource, OrtScorer, Scorer, WgpuScorer};
+pub use metrics::{DivergenceSummary, Perplexity};
+pub use models::{ModelSource, OrtScorer, Scorer, WgpuScorer};
 
-use score::{Divergence, NllSum};
+use metrics::{Divergence, NllSum};
 use windows::Window;
 
 /// The default window length (`--ctx`): 256 tokens.
@@ -546,7 +546,7 @@ pub fn score_window(
     let half_from = win.half_rows(ctx).start;
     for j in win.rows(ctx) {
         let target = tokens[win.start + j + 1] as usize;
-        let nll = score::nll(&logits[j * vocab..(j + 1) * vocab], target);
+        let nll = metrics::nll(&logits[j * vocab..(j + 1) * vocab], target);
         all.add(nll);
         if j >= half_from {
             half.add(nll);

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use super::io::CONST_PREFIX;
-use super::onnx::attribute_proto::AttributeType;
-use super::onnx::tensor_proto::DataType;
-use super::onnx::{AttributeProto, NodeProto, TensorProto};
 use super::tensors::{f32_le_bytes, i64_le_bytes};
+use crate::onnx::attribute_proto::AttributeType;
+use crate::onnx::tensor_proto::DataType;
+use crate::onnx::{AttributeProto, NodeProto, TensorProto};
 
 /// Accumulates nodes and initializers; constants are deduplicated by name.
 #[derive(Default)]

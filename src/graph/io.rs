@@ -12,7 +12,7 @@ pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
 
 /// Name prefix of initializers that are constants of the graph, not model parameters.
-pub const CONST_PREFIX: &str = "const.";
+pub use crate::onnx::CONST_PREFIX;
 
 /// Which of a candidate's two graphs to build (HF optimum's decoder pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use super::builder::{attr_int, attr_ints, Builder};
 use super::io::GraphKind;
 use super::layers::*;
-use super::onnx::tensor_proto::DataType;
 use crate::arch::Arch;
+use crate::onnx::tensor_proto::DataType;
 
 /// HF `LlamaRMSNorm`: `weight · x / sqrt(mean(x², last axis) + eps)`, written as
 /// Pow/ReduceMean/Add/Sqrt/Div/Mul (the pattern runtimes fuse into one normalization).

@@ -47,7 +47,7 @@ mod gpt2;
 mod io;
 mod layers;
 mod llama;
-pub mod onnx;
+pub use crate::onnx;
 pub mod read;
 mod tensors;
 
@@ -66,10 +66,12 @@ use anyhow::{bail, Result};
 use prost::Message;
 
 use crate::arch::{Arch, Family};
+use crate::onnx::tensor_proto::DataType;
+use crate::onnx::{
+    GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+};
 use crate::weights::Weights;
 use crate::workload::Logits;
-use onnx::tensor_proto::DataType;
-use onnx::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto};
 
 /// A serialized protobuf message cannot exceed 2 GiB; we keep a margin for the graph itself.
 const MAX_MODEL_BYTES: u64 = (2 << 30) - (64 << 20);

@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use prost::Message;
 
 use super::io::{GraphKind, CONST_PREFIX};
-use super::onnx::tensor_proto::DataType;
-use super::onnx::ModelProto;
 use super::tensors::{head_weight, parameter_count, stored_transposed};
 use crate::arch::Arch;
+use crate::onnx::tensor_proto::DataType;
+use crate::onnx::ModelProto;
 use crate::quant::scheme::Scheme;
 use crate::weights::{Tensor, Weights};
 use crate::workload::{Logits, RecordedWorkload, WORKLOAD_KEY, WORKLOAD_SOURCE_KEY};
@@ -192,7 +192,7 @@ impl OnnxInfo {
 /// with its graph-layout shape. A file whose metadata was edited, or written for another
 /// arch, fails here instead of being timed and reported with the wrong parameter counts.
 pub fn check_parameters(arch: &Arch, model: &ModelProto) -> Result<()> {
-    let th = crate::report::format::thousands;
+    let th = crate::util::format::thousands;
     let held = parameter_count(model);
     let claimed = arch.params().total;
     if held != claimed {

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use super::io::CONST_PREFIX;
-use super::onnx::tensor_proto::{DataLocation, DataType};
-use super::onnx::tensor_shape_proto::{dimension, Dimension};
-use super::onnx::{
+use crate::arch::parts::Naming;
+use crate::arch::Arch;
+use crate::onnx::tensor_proto::{DataLocation, DataType};
+use crate::onnx::tensor_shape_proto::{dimension, Dimension};
+use crate::onnx::{
     type_proto, ModelProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto,
 };
-use crate::arch::parts::Naming;
-use crate::arch::Arch;
 use crate::weights::{Tensor, Weights};
 
 /// Parameter data kept outside the ONNX protobuf, one in-memory "file" per parameter (named

@@ -24,9 +24,9 @@ use anyhow::{bail, Context, Result};
 
 use super::ops;
 use super::scheme::Scheme;
-use crate::graph::onnx::attribute_proto::AttributeType;
-use crate::graph::onnx::tensor_proto::DataType;
-use crate::graph::onnx::{
+use crate::onnx::attribute_proto::AttributeType;
+use crate::onnx::tensor_proto::DataType;
+use crate::onnx::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
     TensorProto,
 };
@@ -434,7 +434,7 @@ fn fp16(graph: &mut GraphProto) -> Result<()> {
     for init in graph.initializer.iter_mut() {
         let name = init.name.clone().unwrap_or_default();
         if init.data_type != Some(DataType::Float as i32)
-            || name.starts_with(crate::graph::CONST_PREFIX)
+            || name.starts_with(crate::onnx::CONST_PREFIX)
         {
             continue;
         }

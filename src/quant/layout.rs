@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{bail, Result};
 
 use super::scheme::Scheme;
-use crate::graph::onnx::GraphProto;
+use crate::onnx::GraphProto;
 
 /// How the fp32 graph uses one parameter, which decides what a scheme does with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -137,12 +137,12 @@ pub fn summary(
             r.d_model,
             r.d_inner.replace(';', " "),
             r.n_head.replace(';', " "),
-            super::format::thousands(r.decoder_params),
+            crate::util::format::thousands(r.decoder_params),
             r.latency_median_ms,
             r.latency_ci_low_ms,
             r.latency_ci_high_ms,
             r.latency_p90_ms,
-            super::format::mib_number(r.peak_memory_bytes)
+            crate::util::format::mib_number(r.peak_memory_bytes)
         );
     }
     if c.workload.mode == Mode::Generate {
@@ -205,13 +205,13 @@ fn quant_section(schemes: &[crate::quant::Scheme], rows: &[QuantRow]) -> String 
             "| `{}` | `{}` | {} | {:.3} | {:.3} | {:.2}x | {} | {} | {} | {:.1} | {:.2e} | {:.2e} | {:.1} | {} |",
             r.arch_id,
             r.scheme,
-            super::format::thousands(r.decoder_params),
+            crate::util::format::thousands(r.decoder_params),
             r.latency_median_ms,
             r.fp32_median_ms,
             r.speedup,
-            super::format::mib_number(Some(r.model_bytes)),
-            super::format::mib_number(Some(r.fp32_model_bytes)),
-            super::format::mib_number(r.peak_memory_bytes),
+            crate::util::format::mib_number(Some(r.model_bytes)),
+            crate::util::format::mib_number(Some(r.fp32_model_bytes)),
+            crate::util::format::mib_number(r.peak_memory_bytes),
             r.sqnr_db,
             r.kld_mean,
             r.kld_p99,

@@ -3,17 +3,17 @@
 
 use std::fmt::Write;
 
-use super::format::{mib, mib_number, thousands};
 use crate::arch::Arch;
 use crate::backend::wgpu::AdapterReport;
 use crate::backend::RuntimeInfo;
 use crate::device::DeviceInfo;
 use crate::eval::EvalResult;
+use crate::fidelity::QuantResult;
 use crate::job::JobResult;
 use crate::profile::DeviceProfile;
-use crate::quantize::QuantResult;
 use crate::search::Outcome;
 use crate::thermal::{ThermalRecord, ThermalSample};
+use crate::util::format::{mib, mib_number, thousands};
 
 /// The `lts params` table.
 pub fn params_table(arch: &Arch, seq_len: usize) -> String {

@@ -34,8 +34,9 @@ pub fn fleet_classes(dir: &Path) -> Result<Option<Vec<String>>> {
 pub fn run_classes(
     classes: Vec<(String, Option<SearchConfig>)>,
     dir: &Path,
-    quiet: bool,
+    opts: &RunOptions,
 ) -> Result<Vec<(String, Outcome)>> {
+    let quiet = opts.quiet;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let display = MultiProgress::with_draw_target(if quiet {
         ProgressDrawTarget::hidden()
@@ -51,6 +52,7 @@ pub fn run_classes(
                     quiet,
                     display: Some(display.clone()),
                     label: Some(class.clone()),
+                    reporter: opts.reporter.clone(),
                 };
                 let h = sc.spawn(move || match cfg {
                     Some(cfg) => run_new(cfg, &sub, &opts),

@@ -3,11 +3,11 @@
 
 use anyhow::{Context, Result};
 
-use super::evaluate::{Measured, Stage};
+use super::objectives::{Measured, Stage};
 use super::quantized::{rows, write_csv, QuantRecord, QuantRow, QuantVariant, EVAL_SEQUENCES};
 use super::{store, EvaluatorSpec, Search};
+use crate::fidelity::Fp32Graphs;
 use crate::job::{self, BackendSpec};
-use crate::quantize::Fp32Graphs;
 use crate::weights::Weights;
 use crate::workload::Logits;
 
@@ -63,7 +63,7 @@ impl Search {
             let seqs = job::calibration_sequences(&arch, &self.cfg.workload, EVAL_SEQUENCES);
             let mut variants = Vec::with_capacity(schemes.len());
             for (scheme, r) in schemes.iter().zip(results) {
-                let q = crate::quantize::quantize_one(&arch, &graphs, scheme, &seqs, &ort, None)
+                let q = crate::fidelity::quantize_one(&arch, &graphs, scheme, &seqs, &ort, None)
                     .with_context(|| format!("judging {scheme} of {id} against fp32"))?;
                 variants.push(QuantVariant {
                     scheme: scheme.clone(),

@@ -1,7 +1,7 @@
 //! `lts search --quantize int8-dynamic,int4:b32`: once the search has its final frontier, every
 //! frontier member is quantized with each scheme of [`SearchConfig::quantize`], timed
 //! **interleaved with its own fp32 graph** (one loop, round-robin: [`job::execute_interleaved`],
-//! the full protocol) and judged against it ([`crate::quantize::quantize_one`]: SQNR of the
+//! the full protocol) and judged against it ([`crate::fidelity::quantize_one`]: SQNR of the
 //! logits, KL divergence, top-1 agreement on seeded sequences disjoint from the calibration
 //! ones).
 //!
@@ -30,10 +30,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::Evaluation;
+use super::objectives::Evaluation;
 use super::pareto;
+use crate::fidelity::Fidelity;
 use crate::quant::Scheme;
-use crate::quantize::Fidelity;
 use crate::util::write_atomic;
 
 /// Seeded evaluation sequences each variant's fidelity is measured on (disjoint from the

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
-use super::evaluate::{Evaluation, Stage};
+use super::objectives::{Evaluation, Stage};
 use super::quantized::QuantRecord;
 use super::space::Genome;
 use crate::arch::{Arch, ParamCounts};

@@ -197,7 +197,7 @@ impl SearchSpace {
     pub fn check_static(&self, arch: &Arch) -> Result<(), String> {
         let c = &self.constraints;
         let p = arch.params().decoder;
-        let th = crate::report::format::thousands;
+        let th = crate::util::format::thousands;
         if let Some(min) = c.decoder_params_min {
             if p < min {
                 return Err(format!(
@@ -267,7 +267,7 @@ impl SearchSpace {
                 Ok(()) => {}
             }
         }
-        let th = crate::report::format::thousands;
+        let th = crate::util::format::thousands;
         let c = &self.constraints;
         let mut why = Vec::new();
         if too_large > 0 {
@@ -353,7 +353,7 @@ impl SearchSpace {
             let _ = writeln!(s, "  {name}: {}", c.describe());
         }
         let c = &self.constraints;
-        let th = crate::report::format::thousands;
+        let th = crate::util::format::thousands;
         let mut cons = Vec::new();
         match (c.decoder_params_min, c.decoder_params_max) {
             (None, None) => {}

@@ -493,7 +493,7 @@ fn constraints(
             ));
         }
     }
-    let th = crate::report::format::thousands;
+    let th = crate::util::format::thousands;
     if let Some(lo) = lo {
         let most = space.max_decoder_params();
         if *lo.get_ref() > most {

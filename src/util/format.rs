@@ -1,4 +1,4 @@
-//! Number formats shared by every table and report.
+//! Number formats shared by every table and report, and by messages that quote counts.
 
 /// Formats an integer with thousands separators: `85056000` -> `85,056,000`.
 pub fn thousands(n: u64) -> String {

@@ -1,9 +1,9 @@
-//! `lts quantize`: post-training quantization of one model with several schemes, each judged
-//! against fp32 on the same weights and inputs.
+//! Fidelity of quantized graphs (`lts quantize`): post-training quantization of one model with
+//! several schemes, each judged against fp32 on the same weights and inputs.
 //!
 //! For every scheme: a calibration pass where the scheme needs one (the fp32 prefill graph with
 //! each quantized activation added as an output, run on `calib` sequences, histograms per
-//! activation, ranges by the scheme's method: [`crate::quant::calibrate`]), the quantized
+//! activation, ranges by the scheme's method: [`crate::calibration`]), the quantized
 //! prefill and decode graphs ([`crate::quant::emit`]), and fidelity on `eval` other sequences:
 //! SQNR of the logits (dB), mean and p99 KL divergence of the next-token distributions (fp32 the
 //! reference, as llama.cpp's `--kl-divergence`), top-1 agreement, largest absolute logit error.
@@ -12,24 +12,26 @@
 
 pub mod bench;
 
+pub use crate::calibration::calibrate;
+pub use crate::quant::sequences::Sequences;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::backend::ort::{Ort, OrtOptions};
-use crate::eval::score::Divergence;
-use crate::graph::onnx::{type_proto, ModelProto, TypeProto, ValueInfoProto};
+use crate::eval::metrics::Divergence;
+use crate::graph::onnx::ModelProto;
 use crate::graph::{self, GraphKind};
-use crate::quant::calibrate::{self, Histogram};
-use crate::quant::emit::{self, Ranges};
-use crate::quant::scheme::{Calibration, Scheme};
+use crate::quant::emit;
+use crate::quant::scheme::Scheme;
 use crate::weights::Weights;
-use crate::workload::{Logits, Mode, Workload};
+use crate::workload::Logits;
 
 /// How a quantized model's outputs differ from fp32 on the same inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,167 +89,6 @@ impl FidelityAcc {
             positions: d.positions,
         })
     }
-}
-
-/// Calibration and evaluation sequences.
-#[derive(Clone, Debug)]
-pub struct Sequences {
-    /// Calibration inputs `[calib, seq_len]`.
-    pub calib: Array2<i64>,
-    /// Evaluation inputs `[eval, seq_len]`, disjoint from `calib`.
-    pub eval: Array2<i64>,
-    /// `seeded tokens (seed N)` or `text FILE`.
-    pub source: String,
-}
-
-impl Sequences {
-    /// Seeded random tokens: calibration from `seed`, evaluation from another stream.
-    pub fn seeded(arch: &Arch, calib: usize, eval: usize, seq_len: usize, seed: u64) -> Sequences {
-        let w = |batch, seed| Workload {
-            mode: Mode::Prefill,
-            batch,
-            seq_len,
-            new_tokens: 0,
-            logits: Logits::All,
-            seed,
-        };
-        Sequences {
-            calib: crate::workload::inputs(arch, &w(calib, seed)).0,
-            eval: crate::workload::inputs(arch, &w(eval, seed ^ 0x9e37_79b9_7f4a_7c15)).0,
-            source: format!("seeded tokens (seed {seed})"),
-        }
-    }
-
-    /// Consecutive windows of `ids` (a tokenized text): the first `calib` for calibration, the
-    /// next `eval` for evaluation.
-    pub fn from_tokens(
-        ids: &[u32],
-        calib: usize,
-        eval: usize,
-        seq_len: usize,
-        what: &str,
-    ) -> Result<Sequences> {
-        let need = (calib + eval) * seq_len;
-        if ids.len() < need {
-            bail!(
-                "{what} has {} tokens; --calib {calib} + --eval {eval} windows of --seq-len {seq_len} need {need}: lower them or give a longer text",
-                ids.len()
-            );
-        }
-        let rows = |from: usize, n: usize| {
-            Array2::from_shape_fn((n, seq_len), |(r, c)| {
-                i64::from(ids[(from + r) * seq_len + c])
-            })
-        };
-        Ok(Sequences {
-            calib: rows(0, calib),
-            eval: rows(calib, eval),
-            source: format!("text {what}"),
-        })
-    }
-}
-
-/// The fp32 prefill graph with every activation a scheme quantizes added as a graph output.
-fn augmented(model: &ModelProto, scheme: &Scheme) -> Result<(ModelProto, Vec<String>)> {
-    let mut m = model.clone();
-    let g = m.graph.as_mut().context("no graph")?;
-    let mut names: Vec<String> = emit::scheme_targets(g, scheme)?
-        .into_iter()
-        .map(|t| t.input)
-        .collect();
-    names.sort();
-    names.dedup();
-    for n in &names {
-        g.output.push(ValueInfoProto {
-            name: Some(n.clone()),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: Some(1),
-                    shape: None,
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
-    Ok((m, names))
-}
-
-/// Calibrated ranges of the activations `scheme` quantizes: the fp32 `prefill` graph run on
-/// every calibration sequence, one histogram per activation.
-pub fn calibrate(
-    prefill: &ModelProto,
-    scheme: &Scheme,
-    calib: &Array2<i64>,
-    ort: &OrtOptions,
-) -> Result<Ranges> {
-    let Scheme::Int8Static {
-        calibration,
-        percentile,
-        symmetric,
-        ..
-    } = scheme
-    else {
-        return Ok(Ranges::new());
-    };
-    let (model, names) = augmented(prefill, scheme)?;
-    let mut session = Ort::load()?.session(&graph::to_bytes(&model), ort)?;
-    // Two passes, as ONNX Runtime's calibrator sees the data: its `collect_data` hands every
-    // batch to one histogram whose 2048 bins span the largest |x| of all of them. Pass 1 finds
-    // that |x| per activation; pass 2 fills the histograms on those fixed grids (filled one
-    // sequence at a time, a histogram would grow with each new maximum and end on other bins).
-    let mut amax: BTreeMap<String, f32> = BTreeMap::new();
-    for_each_output(&mut session, calib, &names, &mut |n, data| {
-        let m = data.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let e = amax.entry(n.to_string()).or_insert(0.0);
-        *e = e.max(m);
-        Ok(())
-    })?;
-    let mut hists: BTreeMap<String, Histogram> = BTreeMap::new();
-    for_each_output(&mut session, calib, &names, &mut |n, data| {
-        if !hists.contains_key(n) {
-            let h = Histogram::with_threshold(calibrate::DEFAULT_NUM_BINS, amax[n])
-                .with_context(|| format!("calibration histogram of {n}"))?;
-            hists.insert(n.to_string(), h);
-        }
-        hists
-            .get_mut(n)
-            .expect("inserted above")
-            .add(data)
-            .with_context(|| format!("calibration histogram of {n}"))
-    })?;
-    let method = match calibration {
-        Calibration::Minmax => calibrate::CalibMethod::MinMax,
-        Calibration::Percentile => calibrate::CalibMethod::Percentile(*percentile),
-        Calibration::Mse => calibrate::CalibMethod::Mse,
-        Calibration::Entropy => calibrate::CalibMethod::Entropy,
-    };
-    hists
-        .into_iter()
-        .map(|(n, h)| {
-            let r = calibrate::range(&h, method, *symmetric)
-                .with_context(|| format!("calibrating {n}"))?;
-            Ok((n, r))
-        })
-        .collect()
-}
-
-/// Runs `session` on every row of `ids` and hands each of the outputs `names` to `f`.
-fn for_each_output(
-    session: &mut ort::session::Session,
-    ids: &Array2<i64>,
-    names: &[String],
-    f: &mut dyn FnMut(&str, &[f32]) -> Result<()>,
-) -> Result<()> {
-    for row in ids.rows() {
-        let ids = row.to_owned().insert_axis(ndarray::Axis(0));
-        let out = session.run(ort::inputs!["input_ids" => ort::value::Tensor::from_array(ids)?])?;
-        for n in names {
-            let (_, data) = out[n.as_str()].try_extract_tensor::<f32>()?;
-            f(n, data)?;
-        }
-    }
-    Ok(())
 }
 
 /// Fidelity of `quantized` against `fp32` (both all-logits prefill graphs) on `eval`.
