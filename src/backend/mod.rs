@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 pub mod ort;
 pub mod ortlib;
 pub mod simulated;
+pub mod spec;
 pub mod wgpu;
+
+pub use spec::{Backend, BackendSpec};
 
 /// Greedy sampling: the index of the largest logit of `row` (the first one on ties), the token
 /// a generate run feeds to its next step on every backend.

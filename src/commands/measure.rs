@@ -169,7 +169,7 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
     let interleave = jobs.len() > 1
         && jobs
             .iter()
-            .all(|j| matches!(j.backend, BackendSpec::Ort(_)));
+            .all(|j| j.backend.backend().supports_quantized());
     if interleave {
         results = job::execute_interleaved(&jobs).context("measuring the --quant variants")?;
         if !args.json {
