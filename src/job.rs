@@ -22,7 +22,7 @@ use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
 use crate::workload::{estimate_memory, Logits, MemoryLimit};
 
-pub use crate::backend::BackendSpec;
+pub use crate::backend::spec::BackendSpec;
 pub use crate::workload::{Mode, Workload};
 
 /// Where the weights of the timed model come from.
