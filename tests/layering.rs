@@ -380,11 +380,11 @@ fn function_lengths_are_measured() {
 const BACKEND_VARIANTS_LEFT: &[(&str, usize)] = &[
     ("commands/eval.rs", 2),
     ("commands/measure.rs", 2),
-    ("commands/search.rs", 5),
+    ("commands/search.rs", 2),
     ("eval/mod.rs", 3),
     ("job.rs", 4),
     ("quantize/bench.rs", 1),
-    ("search/config.rs", 7),
+    ("search/config.rs", 1),
     ("search/mod.rs", 1),
     ("search/quant_phase.rs", 2),
 ];

@@ -87,6 +87,12 @@ pub trait Backend {
         Ok(())
     }
 
+    /// Checks, before a run folder is created, that the backend can run on this machine
+    /// (the runtime library loads, the GPU adapter, precision and timer exist).
+    fn preflight(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The backend part of the terminal report's workload line, from the runtime that ran.
     fn describe(&self, runtime: &RuntimeInfo) -> String {
         format!("{} {}", runtime.name, runtime.version)

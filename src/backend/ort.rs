@@ -97,6 +97,11 @@ impl super::Backend for OrtOptions {
         OrtOptions::validate(self)
     }
 
+    fn preflight(&self) -> Result<()> {
+        Ort::load()?;
+        Ok(())
+    }
+
     fn describe(&self, runtime: &RuntimeInfo) -> String {
         format!(
             "{} {} ({}), {} intra / {} inter threads, opt {:?}",

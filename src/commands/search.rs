@@ -132,22 +132,8 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                         )?;
                     }
                 }
-                EvaluatorSpec::Measure {
-                    backend: BackendSpec::Ort(_),
-                } => {
-                    Ort::load()?;
-                }
-                EvaluatorSpec::Measure {
-                    backend: BackendSpec::Wgpu(o),
-                } => {
-                    let gpu = crate::backend::wgpu::Gpu::shared(o.adapter)?;
-                    gpu.resolve_precision(o.precision)?;
-                    gpu.resolve_timer(o.timer)?;
-                }
-                EvaluatorSpec::Measure {
-                    backend: BackendSpec::CostModel(_),
-                }
-                | EvaluatorSpec::CostModel { .. } => {}
+                EvaluatorSpec::Measure { backend } => backend.backend().preflight()?,
+                EvaluatorSpec::CostModel { .. } => {}
             }
             let dir = args.out.join(run_id_for(args, &cfg));
             if let Some(fleet) = &args.agents {

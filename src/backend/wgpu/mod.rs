@@ -115,6 +115,13 @@ impl super::Backend for WgpuOptions {
         "wgpu"
     }
 
+    fn preflight(&self) -> Result<()> {
+        let gpu = Gpu::shared(self.adapter)?;
+        gpu.resolve_precision(self.precision)?;
+        gpu.resolve_timer(self.timer)?;
+        Ok(())
+    }
+
     fn describe(&self, runtime: &super::RuntimeInfo) -> String {
         format!(
             "{} {}: {}",
