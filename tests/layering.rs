@@ -385,7 +385,6 @@ const BACKEND_VARIANTS_LEFT: &[(&str, usize)] = &[
     ("job.rs", 4),
     ("quantize/bench.rs", 1),
     ("search/config.rs", 1),
-    ("search/mod.rs", 1),
     ("search/quant_phase.rs", 2),
 ];
 

@@ -35,6 +35,11 @@ impl BackendSpec {
         }
     }
 
+    /// The cost model at `gflops` GFLOP/s, the backend a fleet dry run sends its boards.
+    pub fn cost_model(gflops: f64) -> BackendSpec {
+        BackendSpec::CostModel(super::simulated::CostModelOptions { gflops })
+    }
+
     /// Short name for tables and CSV columns: `ort`, `wgpu` or `cost-model`.
     pub fn name(&self) -> &'static str {
         self.backend().name()

@@ -65,13 +65,13 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
                 .context("--quantize")?;
     }
     let profile = load_profile(&args.profile)?;
-    let mut ort = match &profile {
-        Some(p) => p.apply_ort(OrtOptions::default()),
-        None => OrtOptions::default(),
-    };
-    if let Some(n) = args.threads {
-        ort.intra_threads = n;
+    let ort = super::OrtFlags {
+        opt_level: OrtOptions::default().opt_level,
+        threads: args.threads,
+        inter_threads: None,
+        no_spin: false,
     }
+    .to_ort(profile.as_ref());
     if let Some(p) = profile {
         cfg.thermal = p.thermal;
         cfg.device_profile = Some(p.name);
