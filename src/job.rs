@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, ParamCounts, DEFAULT_MAX_PARAMS};
 use crate::backend::ort::{Ort, OrtGenerator, OrtOptions, OrtRunner};
-use crate::backend::simulated::{CostModelOptions, SleepRunner};
+use crate::backend::simulated::SleepRunner;
 use crate::backend::wgpu::model::{runtime_info, WgpuRunner};
-use crate::backend::wgpu::{Gpu, WgpuOptions};
+use crate::backend::wgpu::Gpu;
 use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
 use crate::graph::{self, GraphKind, OnnxFile};
 use crate::measure::{self, Measurement, Protocol, Stats};
@@ -22,6 +22,7 @@ use crate::thermal::{self, ThermalRecord, ThermalSettings};
 use crate::weights::Weights;
 use crate::workload::{estimate_memory, Logits, MemoryLimit};
 
+pub use crate::backend::spec::BackendSpec;
 pub use crate::workload::{Mode, Workload};
 
 /// Where the weights of the timed model come from.
@@ -49,31 +50,6 @@ pub enum WeightsSpec {
         /// Path of the `.gguf` file.
         path: PathBuf,
     },
-}
-
-/// Which backend runs the job, with its settings.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "name", rename_all = "lowercase")]
-pub enum BackendSpec {
-    /// ONNX Runtime.
-    Ort(OrtOptions),
-    /// Our WGSL kernels through wgpu.
-    Wgpu(WgpuOptions),
-    /// The analytic cost model: each run sleeps its modelled time; measures nothing
-    /// ([`crate::backend::simulated`]).
-    #[serde(rename = "cost-model")]
-    CostModel(CostModelOptions),
-}
-
-impl BackendSpec {
-    /// Short name for tables and CSV columns: `ort`, `wgpu` or `cost-model`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BackendSpec::Ort(_) => "ort",
-            BackendSpec::Wgpu(_) => "wgpu",
-            BackendSpec::CostModel(_) => "cost-model",
-        }
-    }
 }
 
 /// One measurement job.
@@ -586,11 +562,7 @@ fn check_job(job: &Job) -> Result<()> {
         .check(estimate_memory(&job.arch, &job.workload), "this workload")?;
     job.protocol.validate()?;
     job.thermal.validate()?;
-    match &job.backend {
-        BackendSpec::Ort(o) => o.validate()?,
-        BackendSpec::CostModel(o) => o.validate()?,
-        BackendSpec::Wgpu(_) => {}
-    }
+    job.backend.backend().validate()?;
     Ok(())
 }
 
@@ -604,7 +576,7 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
     };
     for job in jobs {
         check_job(job)?;
-        if !matches!(job.backend, BackendSpec::Ort(_)) {
+        if !job.backend.backend().supports_quantized() {
             bail!("interleaved measurement runs ONNX Runtime jobs only");
         }
         if job.protocol != first.protocol || job.workload != first.workload {
@@ -712,6 +684,7 @@ fn result_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::wgpu::WgpuOptions;
 
     #[test]
     fn job_round_trips_as_json() {

@@ -7,6 +7,20 @@
 //!   runs; measures nothing).
 //!
 //! Both time the same seeded inputs ([`crate::workload::inputs`]) under the same protocol.
+//!
+//! The seam: [`spec::BackendSpec`] says which backend runs a job (serde data, sent to agents
+//! and written in journals); [`Backend`] is what callers ask of it (name, whether it computes
+//! real numbers, quantized graphs, validation, its terminal description) through
+//! [`spec::BackendSpec::backend`], the one `match` on the kinds.
+//!
+//! A new backend touches:
+//! 1. its own file or folder here (`backend/NAME.rs`): an options type (serde, `Default`), its
+//!    [`Runner`], and `impl Backend for` the options type;
+//! 2. `pub mod NAME;` above;
+//! 3. one variant in [`spec::BackendSpec`] and one arm in [`spec::BackendSpec::backend`];
+//! 4. the clap flag that selects it (`cli/mod.rs`) and, until they move onto the seam, the
+//!    files listed in `tests/layering.rs`'s `BACKEND_VARIANTS_LEFT` (preparing a runner in
+//!    `job.rs`, a scorer in `eval/mod.rs`).
 
 use std::time::Duration;
 
@@ -16,6 +30,7 @@ pub mod ort;
 pub mod ort_forward;
 pub mod ortlib;
 pub mod simulated;
+pub mod spec;
 pub mod wgpu;
 
 /// Greedy sampling: the index of the largest logit of `row` (the first one on ties), the token
@@ -47,6 +62,41 @@ pub trait Runner {
     /// allocate device memory; `None` for host-memory runtimes (their peak is the process RSS).
     fn gpu_buffer_bytes(&self) -> Option<u64> {
         None
+    }
+}
+
+/// What a caller needs from a backend, asked through [`BackendSpec::backend`] instead of a
+/// `match` on the spec's variants. One impl per backend ([`spec::BackendSpec::backend`] maps a spec to it), on its options type, in its own file.
+pub trait Backend {
+    /// Short name for tables and CSV columns: `ort`, `wgpu` or `cost-model`.
+    fn name(&self) -> &'static str;
+
+    /// Whether runs compute real numbers (a timing and logits); `false` for the cost model,
+    /// whose runs sleep their modelled time and measure nothing.
+    fn computes(&self) -> bool {
+        true
+    }
+
+    /// Whether the backend runs quantized ONNX graphs (`--quant` variants, interleaved
+    /// measurement).
+    fn supports_quantized(&self) -> bool {
+        false
+    }
+
+    /// Checks the settings before anything runs (thread counts, rates, ...).
+    fn validate(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Checks, before a run folder is created, that the backend can run on this machine
+    /// (the runtime library loads, the GPU adapter, precision and timer exist).
+    fn preflight(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The backend part of the terminal report's workload line, from the runtime that ran.
+    fn describe(&self, runtime: &RuntimeInfo) -> String {
+        format!("{} {}", runtime.name, runtime.version)
     }
 }
 

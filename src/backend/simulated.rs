@@ -24,6 +24,27 @@ pub struct CostModelOptions {
     pub gflops: f64,
 }
 
+impl super::Backend for CostModelOptions {
+    fn name(&self) -> &'static str {
+        "cost-model"
+    }
+
+    fn computes(&self) -> bool {
+        false
+    }
+
+    fn validate(&self) -> Result<()> {
+        CostModelOptions::validate(self)
+    }
+
+    fn describe(&self, _runtime: &RuntimeInfo) -> String {
+        format!(
+            "cost model at {} GFLOP/s: runs slept their modelled time, NOT measured",
+            self.gflops
+        )
+    }
+}
+
 impl CostModelOptions {
     /// The throughput must be a positive finite number.
     pub fn validate(&self) -> Result<()> {

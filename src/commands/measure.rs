@@ -98,22 +98,13 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         }
     };
     let profile = load_profile(&args.profile)?;
-    let mut ort = OrtOptions {
+    let ort = super::OrtFlags {
         opt_level: args.opt_level,
-        ..OrtOptions::default()
-    };
-    if let Some(p) = &profile {
-        ort = p.apply_ort(ort);
+        threads: args.threads,
+        inter_threads: args.inter_threads,
+        no_spin: args.no_spin,
     }
-    if let Some(n) = args.threads {
-        ort.intra_threads = n;
-    }
-    if let Some(n) = args.inter_threads {
-        ort.inter_threads = n;
-    }
-    if args.no_spin {
-        ort.allow_spinning = false;
-    }
+    .to_ort(profile.as_ref());
     // Before any weights or graph are built.
     ort.validate()?;
     // Printed before the checks: a workload taken from the file explains their errors.
@@ -169,7 +160,7 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
     let interleave = jobs.len() > 1
         && jobs
             .iter()
-            .all(|j| matches!(j.backend, BackendSpec::Ort(_)));
+            .all(|j| j.backend.backend().supports_quantized());
     if interleave {
         results = job::execute_interleaved(&jobs).context("measuring the --quant variants")?;
         if !args.json {

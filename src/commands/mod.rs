@@ -120,6 +120,43 @@ pub fn workload_from(
 }
 /// Loads `--device-profile` and prints, on stderr, what it sets and where this machine does not
 /// match it.
+/// The ONNX Runtime flags of `lts measure` and `lts search`, translated in one place (after
+/// ripgrep's `HiArgs::from_low_args`): the base settings, then the device profile's, then each
+/// flag given on the command line.
+pub struct OrtFlags {
+    /// `--opt-level` (search has none: the default).
+    pub opt_level: crate::backend::ort::OptLevel,
+    /// `--threads`.
+    pub threads: Option<usize>,
+    /// `--inter-threads` (measure only).
+    pub inter_threads: Option<usize>,
+    /// `--no-spin` (measure only).
+    pub no_spin: bool,
+}
+
+impl OrtFlags {
+    /// The ONNX Runtime settings these flags give over `profile`'s.
+    pub fn to_ort(&self, profile: Option<&DeviceProfile>) -> OrtOptions {
+        let mut ort = OrtOptions {
+            opt_level: self.opt_level,
+            ..OrtOptions::default()
+        };
+        if let Some(p) = profile {
+            ort = p.apply_ort(ort);
+        }
+        if let Some(n) = self.threads {
+            ort.intra_threads = n;
+        }
+        if let Some(n) = self.inter_threads {
+            ort.inter_threads = n;
+        }
+        if self.no_spin {
+            ort.allow_spinning = false;
+        }
+        ort
+    }
+}
+
 pub fn load_profile(args: &ProfileArgs) -> Result<Option<DeviceProfile>> {
     let Some(path) = &args.device_profile else {
         return Ok(None);

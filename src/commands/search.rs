@@ -65,13 +65,13 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
                 .context("--quantize")?;
     }
     let profile = load_profile(&args.profile)?;
-    let mut ort = match &profile {
-        Some(p) => p.apply_ort(OrtOptions::default()),
-        None => OrtOptions::default(),
-    };
-    if let Some(n) = args.threads {
-        ort.intra_threads = n;
+    let ort = super::OrtFlags {
+        opt_level: OrtOptions::default().opt_level,
+        threads: args.threads,
+        inter_threads: None,
+        no_spin: false,
     }
+    .to_ort(profile.as_ref());
     if let Some(p) = profile {
         cfg.thermal = p.thermal;
         cfg.device_profile = Some(p.name);
@@ -133,22 +133,8 @@ pub fn search(args: &SearchArgs) -> Result<()> {
                         )?;
                     }
                 }
-                EvaluatorSpec::Measure {
-                    backend: BackendSpec::Ort(_),
-                } => {
-                    Ort::load()?;
-                }
-                EvaluatorSpec::Measure {
-                    backend: BackendSpec::Wgpu(o),
-                } => {
-                    let gpu = crate::backend::wgpu::Gpu::shared(o.adapter)?;
-                    gpu.resolve_precision(o.precision)?;
-                    gpu.resolve_timer(o.timer)?;
-                }
-                EvaluatorSpec::Measure {
-                    backend: BackendSpec::CostModel(_),
-                }
-                | EvaluatorSpec::CostModel { .. } => {}
+                EvaluatorSpec::Measure { backend } => backend.backend().preflight()?,
+                EvaluatorSpec::CostModel { .. } => {}
             }
             let dir = args.out.join(run_id_for(args, &cfg));
             if let Some(fleet) = &args.agents {

@@ -135,27 +135,7 @@ pub fn measurement_table(r: &JobResult) -> String {
         thousands(r.params.decoder),
         thousands(r.params.total)
     );
-    let backend = match &r.backend {
-        crate::job::BackendSpec::Ort(o) => format!(
-            "{} {} ({}), {} intra / {} inter threads, opt {:?}",
-            r.runtime.name,
-            r.runtime.version,
-            o.provider,
-            o.intra_threads,
-            o.inter_threads,
-            o.opt_level
-        ),
-        crate::job::BackendSpec::Wgpu(_) => format!(
-            "{} {}: {}",
-            r.runtime.name,
-            r.runtime.version,
-            r.runtime.providers.join("; ")
-        ),
-        crate::job::BackendSpec::CostModel(o) => format!(
-            "cost model at {} GFLOP/s: runs slept their modelled time, NOT measured",
-            o.gflops
-        ),
-    };
+    let backend = r.backend.backend().describe(&r.runtime);
     let _ = writeln!(s, "{}, batch {}  |  {backend}", w.describe(), w.batch);
     let _ = writeln!(
         s,

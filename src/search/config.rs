@@ -282,21 +282,14 @@ impl SearchConfig {
                 *gflops > 0.0 && gflops.is_finite(),
                 "--cost-gflops must be > 0"
             ),
-            EvaluatorSpec::Measure {
-                backend: BackendSpec::Ort(o),
-            } => o.validate()?,
-            // Adapter, precision and timer are checked against the GPU before the run folder
-            // is created (`commands::search::search`); nothing about them is wrong on every machine.
-            EvaluatorSpec::Measure {
-                backend: BackendSpec::Wgpu(_),
-            } => {}
             // The search names the cost model as its own evaluator kind; a job backend of that
             // name appears only in the jobs a fleet is sent.
-            EvaluatorSpec::Measure {
-                backend: BackendSpec::CostModel(_),
-            } => anyhow::bail!(
+            EvaluatorSpec::Measure { backend } if !backend.backend().computes() => anyhow::bail!(
                 "run.json: evaluator `measure` with backend `cost-model` is written as evaluator `cost-model`"
             ),
+            // A GPU's adapter, precision and timer are checked against it before the run folder
+            // is created (`commands::search::search`); nothing about them is wrong on every machine.
+            EvaluatorSpec::Measure { backend } => backend.backend().validate()?,
         }
         Ok(())
     }
@@ -309,18 +302,11 @@ impl SearchConfig {
             return Ok(());
         }
         match &self.evaluator {
-            EvaluatorSpec::Measure {
-                backend: BackendSpec::Ort(_),
-            } => {}
-            EvaluatorSpec::Measure {
-                backend: BackendSpec::Wgpu(_),
-            } => anyhow::bail!(
+            EvaluatorSpec::Measure { backend } if backend.backend().supports_quantized() => {}
+            EvaluatorSpec::Measure { backend } if backend.backend().computes() => anyhow::bail!(
                 "--quantize: quantized graphs run on ONNX Runtime only; drop --quantize or use --backend ort"
             ),
-            EvaluatorSpec::CostModel { .. }
-            | EvaluatorSpec::Measure {
-                backend: BackendSpec::CostModel(_),
-            } => anyhow::bail!(
+            EvaluatorSpec::CostModel { .. } | EvaluatorSpec::Measure { .. } => anyhow::bail!(
                 "--quantize needs measured latencies (the cost model cannot tell a quantized graph from fp32); drop --quantize or use --backend ort"
             ),
         }

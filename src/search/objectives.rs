@@ -169,9 +169,10 @@ impl Measured {
         let m = r.measurement;
         // A board that slept its modelled time used no memory for the model: report the
         // model's, as the cost model does on this machine.
-        let peak_memory_bytes = match r.backend {
-            BackendSpec::CostModel(_) => Some(modelled_memory(&r.arch, &r.workload)),
-            _ => m.memory.gpu_buffer_bytes.or(m.memory.peak_delta_bytes),
+        let peak_memory_bytes = if r.backend.backend().computes() {
+            m.memory.gpu_buffer_bytes.or(m.memory.peak_delta_bytes)
+        } else {
+            Some(modelled_memory(&r.arch, &r.workload))
         };
         Evaluation {
             stats: m.stats.clone(),

@@ -19,11 +19,7 @@ fn make_evaluator(cfg: &SearchConfig, run_id: &str) -> Result<Box<dyn Evaluator>
         // A fleet dry run: the boards sleep each job's modelled time.
         let backend = match &cfg.evaluator {
             EvaluatorSpec::Measure { backend } => backend.clone(),
-            EvaluatorSpec::CostModel { gflops } => {
-                BackendSpec::CostModel(crate::backend::simulated::CostModelOptions {
-                    gflops: *gflops,
-                })
-            }
+            EvaluatorSpec::CostModel { gflops } => BackendSpec::cost_model(*gflops),
         };
         let mut boards = Vec::new();
         for a in &cfg.agents {

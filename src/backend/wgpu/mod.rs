@@ -110,6 +110,28 @@ impl crate::choice::Choice for GpuTimer {
     ];
 }
 
+impl super::Backend for WgpuOptions {
+    fn name(&self) -> &'static str {
+        "wgpu"
+    }
+
+    fn preflight(&self) -> Result<()> {
+        let gpu = Gpu::shared(self.adapter)?;
+        gpu.resolve_precision(self.precision)?;
+        gpu.resolve_timer(self.timer)?;
+        Ok(())
+    }
+
+    fn describe(&self, runtime: &super::RuntimeInfo) -> String {
+        format!(
+            "{} {}: {}",
+            runtime.name,
+            runtime.version,
+            runtime.providers.join("; ")
+        )
+    }
+}
+
 /// wgpu backend settings, recorded with every measurement.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
