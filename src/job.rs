@@ -6,15 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, ParamCounts, DEFAULT_MAX_PARAMS};
-use crate::backend::ort::{Ort, OrtGenerator, OrtOptions, OrtRunner};
-use crate::backend::simulated::SleepRunner;
-use crate::backend::wgpu::model::{runtime_info, WgpuRunner};
-use crate::backend::wgpu::Gpu;
-use crate::backend::{FirstTokenLog, Runner, RuntimeInfo};
+use crate::backend::onnx_model::OrtModel;
+use crate::backend::ort::OrtOptions;
+use crate::backend::{self, FirstTokenLog, ModelSource, Prepared, RuntimeInfo};
 use crate::graph::{self, GraphKind, OnnxFile};
 use crate::measure::{self, Measurement, Protocol, Stats};
 use crate::quant::scheme::Scheme;
@@ -144,25 +142,6 @@ pub fn graphs_for(workload: &Workload) -> Vec<(GraphKind, Logits)> {
     match workload.mode {
         Mode::Prefill => vec![(GraphKind::Prefill, workload.logits)],
         Mode::Decode | Mode::Generate => vec![(GraphKind::Decode, Logits::Last)],
-    }
-}
-
-/// The model of an ONNX Runtime job: the serialized graphs ([`graphs_for`] order) and, unless
-/// they came from a self-contained file, the parameter data they reference
-/// ([`graph::ExternalFiles`], shared by the graphs).
-pub struct OrtModel {
-    /// Serialized ONNX graphs.
-    pub graphs: Vec<Vec<u8>>,
-    /// In-memory external data of their initializers (empty for a self-contained file).
-    pub files: graph::ExternalFiles,
-}
-
-impl OrtModel {
-    /// Bytes of the model: graphs plus parameter data (counted once).
-    pub fn bytes(&self) -> u64 {
-        let graphs: usize = self.graphs.iter().map(Vec::len).sum();
-        let data: usize = self.files.iter().map(|(_, d)| d.len()).sum();
-        (graphs + data) as u64
     }
 }
 
@@ -424,27 +403,6 @@ impl Generation {
     }
 }
 
-/// The ONNX Runtime runner of a job's workload from its sessions (in [`graphs_for`] order).
-fn ort_runner(
-    sessions: Vec<ort::session::Session>,
-    job: &Job,
-    first_token: FirstTokenLog,
-) -> Result<Box<dyn Runner>> {
-    let mut sessions = sessions.into_iter();
-    let mut next = || sessions.next().context("a graph is missing");
-    Ok(match job.workload.mode {
-        Mode::Prefill | Mode::Decode => {
-            Box::new(OrtRunner::new(next()?, &job.arch, &job.workload)?) as Box<dyn Runner>
-        }
-        Mode::Generate => Box::new(OrtGenerator::new(
-            next()?,
-            &job.arch,
-            &job.workload,
-            first_token,
-        )?),
-    })
-}
-
 /// Runs one job on this machine: builds the model, creates the session (ort) or uploads it to
 /// the GPU (wgpu) and applies the measurement protocol (creation and first run reported
 /// separately).
@@ -452,91 +410,13 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     check_job(job)?;
     let started_at = crate::util::now_rfc3339();
     let first_token = FirstTokenLog::default();
-    let (runtime, weights_source, emission_ms, model_bytes, (measurement, thermal)) = match &job
-        .backend
-    {
-        BackendSpec::Ort(opts) => {
-            let ort = Ort::load()?;
-            let (model, source, emission_ms) = build_ort_model(job)?;
-            let bytes = model.bytes();
-            let m = thermal::around(&job.thermal, || {
-                measure::run_protocol(&job.protocol, || {
-                    // Our handles on the model are dropped once the sessions hold it,
-                    // before the first run.
-                    let OrtModel { graphs, files } = model;
-                    let mut sessions = Vec::with_capacity(graphs.len());
-                    for g in graphs {
-                        sessions.push(ort.session_with_files(&g, &files, opts)?);
-                    }
-                    drop(files);
-                    ort_runner(sessions, job, first_token.clone())
-                })
-            })?;
-            (ort.info().clone(), source, emission_ms, bytes, m)
-        }
-        BackendSpec::Wgpu(opts) => {
-            if let Some(q) = job.quant.as_ref().filter(|q| !q.is_fp32()) {
-                bail!("--quant {q}: quantized graphs run on ONNX Runtime only (--backend ort)");
-            }
-            let gpu = Gpu::shared(opts.adapter)?;
-            let precision = gpu.resolve_precision(opts.precision)?;
-            // A generation is timed by the wall clock: device timestamps cannot cover the
-            // host-side argmax between steps.
-            let timer = match job.workload.mode {
-                Mode::Generate => crate::backend::wgpu::GpuTimer::Wall,
-                _ => gpu.resolve_timer(opts.timer)?,
-            };
-            let (weights, source, emission_ms) = build_weights(job)?;
-            let mut gpu_weight_bytes = 0;
-            let m = thermal::around(&job.thermal, || {
-                measure::run_protocol(&job.protocol, || {
-                    let runner = WgpuRunner::new(
-                        gpu.clone(),
-                        &job.arch,
-                        &weights,
-                        &job.workload,
-                        opts,
-                        first_token.clone(),
-                    )?;
-                    gpu_weight_bytes = runner.model().weight_bytes();
-                    Ok(Box::new(runner) as Box<dyn Runner>)
-                })
-            })?;
-            (
-                runtime_info(&gpu, precision, timer),
-                source,
-                emission_ms,
-                gpu_weight_bytes,
-                m,
-            )
-        }
-        BackendSpec::CostModel(opts) => {
-            if let Some(q) = job.quant.as_ref().filter(|q| !q.is_fp32()) {
-                bail!("--quant {q}: the cost model cannot tell a quantized graph from fp32");
-            }
-            let m = thermal::around(&job.thermal, || {
-                measure::run_protocol(&job.protocol, || {
-                    let r = SleepRunner::new(opts, &job.arch, &job.workload, first_token.clone())?;
-                    Ok(Box::new(r) as Box<dyn Runner>)
-                })
-            })?;
-            (
-                opts.runtime_info(),
-                "none (cost model)".into(),
-                0.0,
-                job.arch.params().total.saturating_mul(4),
-                m,
-            )
-        }
-    };
+    let mut prepared = job.backend.backend().prepare(job)?;
+    let (measurement, thermal) = thermal::around(&job.thermal, || {
+        measure::run_protocol(&job.protocol, || prepared.runner(first_token.clone()))
+    })?;
     result_of(
         job,
-        Built {
-            runtime,
-            weights_source,
-            emission_ms,
-            model_bytes,
-        },
+        Built::of(prepared.as_ref()),
         measurement,
         thermal,
         &first_token,
@@ -550,6 +430,52 @@ struct Built {
     weights_source: String,
     emission_ms: f64,
     model_bytes: u64,
+}
+
+impl Built {
+    /// What `prepared` reports about the model it built (after its runner was created).
+    fn of(prepared: &dyn Prepared) -> Built {
+        Built {
+            runtime: prepared.runtime(),
+            weights_source: prepared.weights_source(),
+            emission_ms: prepared.emission_ms(),
+            model_bytes: prepared.model_bytes(),
+        }
+    }
+}
+
+/// A job is the source of its own model: ONNX graphs ([`build_ort_model`]) or weights
+/// ([`build_weights`]), whichever its backend runs.
+impl ModelSource for Job {
+    fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
+    fn quant(&self) -> Option<&Scheme> {
+        self.quant.as_ref().filter(|q| !q.is_fp32())
+    }
+
+    fn onnx(&self) -> Result<backend::Built<OrtModel>> {
+        let (model, source, emission_ms) = build_ort_model(self)?;
+        Ok(backend::Built {
+            model,
+            source,
+            emission_ms,
+        })
+    }
+
+    fn weights(&self) -> Result<backend::Built<Weights>> {
+        let (model, source, emission_ms) = build_weights(self)?;
+        Ok(backend::Built {
+            model,
+            source,
+            emission_ms,
+        })
+    }
 }
 
 /// Checks a job can run here before anything is built: arch, size, positions, memory,
@@ -584,23 +510,17 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
         }
     }
     let started_at = crate::util::now_rfc3339();
-    let ort = Ort::load()?;
-    let mut models = Vec::with_capacity(jobs.len());
-    let mut built = Vec::with_capacity(jobs.len());
+    let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let (model, weights_source, emission_ms) = build_ort_model(job)?;
-        built.push(Built {
-            runtime: ort.info().clone(),
-            weights_source,
-            emission_ms,
-            model_bytes: model.bytes(),
-        });
-        models.push(model);
+        prepared.push(job.backend.backend().prepare(job)?);
     }
     // Every variant's session lives through the loop: their models (ONNX Runtime keeps about
     // one more copy of the weights) and the largest workload's activations must fit together.
     let limit = MemoryLimit::resolve(first.max_memory);
-    let models_bytes: u64 = built.iter().map(|b| b.model_bytes.saturating_mul(2)).sum();
+    let models_bytes: u64 = prepared
+        .iter()
+        .map(|p| p.model_bytes().saturating_mul(2))
+        .sum();
     let one = estimate_memory(&first.arch, &first.workload)
         .map_or(0, |e| e.activations + e.kv_cache + e.inputs + e.runtime);
     if models_bytes.saturating_add(one) > limit.bytes {
@@ -614,28 +534,17 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
     }
     let logs: Vec<FirstTokenLog> = jobs.iter().map(|_| FirstTokenLog::default()).collect();
     let (measurements, thermal) = thermal::around(&first.thermal, || {
-        let creates: Vec<measure::interleave::Create<'_>> = models
-            .into_iter()
-            .zip(jobs)
+        let creates: Vec<measure::interleave::Create<'_>> = prepared
+            .iter_mut()
             .zip(&logs)
-            .map(|((model, job), log)| {
-                let BackendSpec::Ort(opts) = &job.backend else {
-                    unreachable!("checked above")
-                };
-                Box::new(move || {
-                    let OrtModel { graphs, files } = model;
-                    let mut sessions = Vec::with_capacity(graphs.len());
-                    for g in graphs {
-                        sessions.push(ort.session_with_files(&g, &files, opts)?);
-                    }
-                    ort_runner(sessions, job, log.clone())
-                }) as measure::interleave::Create<'_>
+            .map(|(p, log)| {
+                Box::new(move || p.runner(log.clone())) as measure::interleave::Create<'_>
             })
             .collect();
         measure::interleave::run_interleaved(&first.protocol, creates)
     })?;
     jobs.iter()
-        .zip(built)
+        .zip(prepared.iter().map(|p| Built::of(p.as_ref())))
         .zip(measurements)
         .zip(&logs)
         .map(|(((job, b), m), log)| result_of(job, b, m, thermal.clone(), log, started_at.clone()))

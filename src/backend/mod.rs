@@ -19,15 +19,16 @@
 //! 2. `pub mod NAME;` above;
 //! 3. one variant in [`spec::BackendSpec`] and one arm in [`spec::BackendSpec::backend`];
 //! 4. the clap flag that selects it (`cli/mod.rs`) and, until they move onto the seam, the
-//!    files listed in `tests/layering.rs`'s `BACKEND_VARIANTS_LEFT` (preparing a runner in
-//!    `job.rs`, a scorer in `eval/mod.rs`).
+//!    files listed in `tests/layering.rs`'s `BACKEND_VARIANTS_LEFT`.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod onnx_model;
 pub mod ort;
 pub mod ort_forward;
+pub mod ort_job;
 pub mod ortlib;
 pub mod simulated;
 pub mod spec;
@@ -98,6 +99,81 @@ pub trait Backend {
     fn describe(&self, runtime: &RuntimeInfo) -> String {
         format!("{} {}", runtime.name, runtime.version)
     }
+
+    /// Builds what a job's runner needs from `source` (ONNX graphs, weights, or nothing) and
+    /// refuses what this backend cannot run (a quantized job on a backend without
+    /// [`Backend::supports_quantized`]); the runner itself is created by
+    /// [`Prepared::runner`] inside the measurement protocol, which times its creation.
+    fn prepare(&self, source: &dyn ModelSource) -> anyhow::Result<Box<dyn Prepared>>;
+
+    /// A scorer for `lts eval`: every position's logits of windows of up to the workload's
+    /// `seq_len` tokens from `source`'s model ([`ModelSource::onnx`] gives an all-logits
+    /// prefill graph, [`ModelSource::weights`] the weights). Backends that compute nothing
+    /// refuse.
+    fn scorer(&self, source: &dyn ModelSource) -> anyhow::Result<Box<dyn Scorer>> {
+        let _ = source;
+        anyhow::bail!("perplexity needs a model that computes: use --backend ort or wgpu")
+    }
+}
+
+/// Runs a model on one window of token ids from an empty cache (`lts eval`).
+pub trait Scorer {
+    /// Logits of every position for `ids` (one sequence), row-major `[ids.len(), vocab]`.
+    fn logits(&mut self, ids: &[u32]) -> anyhow::Result<Vec<f32>>;
+
+    /// The runtime that scores, recorded with the result.
+    fn runtime(&self) -> RuntimeInfo;
+}
+
+/// What a backend may ask of a job to build its model, implemented by the job layer (which
+/// knows the weights spec, exported files and quantization); each backend asks only for the
+/// form it runs.
+pub trait ModelSource {
+    /// The candidate.
+    fn arch(&self) -> &crate::arch::Arch;
+
+    /// What one timed run computes.
+    fn workload(&self) -> &crate::workload::Workload;
+
+    /// The quantization scheme of the graphs to time; `None` for fp32.
+    fn quant(&self) -> Option<&crate::quant::scheme::Scheme>;
+
+    /// The ONNX graphs of the workload ([`onnx_model::OrtModel`]), their weights' source and
+    /// the milliseconds spent building them.
+    fn onnx(&self) -> anyhow::Result<Built<onnx_model::OrtModel>>;
+
+    /// The fp32 weights, their source and the milliseconds spent loading them.
+    fn weights(&self) -> anyhow::Result<Built<crate::weights::Weights>>;
+}
+
+/// A model built for a backend, with where its weights came from and how long it took.
+pub struct Built<T> {
+    /// The model (graphs or weights).
+    pub model: T,
+    /// Where the weights came from, in words (recorded with the result).
+    pub source: String,
+    /// Milliseconds spent generating or loading the weights and emitting graphs.
+    pub emission_ms: f64,
+}
+
+/// A job's model on a backend, ready to create the runner the protocol times.
+pub trait Prepared {
+    /// Creates the runner (session creation, GPU upload) once; the protocol times this call.
+    /// `first_token` receives a generate runner's time to first token of every run.
+    fn runner(&mut self, first_token: FirstTokenLog) -> anyhow::Result<Box<dyn Runner>>;
+
+    /// The runtime that runs it, recorded with the result.
+    fn runtime(&self) -> RuntimeInfo;
+
+    /// Where the weights came from, in words.
+    fn weights_source(&self) -> String;
+
+    /// Milliseconds spent building the model.
+    fn emission_ms(&self) -> f64;
+
+    /// Bytes of the model the runtime holds (graphs and parameter data, or GPU weight
+    /// buffers: those are known once [`Prepared::runner`] has run).
+    fn model_bytes(&self) -> u64;
 }
 
 /// Which runtime produced a number, recorded with every result.

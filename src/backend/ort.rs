@@ -84,37 +84,6 @@ impl Default for OrtOptions {
     }
 }
 
-impl super::Backend for OrtOptions {
-    fn name(&self) -> &'static str {
-        "ort"
-    }
-
-    fn supports_quantized(&self) -> bool {
-        true
-    }
-
-    fn validate(&self) -> Result<()> {
-        OrtOptions::validate(self)
-    }
-
-    fn preflight(&self) -> Result<()> {
-        Ort::load()?;
-        Ok(())
-    }
-
-    fn describe(&self, runtime: &RuntimeInfo) -> String {
-        format!(
-            "{} {} ({}), {} intra / {} inter threads, opt {:?}",
-            runtime.name,
-            runtime.version,
-            self.provider,
-            self.intra_threads,
-            self.inter_threads,
-            self.opt_level
-        )
-    }
-}
-
 impl OrtOptions {
     /// Checks the settings that can never work, before anything is built or created; errors
     /// name the flag. ONNX Runtime reads a thread count of 0 as "its own default" (one per

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{FirstTokenLog, Runner, RuntimeInfo};
+use super::{FirstTokenLog, ModelSource, Prepared, Runner, RuntimeInfo};
 use crate::arch::Arch;
 use crate::workload::{Logits, Mode, Workload};
 
@@ -42,6 +42,48 @@ impl super::Backend for CostModelOptions {
             "cost model at {} GFLOP/s: runs slept their modelled time, NOT measured",
             self.gflops
         )
+    }
+
+    fn prepare(&self, source: &dyn ModelSource) -> Result<Box<dyn Prepared>> {
+        if let Some(q) = source.quant() {
+            anyhow::bail!("--quant {q}: the cost model cannot tell a quantized graph from fp32");
+        }
+        Ok(Box::new(CostModelPrepared {
+            opts: self.clone(),
+            arch: source.arch().clone(),
+            workload: source.workload().clone(),
+        }))
+    }
+}
+
+/// A job for the cost model: nothing is built; each run sleeps its modelled time.
+struct CostModelPrepared {
+    opts: CostModelOptions,
+    arch: Arch,
+    workload: Workload,
+}
+
+impl Prepared for CostModelPrepared {
+    fn runner(&mut self, first_token: FirstTokenLog) -> Result<Box<dyn Runner>> {
+        let r = SleepRunner::new(&self.opts, &self.arch, &self.workload, first_token)?;
+        Ok(Box::new(r))
+    }
+
+    fn runtime(&self) -> RuntimeInfo {
+        self.opts.runtime_info()
+    }
+
+    fn weights_source(&self) -> String {
+        "none (cost model)".into()
+    }
+
+    fn emission_ms(&self) -> f64 {
+        0.0
+    }
+
+    /// What fp32 weights would take (nothing is held).
+    fn model_bytes(&self) -> u64 {
+        self.arch.params().total.saturating_mul(4)
     }
 }
 

@@ -35,6 +35,25 @@ impl BackendSpec {
         }
     }
 
+    /// ONNX Runtime with `opts` (the backend quantized graphs and interleaved runs need).
+    pub fn ort(opts: super::ort::OrtOptions) -> BackendSpec {
+        BackendSpec::Ort(opts)
+    }
+
+    /// The ONNX Runtime settings of an `ort` spec, for work only ONNX Runtime does (the
+    /// calibration passes of quantized variants); `None` for other backends.
+    pub fn ort_options(&self) -> Option<&super::ort::OrtOptions> {
+        match self {
+            BackendSpec::Ort(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Our wgpu kernels with `opts`.
+    pub fn wgpu(opts: super::wgpu::WgpuOptions) -> BackendSpec {
+        BackendSpec::Wgpu(opts)
+    }
+
     /// The cost model at `gflops` GFLOP/s, the backend a fleet dry run sends its boards.
     pub fn cost_model(gflops: f64) -> BackendSpec {
         BackendSpec::CostModel(super::simulated::CostModelOptions { gflops })

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::{Arch, DEFAULT_MAX_PARAMS, PRESETS};
-use crate::backend::ort::OptLevel;
+use crate::backend::ort::{OptLevel, OrtOptions};
 use crate::backend::ortlib::Target;
-use crate::backend::wgpu::{GpuTimer, Precision};
+use crate::backend::spec::BackendSpec;
+use crate::backend::wgpu::{GpuTimer, Precision, WgpuOptions};
 use crate::choice::Choice;
 use crate::fetch::Asset;
 use crate::graph::GraphKind;
 use crate::measure::{self, Protocol};
-use crate::search::SearchConfig;
+use crate::search::{EvaluatorSpec, SearchConfig};
 use crate::workload::{Logits, Mode};
 
 mod help;
@@ -318,6 +319,18 @@ pub enum MeasureBackend {
     Wgpu,
 }
 
+impl MeasureBackend {
+    /// The spec this `--backend` value names (with [`SearchBackend::evaluator`], the one
+    /// mapping of the flag to the backend seam): `ort`, the spec ONNX Runtime's flags built, or
+    /// wgpu with `gpu`'s settings.
+    pub fn spec(self, ort: BackendSpec, gpu: WgpuOptions) -> BackendSpec {
+        match self {
+            MeasureBackend::Ort => ort,
+            MeasureBackend::Wgpu => BackendSpec::Wgpu(gpu),
+        }
+    }
+}
+
 /// `lts search`.
 #[derive(Args, Debug)]
 pub struct SearchArgs {
@@ -459,6 +472,22 @@ pub enum SearchBackend {
     Wgpu,
     /// Analytic FLOPs model (no measurement).
     CostModel,
+}
+
+impl SearchBackend {
+    /// What the search measures candidates with for this `--backend` value: ONNX Runtime with
+    /// `ort`, wgpu with `gpu`, or the cost model at `gflops` (`--cost-gflops`).
+    pub fn evaluator(self, ort: OrtOptions, gpu: WgpuOptions, gflops: f64) -> EvaluatorSpec {
+        match self {
+            SearchBackend::Ort => EvaluatorSpec::Measure {
+                backend: BackendSpec::Ort(ort),
+            },
+            SearchBackend::Wgpu => EvaluatorSpec::Measure {
+                backend: BackendSpec::Wgpu(gpu),
+            },
+            SearchBackend::CostModel => EvaluatorSpec::CostModel { gflops },
+        }
+    }
 }
 
 /// `lts params`.

@@ -20,27 +20,23 @@ pub fn eval_config(args: &EvalArgs) -> Result<EvalConfig> {
         Some(p) => ModelSource::Onnx(p.clone()),
         None => ModelSource::Gguf(gguf.clone()),
     };
-    let backend = match args.backend {
-        MeasureBackend::Ort => {
-            let opts = OrtOptions {
-                intra_threads: args.threads.unwrap_or_else(crate::util::default_threads),
-                opt_level: args.opt_level,
-                ..OrtOptions::default()
-            };
-            opts.validate()?;
-            BackendSpec::Ort(opts)
-        }
-        MeasureBackend::Wgpu => {
-            if args.threads.is_some() {
-                bail!("--threads sets ONNX Runtime's threads: drop it with --backend wgpu");
-            }
-            BackendSpec::Wgpu(crate::backend::wgpu::WgpuOptions {
-                adapter: args.adapter,
-                precision: args.precision,
-                timer: crate::backend::wgpu::GpuTimer::Wall,
-            })
-        }
+    if args.backend == MeasureBackend::Wgpu && args.threads.is_some() {
+        bail!("--threads sets ONNX Runtime's threads: drop it with --backend wgpu");
+    }
+    let ort = OrtOptions {
+        intra_threads: args.threads.unwrap_or_else(crate::util::default_threads),
+        opt_level: args.opt_level,
+        ..OrtOptions::default()
     };
+    let backend = args.backend.spec(
+        BackendSpec::ort(ort),
+        crate::backend::wgpu::WgpuOptions {
+            adapter: args.adapter,
+            precision: args.precision,
+            timer: crate::backend::wgpu::GpuTimer::Wall,
+        },
+    );
+    backend.backend().validate()?;
     if args.max_tokens == Some(0) {
         bail!(
             "--max-tokens 0 leaves nothing to score: give at least --ctx ({}) tokens",

@@ -53,10 +53,7 @@ pub fn measure_jobs(args: &MeasureArgs) -> Result<Vec<Job>> {
     for b in backends {
         for q in &schemes {
             jobs.push(Job {
-                backend: match b {
-                    MeasureBackend::Ort => base.backend.clone(),
-                    MeasureBackend::Wgpu => BackendSpec::Wgpu(args.gpu.options()),
-                },
+                backend: b.spec(base.backend.clone(), args.gpu.options()),
                 quant: q.clone(),
                 ..base.clone()
             });
@@ -121,7 +118,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         weights,
         workload,
         protocol: protocol_from(args),
-        backend: BackendSpec::Ort(ort),
+        backend: BackendSpec::ort(ort),
         max_params: args.max_params,
         max_memory: args.max_memory,
         thermal: profile

@@ -12,7 +12,7 @@ use crate::backend::ortlib::{self, Target};
 use crate::cli::{
     ArchArgs, CalibArgs, CandidateArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs,
     MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs,
-    SearchBackend, SetupArgs, WeightArgs,
+    SetupArgs, WeightArgs,
 };
 use crate::device::DeviceInfo;
 use crate::eval::{EvalConfig, ModelSource};

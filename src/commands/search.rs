@@ -76,17 +76,9 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
         cfg.thermal = p.thermal;
         cfg.device_profile = Some(p.name);
     }
-    cfg.evaluator = match args.backend {
-        SearchBackend::Ort => EvaluatorSpec::Measure {
-            backend: BackendSpec::Ort(ort),
-        },
-        SearchBackend::Wgpu => EvaluatorSpec::Measure {
-            backend: BackendSpec::Wgpu(args.gpu.options()),
-        },
-        SearchBackend::CostModel => EvaluatorSpec::CostModel {
-            gflops: args.cost_gflops,
-        },
-    };
+    cfg.evaluator = args
+        .backend
+        .evaluator(ort, args.gpu.options(), args.cost_gflops);
     // Refuse what can never work before the runtime is loaded or the run folder created
     // (run_new checks again).
     cfg.validate()?;

@@ -30,8 +30,9 @@ pub mod metrics;
 pub mod models;
 pub mod windows;
 
+pub use crate::backend::Scorer;
 pub use metrics::{DivergenceSummary, Perplexity};
-pub use models::{ModelSource, OrtScorer, Scorer, WgpuScorer};
+pub use models::{ModelSource, Scored};
 
 use metrics::{Divergence, NllSum};
 use windows::Window;
@@ -291,36 +292,13 @@ struct Loaded {
 }
 
 fn load(cfg: &EvalConfig, source: &ModelSource, arch: &Arch) -> Result<Loaded> {
-    Ok(match &cfg.backend {
-        BackendSpec::Ort(opts) => {
-            let scorer = OrtScorer::new(source, arch, opts)?;
-            let mut runtime = crate::backend::ort::Ort::load()?.info().clone();
-            runtime.providers = vec![format!(
-                "cpu, {} intra-op thread(s), opt level {}",
-                opts.intra_threads,
-                crate::choice::Choice::name(opts.opt_level)
-            )];
-            Loaded {
-                scorer: Box::new(scorer),
-                runtime,
-            }
-        }
-        BackendSpec::Wgpu(opts) => {
-            let scorer = WgpuScorer::new(source, arch, cfg.ctx, opts)?;
-            let m = scorer.model();
-            let runtime = crate::backend::wgpu::model::runtime_info(
-                m.gpu(),
-                m.precision(),
-                crate::backend::wgpu::GpuTimer::Wall,
-            );
-            Loaded {
-                scorer: Box::new(scorer),
-                runtime,
-            }
-        }
-        BackendSpec::CostModel(_) => {
-            bail!("perplexity needs a model that computes: use --backend ort or wgpu")
-        }
+    let scorer = cfg
+        .backend
+        .backend()
+        .scorer(&Scored::new(source, arch, cfg.ctx))?;
+    Ok(Loaded {
+        runtime: scorer.runtime(),
+        scorer,
     })
 }
 

@@ -1,23 +1,21 @@
 //! The models `lts eval` scores text with: where one comes from ([`ModelSource`]: a GGUF file or
-//! an exported all-logits ONNX graph) and what runs it ([`Scorer`]: ONNX Runtime or our wgpu
-//! kernels), each returning every position's logits for one window of token ids.
+//! an exported all-logits ONNX graph) and what a backend asks of it ([`Scored`], the
+//! [`backend::ModelSource`] of a scorer: ONNX Runtime or our wgpu kernels behind
+//! [`backend::Backend::scorer`]), each returning every position's logits for one window.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use ndarray::Array2;
-use ort::session::{Session, SessionInputValue};
-use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::backend::ort::{Ort, OrtOptions};
-use crate::backend::wgpu::model::{Capacity, GpuModel};
-use crate::backend::wgpu::{Gpu, WgpuOptions};
+use crate::backend::onnx_model::OrtModel;
+use crate::backend::{self, Built};
 use crate::graph::{self, GraphKind, OnnxFile};
+use crate::quant::scheme::Scheme;
 use crate::weights::Weights;
-use crate::workload::Logits;
+use crate::workload::{Logits, Mode, Workload};
 
 /// A model to score text with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,101 +88,87 @@ impl ModelSource {
     }
 }
 
-/// Runs a model on one window of token ids from an empty cache.
-pub trait Scorer {
-    /// Logits of every position for `ids` (one sequence), row-major `[ids.len(), vocab]`.
-    fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
+/// A model to score windows of up to `ctx` tokens with, as the backend seam asks for it
+/// ([`backend::ModelSource`]): an all-logits prefill graph (an exported file as it is, or
+/// emitted from a GGUF's weights) or the weights themselves.
+pub struct Scored<'a> {
+    source: &'a ModelSource,
+    arch: Arch,
+    workload: Workload,
 }
 
-/// ONNX Runtime running the model's all-logits prefill graph.
-pub struct OrtScorer {
-    session: Session,
-    vocab: usize,
+impl<'a> Scored<'a> {
+    /// `source` (whose arch is `arch`) for windows of up to `ctx` tokens.
+    pub fn new(source: &'a ModelSource, arch: &Arch, ctx: usize) -> Scored<'a> {
+        Scored {
+            source,
+            arch: arch.clone(),
+            workload: Workload {
+                mode: Mode::Prefill,
+                batch: 1,
+                seq_len: ctx,
+                logits: Logits::All,
+                ..Workload::default()
+            },
+        }
+    }
 }
 
-impl OrtScorer {
-    /// Builds the session: a GGUF's weights go to ONNX Runtime as in-memory external data of a
-    /// freshly emitted prefill graph ([`graph::build_models_external`]); an ONNX file is loaded
-    /// as it is.
-    pub fn new(source: &ModelSource, arch: &Arch, opts: &OrtOptions) -> Result<OrtScorer> {
-        let ort = Ort::load()?;
-        let session = match source {
-            ModelSource::Onnx(p) => ort.session(&OnnxFile::open(p)?.bytes, opts)?,
+impl backend::ModelSource for Scored<'_> {
+    fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
+    fn quant(&self) -> Option<&Scheme> {
+        None
+    }
+
+    /// An exported file is loaded as it is; a GGUF's weights go to ONNX Runtime as in-memory
+    /// external data of a freshly emitted prefill graph ([`graph::build_models_external`]).
+    fn onnx(&self) -> Result<Built<OrtModel>> {
+        let t0 = Instant::now();
+        let model = match self.source {
+            ModelSource::Onnx(p) => {
+                // The bytes are moved out unless another holder of the file shares them.
+                let file = OnnxFile::open(p)?;
+                let bytes =
+                    std::sync::Arc::try_unwrap(file).map_or_else(|f| f.bytes.clone(), |f| f.bytes);
+                OrtModel {
+                    graphs: vec![bytes],
+                    files: Vec::new(),
+                }
+            }
             ModelSource::Gguf(_) => {
-                let weights = source.weights(arch)?;
+                let weights = self.source.weights(&self.arch)?;
                 let (models, files) = graph::build_models_external(
-                    arch,
+                    &self.arch,
                     weights,
                     &[(GraphKind::Prefill, Logits::All)],
                 )?;
-                ort.session_with_files(&graph::to_bytes(&models[0]), &files, opts)?
+                OrtModel {
+                    graphs: vec![graph::to_bytes(&models[0])],
+                    files,
+                }
             }
         };
-        Ok(OrtScorer {
-            session,
-            vocab: arch.vocab_size,
+        Ok(Built {
+            model,
+            source: self.source.path().display().to_string(),
+            emission_ms: t0.elapsed().as_secs_f64() * 1e3,
         })
     }
-}
 
-impl Scorer for OrtScorer {
-    fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        let input = Array2::from_shape_fn((1, ids.len()), |(_, j)| i64::from(ids[j]));
-        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![(
-            "input_ids".into(),
-            Tensor::from_array(input)?.into_dyn().into(),
-        )];
-        let out = self
-            .session
-            .run(inputs)
-            .context("ONNX Runtime inference failed")?;
-        let (shape, data) = out["logits"].try_extract_tensor::<f32>()?;
-        if shape[..] != [1, ids.len() as i64, self.vocab as i64] {
-            bail!(
-                "the graph returned logits of shape {shape:?}, expected [1, {}, {}]",
-                ids.len(),
-                self.vocab
-            );
-        }
-        Ok(data.to_vec())
-    }
-}
-
-/// Our WGSL kernels running the model on a wgpu adapter, every position's logits read back.
-pub struct WgpuScorer {
-    model: GpuModel,
-}
-
-impl WgpuScorer {
-    /// Uploads the model for windows of `ctx` tokens.
-    pub fn new(
-        source: &ModelSource,
-        arch: &Arch,
-        ctx: usize,
-        opts: &WgpuOptions,
-    ) -> Result<WgpuScorer> {
-        let gpu = Gpu::shared(opts.adapter)?;
-        let weights = source.weights(arch)?;
-        let cap = Capacity {
-            batch: 1,
-            tokens: ctx,
-            positions: ctx,
-            logits: Logits::All,
-        };
-        let model = GpuModel::new(gpu, arch, &weights, opts.precision, cap)?;
-        Ok(WgpuScorer { model })
-    }
-
-    /// The model on the GPU (precision, adapter, bytes).
-    pub fn model(&self) -> &GpuModel {
-        &self.model
-    }
-}
-
-impl Scorer for WgpuScorer {
-    fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        let input = Array2::from_shape_fn((1, ids.len()), |(_, j)| i64::from(ids[j]));
-        self.model.upload(&input, None)?;
-        self.model.submit_read_logits(1, ids.len(), 0)
+    fn weights(&self) -> Result<Built<Weights>> {
+        let t0 = Instant::now();
+        let model = self.source.weights(&self.arch)?;
+        Ok(Built {
+            model,
+            source: self.source.path().display().to_string(),
+            emission_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
     }
 }

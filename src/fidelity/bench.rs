@@ -155,7 +155,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Benc
             seed: 0,
         },
         protocol: cfg.protocol.clone(),
-        backend: BackendSpec::Ort(cfg.timed_ort.clone()),
+        backend: BackendSpec::ort(cfg.timed_ort.clone()),
         max_params: DEFAULT_MAX_PARAMS,
         max_memory: None,
         thermal: Default::default(),

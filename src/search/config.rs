@@ -207,7 +207,7 @@ impl SearchConfig {
             short_protocol: SearchConfig::default_short_protocol(),
             full_protocol: SearchConfig::default_full_protocol(),
             evaluator: EvaluatorSpec::Measure {
-                backend: BackendSpec::Ort(OrtOptions::default()),
+                backend: BackendSpec::ort(OrtOptions::default()),
             },
             weights_seed: 0,
             max_params: crate::arch::DEFAULT_MAX_PARAMS,

@@ -7,7 +7,7 @@ use super::objectives::{Measured, Stage};
 use super::quantized::{rows, write_csv, QuantRecord, QuantRow, QuantVariant, EVAL_SEQUENCES};
 use super::{store, EvaluatorSpec, Search};
 use crate::fidelity::Fp32Graphs;
-use crate::job::{self, BackendSpec};
+use crate::job;
 use crate::weights::Weights;
 use crate::workload::Logits;
 
@@ -19,15 +19,14 @@ impl Search {
         if schemes.is_empty() {
             return Ok(());
         }
-        let EvaluatorSpec::Measure {
-            backend: BackendSpec::Ort(ort),
-        } = &self.cfg.evaluator
-        else {
-            // SearchConfig::validate refuses --quantize without ONNX Runtime measurements.
+        // SearchConfig::validate refuses --quantize without ONNX Runtime measurements.
+        let EvaluatorSpec::Measure { backend } = &self.cfg.evaluator else {
             return Ok(());
         };
-        let ort = ort.clone();
-        let mut measured = Measured::new(&self.cfg, BackendSpec::Ort(ort.clone()));
+        let Some(ort) = backend.ort_options().cloned() else {
+            return Ok(());
+        };
+        let mut measured = Measured::new(&self.cfg, backend.clone());
         measured.max_memory = self.cfg.max_memory;
         let mut members = self.front.clone();
         members.sort_by_key(|&i| self.cands[i].best().params.decoder);

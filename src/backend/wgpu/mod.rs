@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod job;
 pub mod kernels;
 pub mod model;
 pub mod params;
@@ -108,28 +109,6 @@ impl crate::choice::Choice for GpuTimer {
             "wall clock around submit + poll(Wait), driver submission included",
         ),
     ];
-}
-
-impl super::Backend for WgpuOptions {
-    fn name(&self) -> &'static str {
-        "wgpu"
-    }
-
-    fn preflight(&self) -> Result<()> {
-        let gpu = Gpu::shared(self.adapter)?;
-        gpu.resolve_precision(self.precision)?;
-        gpu.resolve_timer(self.timer)?;
-        Ok(())
-    }
-
-    fn describe(&self, runtime: &super::RuntimeInfo) -> String {
-        format!(
-            "{} {}: {}",
-            runtime.name,
-            runtime.version,
-            runtime.providers.join("; ")
-        )
-    }
 }
 
 /// wgpu backend settings, recorded with every measurement.
