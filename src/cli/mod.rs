@@ -310,6 +310,22 @@ impl GpuArgs {
     }
 }
 
+/// The ONNX Runtime thread flags of the timing commands (`lts measure`, `lts search`): one
+/// group, so a flag means the same in both (the device profile's value is their default;
+/// `commands::config::OrtFlags` turns them into settings).
+#[derive(Args, Debug, Clone)]
+pub struct OrtThreadArgs {
+    /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// ONNX Runtime inter-op threads (default: the device profile's, else 1).
+    #[arg(long)]
+    pub inter_threads: Option<usize>,
+    /// Disable spinning of idle intra-op threads.
+    #[arg(long)]
+    pub no_spin: bool,
+}
+
 /// Runtime of `lts measure`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum MeasureBackend {
@@ -379,9 +395,8 @@ pub struct SearchArgs {
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub ort: OrtThreadArgs,
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// ort: measure with ONNX Runtime. wgpu: measure with our WGSL kernels on a GPU.
@@ -620,20 +635,13 @@ pub struct MeasureArgs {
     pub key: Option<PathBuf>,
     #[command(flatten)]
     pub gpu: GpuArgs,
-    /// ONNX Runtime intra-op threads (default: the device profile's, else 1 as in LTS).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// ONNX Runtime inter-op threads (default: the device profile's, else 1).
-    #[arg(long)]
-    pub inter_threads: Option<usize>,
+    #[command(flatten)]
+    pub ort: OrtThreadArgs,
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// ONNX Runtime graph optimisation level.
     #[arg(long, value_parser = choice::<OptLevel>(), default_value = "all")]
     pub opt_level: OptLevel,
-    /// Disable spinning of idle intra-op threads.
-    #[arg(long)]
-    pub no_spin: bool,
     /// Warm-up time in seconds (after the first run, at least one warm-up run).
     #[arg(long)]
     pub warmup_s: Option<f64>,

@@ -1,5 +1,6 @@
 //! `lts eval`: perplexity of a trained model on a text.
 
+use super::config::OrtFlags;
 use super::*;
 
 /// The evaluation `lts eval` describes.
@@ -23,11 +24,12 @@ pub fn eval_config(args: &EvalArgs) -> Result<EvalConfig> {
     if args.backend == MeasureBackend::Wgpu && args.threads.is_some() {
         bail!("--threads sets ONNX Runtime's threads: drop it with --backend wgpu");
     }
-    let ort = OrtOptions {
-        intra_threads: args.threads.unwrap_or_else(crate::util::default_threads),
+    // Scoring text is not a timed measurement: every core by default.
+    let ort = OrtFlags {
         opt_level: args.opt_level,
-        ..OrtOptions::default()
-    };
+        ..OrtFlags::threads(args.threads.unwrap_or_else(crate::util::default_threads))
+    }
+    .to_ort(None);
     let backend = args.backend.spec(
         BackendSpec::ort(ort),
         crate::backend::wgpu::WgpuOptions {

@@ -1,31 +1,21 @@
 //! `lts measure`: the jobs its flags describe, timed here or on a board's agent.
 
 use super::agent::measure_on_agent;
+use super::config::{OrtFlags, ProtocolFlags};
 use super::recorded::{self, FileGraph, WorkloadFlags};
 use super::*;
 
 fn protocol_from(args: &MeasureArgs) -> Protocol {
-    let mut p = Protocol::default();
-    if let Some(v) = args.warmup_s {
-        p.warmup_s = v;
+    ProtocolFlags {
+        warmup_s: args.warmup_s,
+        min_runs: args.min_runs,
+        min_duration_s: args.min_duration_s,
+        max_runs: args.max_runs,
+        max_duration_s: args.max_duration_s,
+        cv_threshold: args.cv_threshold,
+        target_ci_rel: Some(args.target_ci),
     }
-    if let Some(v) = args.min_runs {
-        p.min_runs = v;
-    }
-    if let Some(v) = args.min_duration_s {
-        p.min_duration_s = v;
-    }
-    if let Some(v) = args.max_runs {
-        p.max_runs = v;
-    }
-    if let Some(v) = args.max_duration_s {
-        p.max_duration_s = v;
-    }
-    if let Some(v) = args.cv_threshold {
-        p.cv_threshold = v;
-    }
-    p.target_ci_rel = args.target_ci;
-    p
+    .over(Protocol::default())
 }
 
 /// Builds the jobs `lts measure` describes, one per `--backend` (same arch, weights, inputs and
@@ -95,13 +85,7 @@ pub fn measure_job(args: &MeasureArgs) -> Result<Job> {
         }
     };
     let profile = load_profile(&args.profile)?;
-    let ort = super::OrtFlags {
-        opt_level: args.opt_level,
-        threads: args.threads,
-        inter_threads: args.inter_threads,
-        no_spin: args.no_spin,
-    }
-    .to_ort(profile.as_ref());
+    let ort = OrtFlags::from_args(&args.ort, args.opt_level).to_ort(profile.as_ref());
     // Before any weights or graph are built.
     ort.validate()?;
     // Printed before the checks: a workload taken from the file explains their errors.

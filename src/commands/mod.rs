@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
-use crate::backend::ort::{Ort, OrtOptions};
+use crate::backend::ort::Ort;
 use crate::backend::ortlib::{self, Target};
 use crate::cli::{
     ArchArgs, CalibArgs, CandidateArgs, DeviceArgs, EvalArgs, ExportArgs, FetchArgs, LengthArgs,
-    MeasureArgs, MeasureBackend, ParamsArgs, ProfileArgs, QuantBenchArgs, QuantizeArgs, SearchArgs,
-    SetupArgs, WeightArgs,
+    MeasureArgs, MeasureBackend, ParamsArgs, QuantBenchArgs, QuantizeArgs, SearchArgs, SetupArgs,
+    WeightArgs,
 };
 use crate::device::DeviceInfo;
 use crate::eval::{EvalConfig, ModelSource};
@@ -29,6 +29,7 @@ use crate::util::write_atomic;
 use crate::workload::{estimate_memory, Logits, MemoryLimit, Mode, RecordedWorkload, Workload};
 
 pub mod agent;
+pub mod config;
 pub mod eval;
 pub mod export;
 pub mod measure;
@@ -118,56 +119,7 @@ pub fn workload_from(
     };
     Ok((workload, note))
 }
-/// Loads `--device-profile` and prints, on stderr, what it sets and where this machine does not
-/// match it.
-/// The ONNX Runtime flags of `lts measure` and `lts search`, translated in one place (after
-/// ripgrep's `HiArgs::from_low_args`): the base settings, then the device profile's, then each
-/// flag given on the command line.
-pub struct OrtFlags {
-    /// `--opt-level` (search has none: the default).
-    pub opt_level: crate::backend::ort::OptLevel,
-    /// `--threads`.
-    pub threads: Option<usize>,
-    /// `--inter-threads` (measure only).
-    pub inter_threads: Option<usize>,
-    /// `--no-spin` (measure only).
-    pub no_spin: bool,
-}
-
-impl OrtFlags {
-    /// The ONNX Runtime settings these flags give over `profile`'s.
-    pub fn to_ort(&self, profile: Option<&DeviceProfile>) -> OrtOptions {
-        let mut ort = OrtOptions {
-            opt_level: self.opt_level,
-            ..OrtOptions::default()
-        };
-        if let Some(p) = profile {
-            ort = p.apply_ort(ort);
-        }
-        if let Some(n) = self.threads {
-            ort.intra_threads = n;
-        }
-        if let Some(n) = self.inter_threads {
-            ort.inter_threads = n;
-        }
-        if self.no_spin {
-            ort.allow_spinning = false;
-        }
-        ort
-    }
-}
-
-pub fn load_profile(args: &ProfileArgs) -> Result<Option<DeviceProfile>> {
-    let Some(path) = &args.device_profile else {
-        return Ok(None);
-    };
-    let p = DeviceProfile::load(path)?;
-    eprintln!("{}", report::terminal::profile_summary(&p));
-    for w in p.mismatches(p.thermal.root()) {
-        eprintln!("warning: {w}");
-    }
-    Ok(Some(p))
-}
+pub use config::load_profile;
 
 /// `lts device`.
 pub fn device(args: &DeviceArgs) -> Result<()> {

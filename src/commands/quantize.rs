@@ -1,5 +1,6 @@
 //! `lts quantize` and `lts quant-bench`.
 
+use super::config::{OrtFlags, ProtocolFlags};
 use super::*;
 
 /// `lts quantize`.
@@ -44,10 +45,8 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     if args.calib.calib == 0 && schemes.iter().any(|s| s.needs_calibration()) {
         bail!("--calib 0: int8-static needs at least one calibration sequence");
     }
-    let ort = OrtOptions {
-        intra_threads: args.threads.unwrap_or_else(crate::util::default_threads),
-        ..OrtOptions::default()
-    };
+    let ort =
+        OrtFlags::threads(args.threads.unwrap_or_else(crate::util::default_threads)).to_ort(None);
     ort.validate()?;
     let seqs = quant_sequences(&arch, &args.calib, args.arch.gguf.as_ref(), seq_len)?;
     let stem = format!("{}.", arch.id());
@@ -224,16 +223,14 @@ pub fn quant_bench(args: &QuantBenchArgs) -> Result<()> {
             csv.display()
         );
     }
-    let timed_ort = OrtOptions {
-        intra_threads: args.threads,
-        ..OrtOptions::default()
-    };
+    let timed_ort = OrtFlags::threads(args.threads).to_ort(None);
     timed_ort.validate()?;
-    let protocol = Protocol {
-        min_runs: args.min_runs,
-        min_duration_s: args.min_duration_s,
-        ..Protocol::default()
-    };
+    let protocol = ProtocolFlags {
+        min_runs: Some(args.min_runs),
+        min_duration_s: Some(args.min_duration_s),
+        ..ProtocolFlags::default()
+    }
+    .over(Protocol::default());
     protocol.validate()?;
     crate::signals::install()?;
     let cfg = BenchConfig {
@@ -242,10 +239,7 @@ pub fn quant_bench(args: &QuantBenchArgs) -> Result<()> {
         schemes,
         seqs,
         seq_len,
-        work_ort: OrtOptions {
-            intra_threads: crate::util::default_threads(),
-            ..OrtOptions::default()
-        },
+        work_ort: OrtFlags::threads(crate::util::default_threads()).to_ort(None),
         timed_ort,
         protocol,
         out: args.out.clone(),

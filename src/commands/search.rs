@@ -1,6 +1,7 @@
 //! `lts search`: a new run, a resume, or a fleet's runs (one per board class).
 
 use super::agent::agent_key_path;
+use super::config::OrtFlags;
 use super::*;
 
 /// The search configuration `lts search` describes (not used with --resume).
@@ -65,13 +66,8 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
                 .context("--quantize")?;
     }
     let profile = load_profile(&args.profile)?;
-    let ort = super::OrtFlags {
-        opt_level: OrtOptions::default().opt_level,
-        threads: args.threads,
-        inter_threads: None,
-        no_spin: false,
-    }
-    .to_ort(profile.as_ref());
+    let ort =
+        OrtFlags::from_args(&args.ort, OrtFlags::default().opt_level).to_ort(profile.as_ref());
     if let Some(p) = profile {
         cfg.thermal = p.thermal;
         cfg.device_profile = Some(p.name);
