@@ -9,17 +9,25 @@
 //! Both time the same seeded inputs ([`crate::workload::inputs`]) under the same protocol.
 //!
 //! The seam: [`spec::BackendSpec`] says which backend runs a job (serde data, sent to agents
-//! and written in journals); [`Backend`] is what callers ask of it (name, whether it computes
-//! real numbers, quantized graphs, validation, its terminal description) through
-//! [`spec::BackendSpec::backend`], the one `match` on the kinds.
+//! and written in journals); [`Backend`] is everything a caller asks of it, through
+//! [`spec::BackendSpec::backend`], the one `match` on the kinds (hyperfine's `Executor`,
+//! candle's backends): its name, whether it computes real numbers or runs quantized graphs,
+//! validation and preflight, its terminal description, [`Backend::prepare`] (a job's model,
+//! asked of the job as a [`ModelSource`], turned into the [`Runner`] the protocol times) and
+//! [`Backend::scorer`] (`lts eval`'s [`Scorer`]). `tests/layering.rs` fails when a file
+//! outside `backend/` and `cli/mod.rs` names a variant.
 //!
 //! A new backend touches:
 //! 1. its own file or folder here (`backend/NAME.rs`): an options type (serde, `Default`), its
-//!    [`Runner`], and `impl Backend for` the options type;
+//!    [`Runner`], a [`Prepared`] that creates it, a [`Scorer`] if it can score text, and
+//!    `impl Backend for` the options type;
 //! 2. `pub mod NAME;` above;
-//! 3. one variant in [`spec::BackendSpec`] and one arm in [`spec::BackendSpec::backend`];
-//! 4. the clap flag that selects it (`cli/mod.rs`) and, until they move onto the seam, the
-//!    files listed in `tests/layering.rs`'s `BACKEND_VARIANTS_LEFT`.
+//! 3. one variant in [`spec::BackendSpec`], one arm in [`spec::BackendSpec::backend`] and a
+//!    constructor beside [`spec::BackendSpec::ort`];
+//! 4. the `--backend` value that selects it: `MeasureBackend` / `SearchBackend` in `cli/mod.rs`
+//!    and their one mapping (`MeasureBackend::spec`, `SearchBackend::evaluator`).
+//!
+//! The cost model ([`simulated`]) is such a backend: its file, the variant and the clap value.
 
 use std::time::Duration;
 
