@@ -1,7 +1,7 @@
 //! `lts search`: a new run, a resume, or a fleet's runs (one per board class).
 
 use super::agent::agent_key_path;
-use super::config::OrtFlags;
+use super::config::{OrtFlags, ProtocolFlags};
 use super::*;
 
 /// The search configuration `lts search` describes (not used with --resume).
@@ -45,11 +45,19 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
         seed: cfg.workload.seed,
         ..workload
     };
-    cfg.short_protocol.min_runs = args.short_min_runs;
-    cfg.full_protocol.min_runs = args.full_min_runs;
-    cfg.full_protocol.min_duration_s = args.full_min_duration_s;
-    cfg.full_protocol.max_duration_s = args.full_max_duration_s;
-    cfg.full_protocol.target_ci_rel = args.target_ci;
+    cfg.short_protocol = ProtocolFlags {
+        min_runs: Some(args.short_min_runs),
+        ..ProtocolFlags::default()
+    }
+    .over(cfg.short_protocol);
+    cfg.full_protocol = ProtocolFlags {
+        min_runs: Some(args.full_min_runs),
+        min_duration_s: Some(args.full_min_duration_s),
+        max_duration_s: Some(args.full_max_duration_s),
+        target_ci_rel: Some(args.target_ci),
+        ..ProtocolFlags::default()
+    }
+    .over(cfg.full_protocol);
     cfg.weights_seed = args.weights_seed;
     cfg.max_memory = args.max_memory;
     if let Some(addr) = &args.agent {
