@@ -416,7 +416,7 @@ pub fn execute(job: &Job) -> Result<JobResult> {
     })?;
     result_of(
         job,
-        Built::of(prepared.as_ref()),
+        ModelFacts::of(prepared.as_ref()),
         measurement,
         thermal,
         &first_token,
@@ -425,17 +425,17 @@ pub fn execute(job: &Job) -> Result<JobResult> {
 }
 
 /// What building a job's model produced, beside the measurement.
-struct Built {
+struct ModelFacts {
     runtime: RuntimeInfo,
     weights_source: String,
     emission_ms: f64,
     model_bytes: u64,
 }
 
-impl Built {
+impl ModelFacts {
     /// What `prepared` reports about the model it built (after its runner was created).
-    fn of(prepared: &dyn Prepared) -> Built {
-        Built {
+    fn of(prepared: &dyn Prepared) -> ModelFacts {
+        ModelFacts {
             runtime: prepared.runtime(),
             weights_source: prepared.weights_source(),
             emission_ms: prepared.emission_ms(),
@@ -544,7 +544,7 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
         measure::interleave::run_interleaved(&first.protocol, creates)
     })?;
     jobs.iter()
-        .zip(prepared.iter().map(|p| Built::of(p.as_ref())))
+        .zip(prepared.iter().map(|p| ModelFacts::of(p.as_ref())))
         .zip(measurements)
         .zip(&logs)
         .map(|(((job, b), m), log)| result_of(job, b, m, thermal.clone(), log, started_at.clone()))
@@ -554,13 +554,13 @@ pub fn execute_interleaved(jobs: &[Job]) -> Result<Vec<JobResult>> {
 /// The result of a job from its build, measurement and thermal record.
 fn result_of(
     job: &Job,
-    built: Built,
+    built: ModelFacts,
     measurement: Measurement,
     thermal: ThermalRecord,
     first_token: &FirstTokenLog,
     started_at: String,
 ) -> Result<JobResult> {
-    let Built {
+    let ModelFacts {
         runtime,
         weights_source,
         emission_ms,
