@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, ParamCounts, DEFAULT_MAX_PARAMS};
-use crate::backend::onnx_model::OrtModel;
+use crate::backend::onnx_model::{GraphBytes, OrtModel};
 use crate::backend::ort::OrtOptions;
 use crate::backend::{self, FirstTokenLog, ModelSource, Prepared, RuntimeInfo};
 use crate::graph::{self, GraphKind, OnnxFile};
@@ -190,7 +190,7 @@ pub fn build_ort_model(job: &Job) -> Result<(OrtModel, String, f64)> {
             );
         }
         let model = OrtModel {
-            graphs: vec![file.bytes.clone()],
+            graphs: vec![GraphBytes::File(file)],
             files: Vec::new(),
         };
         return Ok((model, format!("onnx file {}", path.display()), 0.0));
@@ -211,7 +211,10 @@ fn build_from_weights(
     let (w, source, load_ms) = build_weights(job)?;
     let t0 = Instant::now();
     let (models, files) = graph::build_models_external(&job.arch, w, wanted)?;
-    let graphs = models.iter().map(graph::to_bytes).collect();
+    let graphs = models
+        .iter()
+        .map(|m| GraphBytes::Emitted(graph::to_bytes(m)))
+        .collect();
     let ms = load_ms + t0.elapsed().as_secs_f64() * 1e3;
     Ok((OrtModel { graphs, files }, source, ms))
 }
@@ -271,11 +274,9 @@ fn build_quantized(
         .iter()
         .map(|&(kind, logits)| {
             let m = graph::build_model(&job.arch, &w, kind, logits)?;
-            Ok(graph::to_bytes(&crate::quant::emit::quantize(
-                m,
-                scheme,
-                ranges.as_ref(),
-            )?))
+            Ok(GraphBytes::Emitted(graph::to_bytes(
+                &crate::quant::emit::quantize(m, scheme, ranges.as_ref())?,
+            )))
         })
         .collect::<Result<Vec<_>>>()?;
     let ms = load_ms + t0.elapsed().as_secs_f64() * 1e3;

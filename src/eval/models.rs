@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::backend::onnx_model::OrtModel;
+use crate::backend::onnx_model::{GraphBytes, OrtModel};
 use crate::backend::{self, Built};
 use crate::graph::{self, GraphKind, OnnxFile};
 use crate::quant::scheme::Scheme;
@@ -132,16 +132,10 @@ impl backend::ModelSource for Scored<'_> {
     fn onnx(&self) -> Result<Built<OrtModel>> {
         let t0 = Instant::now();
         let model = match self.source {
-            ModelSource::Onnx(p) => {
-                // The bytes are moved out unless another holder of the file shares them.
-                let file = OnnxFile::open(p)?;
-                let bytes =
-                    std::sync::Arc::try_unwrap(file).map_or_else(|f| f.bytes.clone(), |f| f.bytes);
-                OrtModel {
-                    graphs: vec![bytes],
-                    files: Vec::new(),
-                }
-            }
+            ModelSource::Onnx(p) => OrtModel {
+                graphs: vec![GraphBytes::File(OnnxFile::open(p)?)],
+                files: Vec::new(),
+            },
             ModelSource::Gguf(_) => {
                 let weights = self.source.weights(&self.arch)?;
                 let (models, files) = graph::build_models_external(
@@ -150,7 +144,7 @@ impl backend::ModelSource for Scored<'_> {
                     &[(GraphKind::Prefill, Logits::All)],
                 )?;
                 OrtModel {
-                    graphs: vec![graph::to_bytes(&models[0])],
+                    graphs: vec![GraphBytes::Emitted(graph::to_bytes(&models[0]))],
                     files,
                 }
             }
