@@ -349,13 +349,15 @@ fn files_and_functions_stay_readable() {
     let mut problems = Vec::new();
     for file in modules(&src).values() {
         let text = std::fs::read_to_string(file).unwrap();
-        if text.contains("@generated") {
-            continue;
-        }
         let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        // Generated files too (scripts/split-onnx-proto.py splits the ONNX types).
         let n = text.lines().count();
         if n > 1000 {
             problems.push(format!("src/{rel}: {n} lines (at most 1,000)"));
+        }
+        // A generated file's functions are its generator's.
+        if text.contains("@generated") {
+            continue;
         }
         for (name, len) in function_lengths(&text) {
             if len > 150 {
